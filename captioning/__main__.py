@@ -1,0 +1,7 @@
+"""`python -m captioning`: see captioning/cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

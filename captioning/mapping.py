@@ -1,0 +1,71 @@
+"""Mapping networks: one image embedding -> K prefix embeddings of the decoder's width.
+
+Both follow ClipCap (Mokady et al., 2021, "ClipCap: CLIP Prefix for Image Captioning"):
+- `MLPMapper`: Linear -> Tanh -> Linear, hidden size (embed_dim + K * n_embd) // 2 by default; with
+  hidden_size=0 it is a single Linear followed by Tanh.
+- `TransformerMapper`: the image embedding is projected into `clip_length` tokens; K learned constant
+  prefix tokens are appended, a small transformer runs over both, and the outputs at the constant
+  tokens are the prefix.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ConfigValueError, MapperConfig
+
+
+class MLPMapper(nn.Module):
+    def __init__(self, embed_dim: int, n_embd: int, prefix_length: int, hidden_size: int | None = None):
+        super().__init__()
+        self.prefix_length = prefix_length
+        self.n_embd = n_embd
+        out = prefix_length * n_embd
+        if hidden_size == 0:
+            # The single-layer special case: Linear + Tanh (as in the simplest CLIP-GPT2 projects).
+            self.net = nn.Sequential(nn.Linear(embed_dim, out), nn.Tanh())
+        else:
+            hidden = hidden_size if hidden_size is not None else (embed_dim + out) // 2
+            self.net = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, out))
+
+    def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        prefix = self.net(image_embeds)  # (B, K * n_embd)
+        return prefix.view(-1, self.prefix_length, self.n_embd)  # (B, K, n_embd)
+
+
+class TransformerMapper(nn.Module):
+    def __init__(self, embed_dim: int, n_embd: int, prefix_length: int, clip_length: int, num_layers: int,
+                 num_heads: int):
+        super().__init__()
+        if n_embd % num_heads != 0:
+            raise ConfigValueError(
+                f"transformer mapper: the decoder width {n_embd} is not divisible by mapper.num_heads={num_heads}; "
+                f"choose num_heads from the divisors of {n_embd}"
+            )
+        self.prefix_length = prefix_length
+        self.clip_length = clip_length
+        self.n_embd = n_embd
+        self.project = nn.Linear(embed_dim, clip_length * n_embd)
+        # Learned constant queries, one per prefix position (ClipCap's `prefix_const`).
+        self.prefix_const = nn.Parameter(torch.randn(prefix_length, n_embd))
+        layer = nn.TransformerEncoderLayer(
+            d_model=n_embd, nhead=num_heads, dim_feedforward=2 * n_embd, dropout=0.0, activation="relu",
+            batch_first=True, norm_first=True,
+        )
+        self.transformer = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
+
+    def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        batch = image_embeds.shape[0]
+        clip_tokens = self.project(image_embeds).view(batch, self.clip_length, self.n_embd)  # (B, L, n_embd)
+        const = self.prefix_const.unsqueeze(0).expand(batch, -1, -1)  # (B, K, n_embd)
+        hidden = self.transformer(torch.cat((clip_tokens, const), dim=1))  # (B, L + K, n_embd)
+        return hidden[:, self.clip_length:]  # (B, K, n_embd)
+
+
+def build_mapper(config: MapperConfig, embed_dim: int, n_embd: int, prefix_length: int) -> nn.Module:
+    config.validate()
+    if config.type == "mlp":
+        return MLPMapper(embed_dim, n_embd, prefix_length, config.hidden_size)
+    return TransformerMapper(embed_dim, n_embd, prefix_length, config.clip_length, config.num_layers,
+                             config.num_heads)

@@ -1,0 +1,457 @@
+"""The model zoo: one folder per model, which rebuilds itself offline. The only module that knows the file names.
+
+A prefix-captioner entry holds:
+    config.json               architecture (full encoder/decoder configs, K, mapper, freezing) + training record
+    model.safetensors         all weights (the tied LM head is stored once, as GPT-2's token embedding)
+    tokenizer.json, tokenizer_config.json, ...   the decoder's tokenizer
+    preprocessor_config.json  the image preprocessing (size, crop, mean/std)
+    metrics.json              validation/test metrics, when trained
+    curves.png                training curves, when trained
+    README.md                 the model card
+
+A folder saved by transformers' `VisionEncoderDecoderModel.save_pretrained` (e.g. a saved
+`nlpconnect/vit-gpt2-image-captioning`) with safetensors weights is also an entry.
+
+No pickles: `.pkl`, `.pt`, `.pth`, `.bin` and `.ckpt` files are never unpickled here (unpickling runs
+arbitrary code); the error says how to convert them to safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import CaptionerConfig, ConfigValueError
+from .model import PrefixCaptioner, module_fingerprint
+from .tokenization import prepare_tokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+CURVES_FILE = "curves.png"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
+KIND_PREFIX = "prefix-captioner"
+KIND_VED = "vision-encoder-decoder"
+
+CONVERT_HINT = (
+    "Convert it once, in an environment you trust: load it with torch.load(path, weights_only=True) or "
+    "transformers' from_pretrained, then save it with safetensors (`safetensors.torch.save_file`) or "
+    "`save_pretrained(folder, safe_serialization=True)`."
+)
+
+
+class ZooError(ValueError):
+    """A zoo entry cannot be loaded or saved; the message names the entry, the problem and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loaded entries
+
+
+class VisionEncoderDecoderCaptioner(nn.Module):
+    """Adapts a transformers VisionEncoderDecoderModel to the generation engine's interface."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.eval()
+        self.encoder = model.encoder
+        config = model.config
+        start = config.decoder_start_token_id
+        if start is None:
+            start = config.decoder.bos_token_id
+        self.start_token_id = start
+        self._eos = config.eos_token_id if config.eos_token_id is not None else config.decoder.eos_token_id
+
+    @property
+    def eos_token_id(self) -> int:
+        return self._eos
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.encoder(pixel_values=pixel_values).last_hidden_state  # (B, S, D_enc)
+        if getattr(self.model, "enc_to_dec_proj", None) is not None:
+            hidden = self.model.enc_to_dec_proj(hidden)  # (B, S, D_dec)
+        return hidden
+
+    def _decode(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        out = self.model.decoder(input_ids=tokens[:, None], encoder_hidden_states=state["encoder_hidden_states"],
+                                 past_key_values=state["cache"], use_cache=True)
+        state["cache"] = out.past_key_values
+        return out.logits[:, -1].float(), state
+
+    def prefill(self, features: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        state = {"encoder_hidden_states": features, "cache": EncoderDecoderCache(DynamicCache(), DynamicCache())}
+        start = torch.full((features.shape[0],), self.start_token_id, dtype=torch.long, device=features.device)
+        return self._decode(start, state)
+
+    def step(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        return self._decode(tokens, state)
+
+    @staticmethod
+    def reorder_cache(state: dict, index: torch.Tensor) -> dict:
+        state["cache"].reorder_cache(index)
+        state["encoder_hidden_states"] = state["encoder_hidden_states"].index_select(0, index)
+        return state
+
+
+@dataclass
+class ZooModel:
+    """A loaded zoo entry: the model, its tokenizer and image preprocessing, and what the folder records."""
+
+    name: str
+    path: Path
+    kind: str
+    model: nn.Module
+    tokenizer: Any
+    image_processor: Any
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None
+    weights_hash: str
+    encoder_fingerprint: str
+    card: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocess_key(self) -> str:
+        """Images preprocessed the same way share one tensor."""
+        return json.dumps(self.image_processor.to_dict(), sort_keys=True, default=str)
+
+    @property
+    def encoder_key(self) -> str:
+        """Models whose encoder weights and preprocessing are equal share one encoder pass per batch."""
+        return hashlib.sha256((self.encoder_fingerprint + self.preprocess_key).encode()).hexdigest()
+
+    def preprocess(self, images: list) -> torch.Tensor:
+        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.encode_images(pixel_values.to(self.device, self.dtype))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.encoder.parameters()).dtype
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+    def summary(self) -> dict[str, Any]:
+        """What a person choosing models wants to see: base models, K, training data, metrics."""
+        cfg = self.config
+        training = cfg.get("training") or {}
+        if self.kind == KIND_PREFIX:
+            base = {"encoder": cfg.get("encoder_name") or cfg["encoder_config"].get("model_type"),
+                    "decoder": cfg.get("decoder_name") or cfg["decoder_config"].get("model_type"),
+                    "prefix_length": cfg.get("prefix_length"), "mapper": (cfg.get("mapper") or {}).get("type")}
+        else:
+            base = {"encoder": cfg.get("encoder", {}).get("model_type"), "decoder": cfg.get("decoder", {}).get("model_type"),
+                    "prefix_length": None, "mapper": "cross-attention"}
+        return {"name": self.name, "kind": self.kind, **base, "training_data": training.get("data"),
+                "metrics": self.metrics or {}, "weights_hash": self.weights_hash[:12]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Saving
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _untied_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The state dict with each shared tensor stored once; returns the dropped (tied) names too."""
+    state, seen, tied = {}, {}, []
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:
+            tied.append(name)
+            continue
+        seen[key] = name
+        state[name] = tensor.detach().cpu().contiguous()
+    return state, tied
+
+
+def save_entry(model: PrefixCaptioner, tokenizer, image_processor, path: str | os.PathLike, *,
+               metrics: dict[str, Any] | None = None, card: str | None = None, training: dict[str, Any] | None = None,
+               extra_files: dict[str, str | os.PathLike] | None = None, overwrite: bool = False) -> Path:
+    """Write a zoo entry. The folder is written beside its destination and moved in at the end, so an
+    interrupted save never leaves a half entry, and an existing entry is replaced only when overwrite=True."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ZooError(f"Zoo entry {path} already exists; pass overwrite=True (or choose another name) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state, tied = _untied_state_dict(model)
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "caption-zoo", "tied": json.dumps(tied)})
+        config = model.config.to_dict()
+        config["image_processor"] = image_processor.to_dict()
+        if training:
+            config["training"] = training
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        tokenizer.save_pretrained(tmp)
+        image_processor.save_pretrained(tmp)
+        if metrics is not None:
+            (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+        (tmp / CARD_FILE).write_text(card if card is not None else default_card(path.name, model.config, metrics))
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def default_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | None) -> str:
+    lines = [f"# {name}", "", "A prefix image captioner (ClipCap-style) from Caption Zoo.", "",
+             f"- Vision encoder: `{config.encoder_name}` ({config.encoder_type})",
+             f"- Decoder: `{config.decoder_name}`",
+             f"- Prefix length K: {config.prefix_length}; mapper: {config.mapper.type}",
+             f"- Frozen: encoder={config.freeze_encoder}, decoder={config.freeze_decoder}", ""]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
+                  if not isinstance(v, (dict, list))]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _check_folder(path: Path) -> None:
+    if not path.exists():
+        raise ZooError(f"Zoo entry {path} does not exist; list the zoo with `python -m captioning list --zoo DIR`")
+    if not path.is_dir():
+        raise ZooError(f"Zoo entry {path} is not a folder; a zoo entry is a folder with {CONFIG_FILE} and {WEIGHTS_FILE}")
+    if not (path / CONFIG_FILE).is_file():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        hint = f" It holds pickled files {pickles}, which the zoo never unpickles. {CONVERT_HINT}" if pickles else ""
+        raise ZooError(f"Zoo entry {path} has no {CONFIG_FILE}.{hint}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ZooError(f"{path} is not valid JSON ({e}); restore it from the run that produced the entry") from None
+
+
+def _weights_path(path: Path) -> Path:
+    weights = path / WEIGHTS_FILE
+    if weights.is_file():
+        return weights
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ZooError(
+            f"Zoo entry {path} has no {WEIGHTS_FILE}, only pickled weights {pickles}. Pickled files can run code "
+            f"when loaded, so the zoo never unpickles them. {CONVERT_HINT}")
+    raise ZooError(f"Zoo entry {path} is missing {WEIGHTS_FILE}; re-save the model with caption-zoo's save_entry")
+
+
+def _load_state(weights: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ZooError(f"{weights} is not a readable safetensors file ({e}); the file may be truncated — re-save it") from None
+
+
+def _load_tokenizer_and_processor(path: Path):
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    try:
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    except Exception as e:  # transformers raises many types here; all mean the same to a user
+        raise ZooError(f"Zoo entry {path}: cannot load its tokenizer ({type(e).__name__}: {e}); "
+                       "the folder needs the tokenizer files written by tokenizer.save_pretrained") from None
+    if not (path / PREPROCESSOR_FILE).is_file():
+        raise ZooError(f"Zoo entry {path} is missing {PREPROCESSOR_FILE} (its image preprocessing)")
+    try:
+        processor = AutoImageProcessor.from_pretrained(path)
+    except Exception as e:
+        raise ZooError(f"Zoo entry {path}: cannot load {PREPROCESSOR_FILE} ({type(e).__name__}: {e})") from None
+    return tokenizer, processor
+
+
+def _load_prefix_model(path: Path, config_dict: dict[str, Any]) -> PrefixCaptioner:
+    try:
+        config = CaptionerConfig.from_dict(config_dict)
+        model = PrefixCaptioner(config)
+    except ConfigValueError as e:
+        raise ZooError(f"Zoo entry {path}: {e}") from None
+    state = _load_state(_weights_path(path))
+    expected = model.state_dict()
+    mismatched = [f"{k}: file {tuple(v.shape)} vs config {tuple(expected[k].shape)}"
+                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if mismatched:
+        raise ZooError(f"Zoo entry {path}: weights do not match its {CONFIG_FILE} ({len(mismatched)} shape "
+                       f"mismatches, e.g. {mismatched[:3]}); the config and weights come from different models")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(_untied_state_dict(model)[1])
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ZooError(f"Zoo entry {path}: weights do not match its {CONFIG_FILE}: missing {missing[:5]} "
+                       f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})")
+    return model.eval()
+
+
+def _load_ved_model(path: Path) -> VisionEncoderDecoderCaptioner:
+    from transformers import VisionEncoderDecoderModel
+
+    _weights_path(path)  # refuses pickle-only folders with the explanation
+    try:
+        model = VisionEncoderDecoderModel.from_pretrained(path, use_safetensors=True)
+    except Exception as e:
+        raise ZooError(f"Zoo entry {path}: cannot load the VisionEncoderDecoderModel ({type(e).__name__}: {e})") from None
+    return VisionEncoderDecoderCaptioner(model)
+
+
+def entry_kind(config: dict[str, Any]) -> str:
+    if config.get("model_type") == "vision-encoder-decoder":
+        return KIND_VED
+    if config.get("format") == "caption-zoo/prefix-captioner" or "encoder_type" in config:
+        return KIND_PREFIX
+    raise ZooError(f"Unknown zoo entry kind (model_type={config.get('model_type')!r}); a zoo entry is a "
+                   f"caption-zoo prefix captioner or a transformers VisionEncoderDecoderModel folder")
+
+
+def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+               shared_encoders: dict[str, nn.Module] | None = None) -> ZooModel:
+    """Load one zoo entry, strictly: every problem raises ZooError with what is wrong and what to do.
+
+    shared_encoders: fingerprint -> encoder module; an entry whose encoder weights are identical to one
+    already loaded reuses that module instead of keeping a second copy in memory.
+    """
+    path = Path(path)
+    _check_folder(path)
+    config = _read_json(path / CONFIG_FILE)
+    kind = entry_kind(config)
+    model = _load_prefix_model(path, config) if kind == KIND_PREFIX else _load_ved_model(path)
+    tokenizer, processor = _load_tokenizer_and_processor(path)
+    fingerprint = module_fingerprint(model.encoder)
+    if shared_encoders is not None:
+        if fingerprint in shared_encoders:
+            shared = shared_encoders[fingerprint]
+            model.encoder = shared
+            if kind == KIND_VED:
+                model.model.encoder = shared
+        else:
+            shared_encoders[fingerprint] = model.encoder
+    metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+    card = (path / CARD_FILE).read_text() if (path / CARD_FILE).is_file() else ""
+    return ZooModel(name=path.name, path=path, kind=kind, model=model.to(device).eval(), tokenizer=tokenizer,
+                    image_processor=processor, config=config, metrics=metrics,
+                    weights_hash=file_sha256(_weights_path(path)), encoder_fingerprint=fingerprint, card=card)
+
+
+def is_entry(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".") and (path / CONFIG_FILE).is_file()
+
+
+def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Per entry: name, kind, base models, K, parameters, size on disk, metrics (without loading weights).
+
+    A broken entry is listed with an `error` instead of stopping the listing.
+    """
+    zoo_dir = Path(zoo_dir)
+    if not zoo_dir.is_dir():
+        raise ZooError(f"Zoo folder {zoo_dir} does not exist; create it or pass --zoo with the right folder")
+    rows = []
+    for path in sorted(p for p in zoo_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        row: dict[str, Any] = {"name": path.name, "path": str(path), "size_mb": round(size / 1e6, 2)}
+        try:
+            _check_folder(path)
+            config = _read_json(path / CONFIG_FILE)
+            row["kind"] = kind = entry_kind(config)
+            weights = _weights_path(path)
+            from safetensors import safe_open
+
+            with safe_open(weights, framework="pt") as f:
+                row["parameters"] = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+            if kind == KIND_PREFIX:
+                row.update(encoder=config.get("encoder_name") or config["encoder_config"].get("model_type"),
+                           decoder=config.get("decoder_name") or config["decoder_config"].get("model_type"),
+                           prefix_length=config.get("prefix_length"), mapper=(config.get("mapper") or {}).get("type"))
+            else:
+                row.update(encoder=config.get("encoder", {}).get("model_type"),
+                           decoder=config.get("decoder", {}).get("model_type"), prefix_length=None, mapper="cross-attention")
+            row["metrics"] = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+        except (ZooError, SafetensorError, OSError) as e:
+            row["error"] = str(e)
+        rows.append(row)
+    return rows
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+class ModelCache:
+    """Loaded entries, at most `max_models` in memory (least recently used goes first); thread-safe.
+
+    Entries with identical encoder weights share one encoder module.
+    """
+
+    def __init__(self, max_models: int = 4, device: str | torch.device = "cpu"):
+        if max_models < 1:
+            raise ValueError(f"max_models must be >= 1, got {max_models}")
+        self.max_models = max_models
+        self.device = device
+        self._models: OrderedDict[tuple, ZooModel] = OrderedDict()
+        self._encoders: dict[str, nn.Module] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str | os.PathLike) -> ZooModel:
+        path = Path(path).resolve()
+        weights = path / WEIGHTS_FILE
+        stamp = weights.stat().st_mtime_ns if weights.exists() else 0
+        key = (str(path), stamp)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model = load_entry(path, device=self.device, shared_encoders=self._encoders)
+            self._models[key] = model
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
+            live = {m.encoder_fingerprint for m in self._models.values()}
+            self._encoders = {k: v for k, v in self._encoders.items() if k in live}
+            return model
+
+    def __len__(self) -> int:
+        return len(self._models)
