@@ -7,16 +7,24 @@ The public API, in the order a user meets it:
     caption_images(models, images, settings="consistent") -> list[CaptionResult]
     PRESETS / get_settings(name, **overrides)
 
+Names are imported on first use, so `captioning.images` can be used without loading torch.
 This package never imports gradio, the trainer or the app.
 """
 
-from .generation import PRESETS, GenerationSettings, generate, get_settings
-from .images import ImageLoadError, find_images, load_image
-from .pipeline import CaptionResult, caption_images
-from .zoo import ModelCache, ZooError, ZooModel, list_zoo, load_entry, save_entry
+from importlib import import_module
 
-load_model = load_entry
+_EXPORTS = {
+    "PRESETS": "generation", "GenerationSettings": "generation", "generate": "generation", "get_settings": "generation",
+    "ImageLoadError": "images", "find_images": "images", "load_image": "images",
+    "CaptionResult": "pipeline", "caption_images": "pipeline",
+    "ModelCache": "zoo", "ZooError": "zoo", "ZooModel": "zoo", "list_zoo": "zoo", "load_entry": "zoo",
+    "save_entry": "zoo", "load_model": "zoo",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["PRESETS", "CaptionResult", "GenerationSettings", "ImageLoadError", "ModelCache", "ZooError", "ZooModel",
-           "caption_images", "find_images", "generate", "get_settings", "list_zoo", "load_entry", "load_image",
-           "load_model", "save_entry"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'captioning' has no attribute {name!r}")
+    module = import_module(f".{_EXPORTS[name]}", __name__)
+    return getattr(module, "load_entry" if name == "load_model" else name)

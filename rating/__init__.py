@@ -1,0 +1,38 @@
+"""Human rating of captions: storage, results, exports and caption imports (no UI code here).
+
+Raters score each caption 0 (unrelated), 1 (partly right) or 2 (fully accurate). The Gradio app calls
+these functions; this package never imports gradio.
+
+    store.py    RatingStore: evaluation sets, images, captions and ratings in one SQLite file (WAL)
+    results.py  summary_table (accuracy, rank, bootstrap CI), agreement (Krippendorff, Cohen), accuracy_chart
+    exports.py  export_csv / export_xlsx, with spreadsheet formula injection neutralised
+    imports.py  read_captions_csv: tolerant reader for hand-made or Excel-saved caption CSVs
+
+Typical use::
+
+    store = RatingStore("runs/ratings.sqlite")
+    store.create_or_open_set("coco-val-50", blind=True)
+    store.save_caption("coco-val-50", image_hash, "gpt2-mlp", "a dog on grass", weights_hash=h, decoding={"beam_size": 3})
+    store.rate("coco-val-50", "alice", image_hash, "gpt2-mlp", 2)
+    ratings = store.ratings("coco-val-50")
+    summary = summary_table(ratings)
+    export_xlsx(summary, ratings, "runs/coco-val-50.xlsx")
+"""
+from rating.exports import export_csv, export_xlsx, neutralise_formula
+from rating.imports import ImportResult, read_captions_csv
+from rating.results import accuracy_chart, agreement, summary_table
+from rating.store import CaptionNotFoundError, EvaluationSetNotFoundError, RatingStore
+
+__all__ = [
+    "CaptionNotFoundError",
+    "EvaluationSetNotFoundError",
+    "ImportResult",
+    "RatingStore",
+    "accuracy_chart",
+    "agreement",
+    "export_csv",
+    "export_xlsx",
+    "neutralise_formula",
+    "read_captions_csv",
+    "summary_table",
+]

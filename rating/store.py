@@ -1,0 +1,521 @@
+"""Persistent storage of evaluation sets, captions and human ratings, in one SQLite file.
+
+A rater scores each caption 0 (unrelated to the image), 1 (partly right) or 2 (fully accurate).
+Ratings must survive restarts and several raters working at once (one Gradio server with many
+threads, or several processes on one shared file), so the store:
+
+- runs SQLite in WAL journal mode (readers never block the writer) with a busy timeout, so a writer
+  waits for the lock instead of failing with "database is locked";
+- opens one connection per thread (and reopens after a fork), because an SQLite connection must not
+  be shared between threads or processes while in use;
+- writes with upserts (``INSERT ... ON CONFLICT DO UPDATE``), so re-rating a caption replaces the
+  old score and saving a caption again replaces the old caption;
+- copies the caption text, model weights hash and decoding settings into each rating, so a rating
+  still says what was rated after the caption is regenerated.
+
+Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
+
+    evaluation_sets(name PK, created_at, blind, preset, settings_json, notes)
+    images(content_hash PK, file_name, width, height, added_at)
+    captions(eval_set, image_hash, model_name, caption, model_weights_hash, decoding_json, created_at,
+             PK(eval_set, image_hash, model_name))
+    ratings(eval_set, rater, image_hash, model_name, score IN (0,1,2), caption, model_weights_hash,
+            decoding_json, rated_at, PK(eval_set, rater, image_hash, model_name))
+
+Timestamps are ISO-8601 in UTC (``2025-01-31T12:00:00.123+00:00``).
+"""
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000  # a writer waits up to 10 s for another writer before giving up
+MAX_NAME_LENGTH = 100
+ALLOWED_SCORES = (0, 1, 2)
+
+RATING_COLUMNS = [
+    "eval_set", "rater", "image_hash", "file_name", "model_name", "caption", "score",
+    "model_weights_hash", "decoding", "rated_at",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluation_sets (
+    name          TEXT PRIMARY KEY,
+    created_at    TEXT NOT NULL,
+    blind         INTEGER NOT NULL DEFAULT 0,
+    preset        TEXT,
+    settings_json TEXT NOT NULL DEFAULT '{}',
+    notes         TEXT
+);
+CREATE TABLE IF NOT EXISTS images (
+    content_hash TEXT PRIMARY KEY,
+    file_name    TEXT,
+    width        INTEGER,
+    height       INTEGER,
+    added_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS captions (
+    eval_set           TEXT NOT NULL REFERENCES evaluation_sets(name),
+    image_hash         TEXT NOT NULL,
+    model_name         TEXT NOT NULL,
+    caption            TEXT NOT NULL,
+    model_weights_hash TEXT,
+    decoding_json      TEXT NOT NULL DEFAULT '{}',
+    created_at         TEXT NOT NULL,
+    PRIMARY KEY (eval_set, image_hash, model_name)
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    eval_set           TEXT NOT NULL REFERENCES evaluation_sets(name),
+    rater              TEXT NOT NULL,
+    image_hash         TEXT NOT NULL,
+    model_name         TEXT NOT NULL,
+    score              INTEGER NOT NULL CHECK (score IN (0, 1, 2)),
+    caption            TEXT NOT NULL,
+    model_weights_hash TEXT,
+    decoding_json      TEXT NOT NULL DEFAULT '{}',
+    rated_at           TEXT NOT NULL,
+    PRIMARY KEY (eval_set, rater, image_hash, model_name)
+);
+CREATE INDEX IF NOT EXISTS ratings_by_item ON ratings(eval_set, image_hash, model_name);
+"""
+
+
+class CaptionNotFoundError(ValueError):
+    """Raised when rating a caption that was never saved in that evaluation set."""
+
+
+class EvaluationSetNotFoundError(ValueError):
+    """Raised when an evaluation set name is not in the store."""
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123+00:00``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def validate_name(value: Any, what: str) -> str:
+    """Return ``value`` stripped, or raise ValueError unless it is a 1..100 character string.
+
+    ``what`` names the field in the message ("rater name", "evaluation set name", ...).
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    name = value.strip()
+    if not name:
+        raise ValueError(f"{what} must not be empty; type a name of 1 to {MAX_NAME_LENGTH} characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{what} is {len(name)} characters long; use at most {MAX_NAME_LENGTH} (got {name[:40]!r}...)"
+        )
+    if any(ord(ch) < 32 for ch in name):
+        raise ValueError(f"{what} must not contain line breaks or control characters, got {name!r}")
+    return name
+
+
+def validate_score(score: Any) -> int:
+    """Return ``score`` as an int in {0, 1, 2}, or raise ValueError("score must be 0, 1 or 2, got 3").
+
+    Integers (Python or numpy), integral floats (``2.0``, as a number widget returns) and the strings
+    "0", "1", "2" (as a radio widget returns) are accepted; booleans are not, since True would silently
+    count as 1.
+    """
+    value: Any = score
+    if isinstance(value, str) and value.strip() in {"0", "1", "2"}:
+        value = int(value.strip())
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in ALLOWED_SCORES:
+        raise ValueError(f"score must be 0, 1 or 2, got {score!r}")
+    return value
+
+
+def _require_hash(value: Any, what: str = "image hash") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _to_json(value: dict | None, what: str) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        # sort_keys: the same settings always give the same text, so rows compare equal
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except TypeError as error:
+        raise ValueError(f"{what} must hold only JSON values (str, int, float, bool, None, lists, dicts): {error}")
+
+
+def _from_json(text: str | None) -> dict:
+    return json.loads(text) if text else {}
+
+
+class RatingStore:
+    """Evaluation sets, captions and ratings in one SQLite file; safe to share between threads.
+
+    Open it once per process (``RatingStore("runs/ratings.sqlite")``) and call it from any thread;
+    each thread gets its own connection. Several processes may open the same file at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.exists() and self.path.is_dir():
+            raise ValueError(f"Rating store path {self.path} is a folder; give a file path such as {self.path / 'ratings.sqlite'}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all_connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._create_schema()
+
+    # ------------------------------------------------------------------ connections
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use (and again in a forked child process)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        # isolation_level=None: we issue BEGIN ourselves, so a write transaction takes the write lock
+        # up front (BEGIN IMMEDIATE) instead of failing when it upgrades from a read lock.
+        # check_same_thread=False only so close() may close every thread's connection; each
+        # connection is still used by the one thread that opened it.
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(
+                f"Could not switch {self.path} to WAL journal mode (got {mode!r}); "
+                "WAL needs a local file system, not a network share"
+            )
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes, fast
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._lock:
+            self._all_connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database write lock; commits, or rolls back on error."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self._connection().execute(sql, params).fetchall()
+
+    def _create_schema(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has rating schema version {version}, newer than this code's "
+                    f"{SCHEMA_VERSION}; update Caption Zoo to open it"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version stored in the file (``PRAGMA user_version``)."""
+        return int(self._read("PRAGMA user_version")[0][0])
+
+    @property
+    def journal_mode(self) -> str:
+        """The file's journal mode; "wal" once opened by this class."""
+        return str(self._read("PRAGMA journal_mode")[0][0]).lower()
+
+    def close(self) -> None:
+        """Close every connection this object opened (from any thread). Later calls reopen."""
+        with self._lock:
+            connections, self._all_connections = self._all_connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> RatingStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RatingStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ evaluation sets
+
+    def _require_set(self, conn: sqlite3.Connection, name: str) -> None:
+        if conn.execute("SELECT 1 FROM evaluation_sets WHERE name = ?", (name,)).fetchone() is None:
+            known = [row[0] for row in conn.execute("SELECT name FROM evaluation_sets ORDER BY name")]
+            raise EvaluationSetNotFoundError(
+                f"Evaluation set {name!r} not found; available sets = {known}. "
+                "Create it first with create_or_open_set()."
+            )
+
+    @staticmethod
+    def _set_row_to_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "name": row["name"],
+            "created_at": row["created_at"],
+            "blind": bool(row["blind"]),
+            "preset": row["preset"],
+            "settings": _from_json(row["settings_json"]),
+            "notes": row["notes"],
+        }
+
+    def create_or_open_set(
+        self,
+        name: str,
+        *,
+        blind: bool = False,
+        preset: str | None = None,
+        settings: dict | None = None,
+        notes: str | None = None,
+    ) -> dict[str, Any]:
+        """Create the evaluation set ``name``, or return it unchanged if it exists.
+
+        An existing set keeps the blind flag, preset and settings it was created with, so that every
+        rater of a set rates under the same conditions; the returned dict shows the stored values
+        (keys: name, created_at, blind, preset, settings, notes).
+        """
+        name = validate_name(name, "evaluation set name")
+        settings_json = _to_json(settings, "settings")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO evaluation_sets(name, created_at, blind, preset, settings_json, notes) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, utc_now(), int(bool(blind)), preset, settings_json, notes),
+            )
+            row = conn.execute("SELECT * FROM evaluation_sets WHERE name = ?", (name,)).fetchone()
+        return self._set_row_to_dict(row)
+
+    def get_set(self, name: str) -> dict[str, Any]:
+        """The stored evaluation set ``name`` (see create_or_open_set); raises if it does not exist."""
+        name = validate_name(name, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, name)
+        row = conn.execute("SELECT * FROM evaluation_sets WHERE name = ?", (name,)).fetchone()
+        return self._set_row_to_dict(row)
+
+    def list_sets(self) -> list[dict[str, Any]]:
+        """All evaluation sets, newest first, each with counts: images, captions, ratings, raters."""
+        rows = self._read(
+            """
+            SELECT s.*,
+                (SELECT COUNT(DISTINCT image_hash) FROM captions c WHERE c.eval_set = s.name) AS images,
+                (SELECT COUNT(*) FROM captions c WHERE c.eval_set = s.name) AS captions,
+                (SELECT COUNT(*) FROM ratings r WHERE r.eval_set = s.name) AS ratings,
+                (SELECT COUNT(DISTINCT rater) FROM ratings r WHERE r.eval_set = s.name) AS raters
+            FROM evaluation_sets s
+            ORDER BY s.created_at DESC, s.name
+            """
+        )
+        result = []
+        for row in rows:
+            entry = self._set_row_to_dict(row)
+            entry.update(images=row["images"], captions=row["captions"], ratings=row["ratings"], raters=row["raters"])
+            result.append(entry)
+        return result
+
+    # ------------------------------------------------------------------ images and captions
+
+    def add_image(self, content_hash: str, file_name: str, width: int, height: int) -> None:
+        """Record an image by the hash of its content; adding it again updates name and size."""
+        content_hash = _require_hash(content_hash, "image content hash")
+        for label, size in (("width", width), ("height", height)):
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
+                raise ValueError(f"image {label} must be a positive integer, got {size!r}")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO images(content_hash, file_name, width, height, added_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(content_hash) DO UPDATE SET file_name = excluded.file_name, "
+                "width = excluded.width, height = excluded.height",
+                (content_hash, str(file_name), int(width), int(height), utc_now()),
+            )
+
+    def save_caption(
+        self,
+        eval_set: str,
+        image_hash: str,
+        model_name: str,
+        caption: str,
+        *,
+        weights_hash: str | None,
+        decoding: dict | None,
+    ) -> None:
+        """Store (or replace) the caption ``model_name`` wrote for an image in ``eval_set``.
+
+        ``weights_hash`` identifies the exact weights and ``decoding`` the generation settings
+        (beam size, temperature, seed...), so a rating can be traced to what produced the caption.
+        Existing ratings keep their own copy of the caption they rated.
+        """
+        eval_set = validate_name(eval_set, "evaluation set name")
+        model_name = validate_name(model_name, "model name")
+        image_hash = _require_hash(image_hash)
+        if not isinstance(caption, str):
+            raise ValueError(f"caption must be a string, got {type(caption).__name__}")
+        decoding_json = _to_json(decoding, "decoding")
+        with self._write() as conn:
+            self._require_set(conn, eval_set)
+            conn.execute(
+                "INSERT INTO captions(eval_set, image_hash, model_name, caption, model_weights_hash, "
+                "decoding_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(eval_set, image_hash, model_name) DO UPDATE SET caption = excluded.caption, "
+                "model_weights_hash = excluded.model_weights_hash, decoding_json = excluded.decoding_json, "
+                "created_at = excluded.created_at",
+                (eval_set, image_hash, model_name, caption, weights_hash, decoding_json, utc_now()),
+            )
+
+    def get_captions(self, eval_set: str) -> list[dict[str, Any]]:
+        """Every caption of ``eval_set``, ordered by image hash then model name.
+
+        Keys: eval_set, image_hash, file_name (None if add_image was never called for it),
+        model_name, caption, model_weights_hash, decoding (dict), created_at.
+        """
+        eval_set = validate_name(eval_set, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        rows = conn.execute(
+            "SELECT c.*, i.file_name FROM captions c LEFT JOIN images i ON i.content_hash = c.image_hash "
+            "WHERE c.eval_set = ? ORDER BY c.image_hash, c.model_name",
+            (eval_set,),
+        ).fetchall()
+        return [self._caption_row_to_dict(row) for row in rows]
+
+    def unrated_captions(self, eval_set: str, rater: str) -> list[dict[str, Any]]:
+        """The captions of ``eval_set`` that ``rater`` has not rated yet (same keys as get_captions)."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        rater = validate_name(rater, "rater name")
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        rows = conn.execute(
+            "SELECT c.*, i.file_name FROM captions c LEFT JOIN images i ON i.content_hash = c.image_hash "
+            "WHERE c.eval_set = ? AND NOT EXISTS (SELECT 1 FROM ratings r WHERE r.eval_set = c.eval_set "
+            "AND r.rater = ? AND r.image_hash = c.image_hash AND r.model_name = c.model_name) "
+            "ORDER BY c.image_hash, c.model_name",
+            (eval_set, rater),
+        ).fetchall()
+        return [self._caption_row_to_dict(row) for row in rows]
+
+    @staticmethod
+    def _caption_row_to_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "eval_set": row["eval_set"],
+            "image_hash": row["image_hash"],
+            "file_name": row["file_name"],
+            "model_name": row["model_name"],
+            "caption": row["caption"],
+            "model_weights_hash": row["model_weights_hash"],
+            "decoding": _from_json(row["decoding_json"]),
+            "created_at": row["created_at"],
+        }
+
+    # ------------------------------------------------------------------ ratings
+
+    def rate(self, eval_set: str, rater: str, image_hash: str, model_name: str, score: int) -> None:
+        """Store ``rater``'s score (0, 1 or 2) for a saved caption; rating again replaces the score.
+
+        The caption text, weights hash and decoding settings are copied from the captions table in
+        the same transaction, so the rating records exactly what was on screen.
+        """
+        score = validate_score(score)
+        eval_set = validate_name(eval_set, "evaluation set name")
+        rater = validate_name(rater, "rater name")
+        model_name = validate_name(model_name, "model name")
+        image_hash = _require_hash(image_hash)
+        with self._write() as conn:
+            self._require_set(conn, eval_set)
+            caption = conn.execute(
+                "SELECT caption, model_weights_hash, decoding_json FROM captions "
+                "WHERE eval_set = ? AND image_hash = ? AND model_name = ?",
+                (eval_set, image_hash, model_name),
+            ).fetchone()
+            if caption is None:
+                models = [row[0] for row in conn.execute(
+                    "SELECT model_name FROM captions WHERE eval_set = ? AND image_hash = ? ORDER BY model_name",
+                    (eval_set, image_hash),
+                )]
+                raise CaptionNotFoundError(
+                    f"No caption by model {model_name!r} for image {image_hash!r} in evaluation set "
+                    f"{eval_set!r} (models with a caption for this image: {models}); "
+                    "caption the image with save_caption() before rating it"
+                )
+            conn.execute(
+                "INSERT INTO ratings(eval_set, rater, image_hash, model_name, score, caption, "
+                "model_weights_hash, decoding_json, rated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(eval_set, rater, image_hash, model_name) DO UPDATE SET score = excluded.score, "
+                "caption = excluded.caption, model_weights_hash = excluded.model_weights_hash, "
+                "decoding_json = excluded.decoding_json, rated_at = excluded.rated_at",
+                (eval_set, rater, image_hash, model_name, score, caption["caption"],
+                 caption["model_weights_hash"], caption["decoding_json"], utc_now()),
+            )
+
+    def delete_rating(self, eval_set: str, rater: str, image_hash: str, model_name: str) -> bool:
+        """Remove one rating; returns True if a rating was removed, False if there was none."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        rater = validate_name(rater, "rater name")
+        model_name = validate_name(model_name, "model name")
+        image_hash = _require_hash(image_hash)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM ratings WHERE eval_set = ? AND rater = ? AND image_hash = ? AND model_name = ?",
+                (eval_set, rater, image_hash, model_name),
+            )
+            return cursor.rowcount > 0
+
+    def ratings(self, eval_set: str, rater: str | None = None) -> pd.DataFrame:
+        """The ratings of ``eval_set`` (of one rater if given), one row per rating.
+
+        Columns: eval_set, rater, image_hash, file_name, model_name, caption, score (int),
+        model_weights_hash, decoding (dict), rated_at. Ordered by rater, image hash, model name.
+        An empty set gives an empty frame with the same columns.
+        """
+        eval_set = validate_name(eval_set, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        sql = (
+            "SELECT r.eval_set, r.rater, r.image_hash, i.file_name, r.model_name, r.caption, r.score, "
+            "r.model_weights_hash, r.decoding_json, r.rated_at FROM ratings r "
+            "LEFT JOIN images i ON i.content_hash = r.image_hash WHERE r.eval_set = ?"
+        )
+        params: tuple = (eval_set,)
+        if rater is not None:
+            sql += " AND r.rater = ?"
+            params += (validate_name(rater, "rater name"),)
+        rows = conn.execute(sql + " ORDER BY r.rater, r.image_hash, r.model_name", params).fetchall()
+        records = [
+            {**{key: row[key] for key in row.keys() if key != "decoding_json"}, "decoding": _from_json(row["decoding_json"])}
+            for row in rows
+        ]
+        frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)
+        frame["score"] = frame["score"].astype("int64")
+        return frame
+
+    def raters(self, eval_set: str) -> list[str]:
+        """The names of everyone who rated something in ``eval_set``, sorted."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        rows = conn.execute("SELECT DISTINCT rater FROM ratings WHERE eval_set = ? ORDER BY rater", (eval_set,))
+        return [row[0] for row in rows]

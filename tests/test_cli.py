@@ -1,0 +1,99 @@
+"""Protects the batch captioning command as a user runs it: `python -m captioning caption|list`.
+
+A bad image is named on stderr and skipped while the others are captioned; user mistakes give one clear
+line and a non-zero exit, never a traceback; the CSV has the field's `image_id, model_name, caption` layout.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioning import save_entry
+from captioning.preprocessing import make_image_processor
+from captioning.tokenization import train_bpe_tokenizer
+from tiny import tiny_captioner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "captioning", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    tok = train_bpe_tokenizer(["a red circle", "a blue square"] * 10, vocab_size=280)
+    for i, name in enumerate(["alpha", "beta"]):
+        model = tiny_captioner(vocab_size=len(tok), seed=i)
+        model.decoder.config.eos_token_id = tok.eos_token_id
+        save_entry(model, tok, make_image_processor("clip", 32), root / name)
+    return root
+
+
+@pytest.fixture()
+def images(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ["a.png", "b.JPG", "c.jpeg"]:
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).convert("RGB").save(
+            folder / name, format="PNG" if name.endswith("png") else "JPEG")
+    (folder / "broken.jpg").write_text("this is not a picture")
+    (folder / "notes.txt").write_text("ignored")
+    return folder
+
+
+def test_caption_folder_writes_csv_and_skips_bad_image(zoo, images, tmp_path):
+    out = tmp_path / "captions.csv"
+    res = run("caption", "--zoo", str(zoo), "--images", str(images), "--out", str(out), "--preset", "consistent",
+              "--max-new-tokens", "6", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "broken.jpg" in res.stderr and "Traceback" not in res.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[:3] == ["image_id", "model_name", "caption"]
+    assert sorted({r["image_id"] for r in rows}) == ["a.png", "b.JPG", "c.jpeg"]
+    assert {r["model_name"] for r in rows} == {"alpha", "beta"}
+    assert len(rows) == 6 and all(r["preset"] == "consistent" and r["num_beams"] == "5" for r in rows)
+
+
+def test_caption_selected_models_with_sampling(zoo, images, tmp_path):
+    out = tmp_path / "c.csv"
+    res = run("caption", "--zoo", str(zoo), "--images", str(images), "--out", str(out), "--models", "beta",
+              "--preset", "safe_diverse", "--num-captions", "2", "--max-new-tokens", "5", "--quiet")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert {r["model_name"] for r in rows} == {"beta"} and len(rows) == 6
+    assert {r["temperature"] for r in rows} == {"0.55"} and {r["caption_index"] for r in rows} == {"0", "1"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--models", "gamma"], "Model 'gamma' not found"),
+    (["--preset", "wild"], "invalid choice"),
+])
+def test_user_mistakes_give_one_clear_line(zoo, images, tmp_path, args, message):
+    res = run("caption", "--zoo", str(zoo), "--images", str(images), "--out", str(tmp_path / "x.csv"), *args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_folders_are_explained(zoo, tmp_path):
+    res = run("caption", "--zoo", str(zoo), "--images", str(tmp_path / "nowhere"))
+    assert res.returncode == 2 and "nowhere" in res.stderr and "Traceback" not in res.stderr
+    res = run("list", "--zoo", str(tmp_path / "nozoo"))
+    assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_list_shows_entries(zoo):
+    res = run("list", "--zoo", str(zoo))
+    assert res.returncode == 0 and "alpha" in res.stdout and "beta" in res.stdout
+    rows = json.loads(run("list", "--zoo", str(zoo), "--json").stdout)
+    assert [r["name"] for r in rows] == ["alpha", "beta"] and rows[0]["prefix_length"] == 3

@@ -1,0 +1,249 @@
+"""Tests for trainer/metrics.py: the caption metrics behind every number stored in the model zoo.
+
+Protects: caption normalisation and tokenisation; that BLEU equals nltk's corpus_bleu on the same tokens
+(so our numbers are the documented ones); that BLEU, CIDEr and BERTScore give ~perfect scores to exact
+matches, low scores to unrelated captions and rank a better caption above a worse one; that multiple
+references are used; that bad inputs fail with errors naming what was received; that BERTScore runs offline
+from the bundled MiniLM and loads it once; and that METEOR degrades to None without Java.
+"""
+import logging
+
+import pytest
+from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+from trainer import metrics
+from trainer.metrics import (
+    DEFAULT_BERTSCORE_MODEL,
+    bertscore,
+    bertscore_info,
+    bleu,
+    cider,
+    compute_metrics,
+    default_bertscore_model_path,
+    meteor,
+    normalize_caption,
+    tokenize,
+)
+
+# Three images with two references each; distinct enough that CIDEr's IDF is informative.
+REFERENCES = [
+    ["a brown dog runs across the green grass", "a dog running on a lawn"],
+    ["a red car is parked on the side of the street", "a red car parked by the road"],
+    ["two people ride horses along the sandy beach", "two riders on horses at the beach"],
+    ["a plate of pasta with tomato sauce on a table", "a dish of spaghetti on a wooden table"],
+]
+GOOD = [
+    "a brown dog runs across the grass",
+    "a red car parked on the side of the street",
+    "two people ride horses along the beach",
+    "a plate of pasta with tomato sauce",
+]
+MEDIOCRE = [
+    "a dog on the grass",
+    "a car on the street",
+    "people on a beach",
+    "a plate on a table",
+]
+UNRELATED = [
+    "an airplane flying over snowy mountains",
+    "a bowl of fruit beside a laptop",
+    "children playing football indoors",
+    "an old clock tower at night",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Normalisation and tokenisation
+# ------------------------------------------------------------------------------------------------
+
+def test_normalize_caption_lowercases_strips_punctuation_and_collapses_spaces():
+    assert normalize_caption("  A Dog's   BALL!!  ") == "a dogs ball"
+    assert normalize_caption("Black-and-white photo, of a cat.") == "black and white photo of a cat"
+    assert normalize_caption("snake_case\tand\nnewlines") == "snake case and newlines"
+    assert normalize_caption("...!?") == ""
+
+
+def test_tokenize_returns_normalised_words():
+    assert tokenize("Two cats, sleeping on a SOFA.") == ["two", "cats", "sleeping", "on", "a", "sofa"]
+    assert tokenize("") == []
+    assert tokenize("Café au lait") == ["café", "au", "lait"]
+
+
+# ------------------------------------------------------------------------------------------------
+# BLEU
+# ------------------------------------------------------------------------------------------------
+
+def test_bleu_matches_nltk_corpus_bleu_on_a_small_example():
+    predictions = ["A dog runs on the grass.", "A man rides a red bike!"]
+    references = [["a dog is running on grass", "the dog runs on the grass"], ["a man riding a bike"]]
+    hypotheses = [["a", "dog", "runs", "on", "the", "grass"], ["a", "man", "rides", "a", "red", "bike"]]
+    token_refs = [
+        [["a", "dog", "is", "running", "on", "grass"], ["the", "dog", "runs", "on", "the", "grass"]],
+        [["a", "man", "riding", "a", "bike"]],
+    ]
+    smoothing = SmoothingFunction().method1
+    expected = {
+        "bleu1": corpus_bleu(token_refs, hypotheses, weights=(1.0,), smoothing_function=smoothing),
+        "bleu2": corpus_bleu(token_refs, hypotheses, weights=(0.5, 0.5), smoothing_function=smoothing),
+        "bleu3": corpus_bleu(token_refs, hypotheses, weights=(1 / 3,) * 3, smoothing_function=smoothing),
+        "bleu4": corpus_bleu(token_refs, hypotheses, weights=(0.25,) * 4, smoothing_function=smoothing),
+    }
+    scores = bleu(predictions, references)
+    assert scores.keys() == expected.keys()
+    for key, value in expected.items():
+        assert scores[key] == pytest.approx(value, abs=1e-12), key
+    # BLEU-n falls as n grows on an imperfect corpus, and the example is neither perfect nor zero.
+    assert 1.0 > scores["bleu1"] > scores["bleu2"] > scores["bleu3"] > scores["bleu4"] > 0.0
+
+
+def test_bleu_perfect_for_identical_captions_and_low_for_unrelated():
+    identical = bleu([refs[0] for refs in REFERENCES], REFERENCES)
+    for key in ("bleu1", "bleu2", "bleu3", "bleu4"):
+        assert identical[key] == pytest.approx(1.0)
+    unrelated = bleu(UNRELATED, REFERENCES)
+    assert unrelated["bleu4"] < 0.05
+    assert unrelated["bleu1"] < 0.2
+
+
+def test_bleu_uses_every_reference():
+    # The prediction equals the *second* reference only; a scorer that used just the first would score < 1.
+    assert bleu(["a dog running on a lawn"], [REFERENCES[0]])["bleu4"] == pytest.approx(1.0)
+
+
+def test_bleu_and_cider_ignore_case_and_punctuation():
+    shouted = [caption.upper() + "!" for caption in GOOD]
+    assert bleu(shouted, REFERENCES) == bleu(GOOD, REFERENCES)
+    assert cider(shouted, REFERENCES) == cider(GOOD, REFERENCES)
+
+
+# ------------------------------------------------------------------------------------------------
+# CIDEr
+# ------------------------------------------------------------------------------------------------
+
+def test_cider_high_for_identical_and_near_zero_for_unrelated():
+    # Each prediction equals its only reference: CIDEr-D's cosine is 1 for every n, x10.
+    single_refs = [[refs[0]] for refs in REFERENCES]
+    assert cider([refs[0] for refs in REFERENCES], single_refs)["cider"] == pytest.approx(10.0)
+    assert cider(UNRELATED, REFERENCES)["cider"] < 0.1  # only stop words like "at" and "of" are shared
+
+
+def test_cider_is_zero_for_a_single_image_because_idf_needs_a_corpus():
+    # Documented behaviour of CIDEr: IDF from one image is log(1/1) = 0 for every n-gram.
+    assert cider([REFERENCES[0][0]], [REFERENCES[0]])["cider"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Ranking: a better caption scores higher on every metric
+# ------------------------------------------------------------------------------------------------
+
+def test_every_metric_ranks_good_above_mediocre_above_unrelated():
+    good, mediocre, unrelated = (
+        compute_metrics(captions, REFERENCES) for captions in (GOOD, MEDIOCRE, UNRELATED)
+    )
+    expected_keys = {
+        "bleu1", "bleu2", "bleu3", "bleu4", "cider",
+        "bertscore_precision", "bertscore_recall", "bertscore_f1",
+    }
+    assert set(good) == expected_keys
+    assert all(isinstance(value, float) for value in good.values())
+    for key in expected_keys:
+        assert good[key] > mediocre[key] > unrelated[key], (key, good[key], mediocre[key], unrelated[key])
+
+
+# ------------------------------------------------------------------------------------------------
+# BERTScore (one model load for the whole file thanks to the scorer cache)
+# ------------------------------------------------------------------------------------------------
+
+def test_default_bertscore_model_is_a_local_folder():
+    path = default_bertscore_model_path()
+    from pathlib import Path
+
+    folder = Path(path)
+    assert (folder / "config.json").is_file()
+    assert (folder / "model.safetensors").is_file()
+    assert (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()
+    assert metrics.resolve_bertscore_model(None) == path
+    assert metrics.resolve_bertscore_model(DEFAULT_BERTSCORE_MODEL) == path
+    assert metrics.resolve_bertscore_model("/some/other/model") == "/some/other/model"
+
+
+def test_bertscore_identical_near_one_and_unrelated_lower_and_scorer_is_cached(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    identical = bertscore([refs[1] for refs in REFERENCES], REFERENCES, device="cpu")
+    assert set(identical) == {"bertscore_precision", "bertscore_recall", "bertscore_f1"}
+    assert identical["bertscore_f1"] > 0.99
+    unrelated = bertscore(UNRELATED, REFERENCES, device="cpu")
+    assert unrelated["bertscore_f1"] < identical["bertscore_f1"] - 0.3
+    # Repeated calls (one per epoch) reuse the loaded scorer instead of reloading the encoder.
+    cache = metrics._bertscore_scorer.cache_info()
+    assert cache.currsize >= 1 and cache.hits >= 1
+
+
+def test_bertscore_info_records_model_and_no_rescaling():
+    info = bertscore_info()
+    assert info["bertscore_model"] == DEFAULT_BERTSCORE_MODEL
+    assert info["bertscore_rescaled"] is False
+    assert info["bertscore_num_layers"] == 6
+    assert bertscore_info(None)["bertscore_model"] == DEFAULT_BERTSCORE_MODEL
+
+
+# ------------------------------------------------------------------------------------------------
+# Input errors
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", [bleu, cider, bertscore, meteor, compute_metrics])
+def test_length_mismatch_quotes_both_lengths(metric):
+    with pytest.raises(ValueError, match=r"2 predictions vs 3 reference lists"):
+        metric(["a dog", "a cat"], [["a dog"], ["a cat"], ["a cow"]])
+
+
+@pytest.mark.parametrize("metric", [bleu, cider, bertscore, compute_metrics])
+def test_empty_predictions_rejected(metric):
+    with pytest.raises(ValueError, match="predictions is empty"):
+        metric([], [])
+
+
+def test_flat_reference_list_is_explained():
+    with pytest.raises(TypeError, match=r"references\[0\] is a str .*expected a list of reference captions"):
+        bleu(["a dog"], ["a dog"])
+
+
+def test_empty_reference_list_rejected():
+    with pytest.raises(ValueError, match=r"references\[1\] must be a non-empty list"):
+        cider(["a dog", "a cat"], [["a dog"], []])
+    with pytest.raises(ValueError, match=r"references\[0\] has no words"):
+        cider(["a dog"], [["...", ""]])
+
+
+def test_non_string_prediction_rejected():
+    with pytest.raises(TypeError, match=r"predictions\[1\] must be a str"):
+        bleu(["a dog", None], [["a dog"], ["a cat"]])
+
+
+def test_empty_prediction_scores_zero_not_crash():
+    scores = compute_metrics(["", GOOD[1]], REFERENCES[:2], use_bertscore=False)
+    assert 0.0 < scores["bleu1"] < 1.0
+    assert scores["cider"] >= 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# METEOR (optional, Java)
+# ------------------------------------------------------------------------------------------------
+
+def test_meteor_returns_none_with_warning_without_java(monkeypatch, caplog):
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
+    with caplog.at_level(logging.WARNING, logger="trainer.metrics"):
+        assert meteor(GOOD, REFERENCES) is None
+        scores = compute_metrics(GOOD, REFERENCES, use_bertscore=False, use_meteor=True)
+    assert "java" in caplog.text.lower()
+    assert "meteor" not in scores and "cider" in scores
+
+
+def test_meteor_scores_exact_matches_near_one_when_java_is_available():
+    if metrics.shutil.which("java") is None:
+        pytest.skip("no Java on this machine; METEOR is optional")
+    # One JVM start (~5-10 s), so a single call: exact matches score ~1 only if each prediction is paired
+    # with its own references.
+    scores = meteor([refs[0] for refs in REFERENCES], REFERENCES)
+    assert scores is not None and set(scores) == {"meteor"}
+    assert scores["meteor"] > 0.95

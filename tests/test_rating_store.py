@@ -1,0 +1,253 @@
+"""Protects the rating store: ratings persist in SQLite (WAL), re-rating replaces rather than
+duplicates, a rating keeps a copy of the caption it scored, bad input fails with a clear message, and
+many threads plus several processes can write at once without losing a single rating."""
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+
+import pandas as pd
+import pytest
+
+from rating.store import (
+    RATING_COLUMNS,
+    SCHEMA_VERSION,
+    CaptionNotFoundError,
+    EvaluationSetNotFoundError,
+    RatingStore,
+)
+
+SET = "coco-val"
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = RatingStore(tmp_path / "ratings.sqlite")
+    yield store
+    store.close()
+
+
+def _fill(store: RatingStore, eval_set: str = SET, images: int = 2, models: tuple[str, ...] = ("mlp", "transformer")):
+    """A set with `images` images, each captioned by every model."""
+    store.create_or_open_set(eval_set, blind=True, preset="quick", settings={"beam_size": 3})
+    for i in range(images):
+        store.add_image(f"hash{i}", f"img{i}.jpg", 640, 480)
+        for model in models:
+            store.save_caption(eval_set, f"hash{i}", model, f"{model} caption {i}",
+                               weights_hash=f"w-{model}", decoding={"beam_size": 3, "seed": i})
+
+
+def test_schema_wal_and_version(store, tmp_path):
+    assert store.journal_mode == "wal"
+    assert store.schema_version == SCHEMA_VERSION
+    # look at the file with a plain connection, not through the class
+    raw = sqlite3.connect(tmp_path / "ratings.sqlite")
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        columns = {table: [row[1] for row in raw.execute(f"PRAGMA table_info({table})")]
+                   for table in ("evaluation_sets", "images", "captions", "ratings")}
+        # the database itself refuses a score outside 0..2, whatever code writes to it
+        with pytest.raises(sqlite3.IntegrityError):
+            raw.execute("INSERT INTO ratings VALUES ('s', 'r', 'h', 'm', 3, 'c', NULL, '{}', 't')")
+    finally:
+        raw.close()
+    assert columns["evaluation_sets"] == ["name", "created_at", "blind", "preset", "settings_json", "notes"]
+    assert columns["images"] == ["content_hash", "file_name", "width", "height", "added_at"]
+    assert columns["captions"] == ["eval_set", "image_hash", "model_name", "caption", "model_weights_hash",
+                                   "decoding_json", "created_at"]
+    assert columns["ratings"] == ["eval_set", "rater", "image_hash", "model_name", "score", "caption",
+                                  "model_weights_hash", "decoding_json", "rated_at"]
+
+
+def test_round_trip_copies_caption_into_rating(store):
+    created = store.create_or_open_set(SET, blind=True, preset="quick", settings={"beam_size": 3})
+    assert created["name"] == SET and created["blind"] is True and created["settings"] == {"beam_size": 3}
+    assert created["created_at"].endswith("+00:00")  # ISO-8601 UTC
+    store.add_image("hash0", "dog.jpg", 640, 480)
+    store.save_caption(SET, "hash0", "mlp", "a dog on grass", weights_hash="abc123", decoding={"beam_size": 3})
+
+    captions = store.get_captions(SET)
+    assert len(captions) == 1
+    assert captions[0]["caption"] == "a dog on grass" and captions[0]["file_name"] == "dog.jpg"
+    assert captions[0]["decoding"] == {"beam_size": 3}
+
+    store.rate(SET, "alice", "hash0", "mlp", 2)
+    frame = store.ratings(SET)
+    assert list(frame.columns) == RATING_COLUMNS
+    row = frame.iloc[0].to_dict()
+    assert row["eval_set"] == SET and row["rater"] == "alice" and row["score"] == 2
+    assert row["file_name"] == "dog.jpg" and row["caption"] == "a dog on grass"
+    assert row["model_weights_hash"] == "abc123" and row["decoding"] == {"beam_size": 3}
+    assert pd.Timestamp(row["rated_at"]).tzinfo is not None
+    assert frame["score"].dtype == "int64"
+
+
+def test_upserts_replace_instead_of_duplicating(store):
+    _fill(store, images=1)
+    store.rate(SET, "alice", "hash0", "mlp", 0)
+    store.rate(SET, "alice", "hash0", "mlp", 2)
+    frame = store.ratings(SET)
+    assert len(frame) == 1 and frame.loc[0, "score"] == 2
+
+    # a regenerated caption replaces the old one, but the rating keeps what alice actually saw...
+    store.save_caption(SET, "hash0", "mlp", "a new caption", weights_hash="w2", decoding={"beam_size": 5})
+    assert [c["caption"] for c in store.get_captions(SET) if c["model_name"] == "mlp"] == ["a new caption"]
+    assert store.ratings(SET).loc[0, "caption"] == "mlp caption 0"
+    # ...until she rates again
+    store.rate(SET, "alice", "hash0", "mlp", 1)
+    row = store.ratings(SET).iloc[0]
+    assert (row["caption"], row["model_weights_hash"], row["decoding"], row["score"]) == (
+        "a new caption", "w2", {"beam_size": 5}, 1)
+    assert len(store.get_captions(SET)) == 2  # one per model, not one per save
+
+
+def test_persists_across_reopen(tmp_path):
+    path = tmp_path / "sub" / "ratings.sqlite"  # missing parent folders are created
+    first = RatingStore(path)
+    _fill(first)
+    first.rate(SET, "alice", "hash1", "transformer", 1)
+    first.close()
+
+    second = RatingStore(path)
+    try:
+        frame = second.ratings(SET)
+        assert frame[["rater", "image_hash", "model_name", "score"]].values.tolist() == [
+            ["alice", "hash1", "transformer", 1]]
+        # opening an existing set keeps the settings it was created with
+        reopened = second.create_or_open_set(SET, blind=False, settings={"beam_size": 9})
+        assert reopened["blind"] is True and reopened["settings"] == {"beam_size": 3}
+        assert reopened["preset"] == "quick"
+    finally:
+        second.close()
+
+
+def test_list_sets_raters_unrated_and_delete(store):
+    _fill(store, images=2)
+    store.create_or_open_set("empty-set")
+    store.rate(SET, "bob", "hash0", "mlp", 1)
+    store.rate(SET, "alice", "hash0", "mlp", 2)
+    store.rate(SET, "alice", "hash1", "mlp", 0)
+
+    sets = {entry["name"]: entry for entry in store.list_sets()}
+    assert set(sets) == {SET, "empty-set"}
+    assert (sets[SET]["images"], sets[SET]["captions"], sets[SET]["ratings"], sets[SET]["raters"]) == (2, 4, 3, 2)
+    assert (sets["empty-set"]["captions"], sets["empty-set"]["ratings"]) == (0, 0)
+
+    assert store.raters(SET) == ["alice", "bob"]
+    assert list(store.ratings(SET, rater="bob")["score"]) == [1]
+    assert store.ratings("empty-set").empty and list(store.ratings("empty-set").columns) == RATING_COLUMNS
+    unrated = store.unrated_captions(SET, "alice")
+    assert [(c["image_hash"], c["model_name"]) for c in unrated] == [("hash0", "transformer"), ("hash1", "transformer")]
+
+    assert store.delete_rating(SET, "bob", "hash0", "mlp") is True
+    assert store.delete_rating(SET, "bob", "hash0", "mlp") is False
+    assert store.raters(SET) == ["alice"]
+
+
+def test_names_are_stripped(store):
+    _fill(store, images=1)
+    store.rate("  " + SET + " ", "  alice  ", "hash0", " mlp ", "2")  # radio widgets send strings
+    assert store.ratings(SET)[["rater", "model_name", "score"]].values.tolist() == [["alice", "mlp", 2]]
+
+
+@pytest.mark.parametrize("score", [3, -1, 1.5, "two", True, None])
+def test_bad_score_is_refused(store, score):
+    _fill(store, images=1)
+    with pytest.raises(ValueError, match=f"score must be 0, 1 or 2, got {score!r}"):
+        store.rate(SET, "alice", "hash0", "mlp", score)
+    assert store.ratings(SET).empty
+
+
+def test_score_message_is_exact(store):
+    _fill(store, images=1)
+    with pytest.raises(ValueError) as error:
+        store.rate(SET, "alice", "hash0", "mlp", 3)
+    assert str(error.value) == "score must be 0, 1 or 2, got 3"
+
+
+def test_bad_names_and_missing_things_are_explained(store):
+    _fill(store, images=1)
+    with pytest.raises(ValueError, match="rater name must not be empty"):
+        store.rate(SET, "   ", "hash0", "mlp", 1)
+    with pytest.raises(ValueError, match="evaluation set name must not be empty"):
+        store.create_or_open_set("")
+    with pytest.raises(ValueError, match="at most 100"):
+        store.rate(SET, "x" * 101, "hash0", "mlp", 1)
+    store.rate(SET, "y" * 100, "hash0", "mlp", 1)  # 100 is allowed
+    with pytest.raises(CaptionNotFoundError, match=r"No caption by model 'cnn'.*\['mlp', 'transformer'\]"):
+        store.rate(SET, "alice", "hash0", "cnn", 1)
+    with pytest.raises(EvaluationSetNotFoundError, match=r"'nope' not found; available sets = \['coco-val'\]"):
+        store.rate("nope", "alice", "hash0", "mlp", 1)
+    with pytest.raises(EvaluationSetNotFoundError):
+        store.save_caption("nope", "hash0", "mlp", "c", weights_hash=None, decoding={})
+    with pytest.raises(ValueError, match="decoding must hold only JSON values"):
+        store.save_caption(SET, "hash0", "mlp", "c", weights_hash=None, decoding={"x": object()})
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        store.add_image("h", "a.jpg", 0, 10)
+    assert len(store.ratings(SET)) == 1  # only the valid rating went in
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "ratings.sqlite"
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(RuntimeError, match="newer than this code"):
+        RatingStore(path)
+
+
+# ---------------------------------------------------------------------------- concurrency
+
+IMAGES = 50
+
+
+def _process_writer(path: str, rater: str, barrier) -> None:
+    """Runs in a separate process: open the store there and write IMAGES ratings."""
+    store = RatingStore(path)
+    barrier.wait()
+    for i in range(IMAGES):
+        store.rate(SET, rater, f"hash{i}", "mlp", i % 3)
+    store.close()
+
+
+def test_threads_and_processes_write_at_once(tmp_path):
+    path = tmp_path / "ratings.sqlite"
+    store = RatingStore(path)
+    _fill(store, images=IMAGES, models=("mlp",))
+
+    # spawn, not fork: a clean child, as a second app process would be
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)  # both processes and this one start writing together
+    processes = [context.Process(target=_process_writer, args=(str(path), f"process{p}", barrier)) for p in range(2)]
+    for process in processes:
+        process.start()
+
+    errors: list[BaseException] = []
+
+    def thread_writer(rater: str) -> None:
+        try:
+            for i in range(IMAGES):
+                store.rate(SET, rater, f"hash{i}", "mlp", (i + len(rater)) % 3)
+        except BaseException as error:  # surfaced below; a thread's exception is otherwise lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=thread_writer, args=(f"thread{t}",)) for t in range(8)]
+    barrier.wait(timeout=60)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for process in processes:
+        process.join(timeout=60)
+
+    assert not errors, errors
+    assert [process.exitcode for process in processes] == [0, 0]
+    frame = store.ratings(SET)
+    assert len(frame) == 10 * IMAGES
+    assert frame.groupby("rater").size().to_dict() == {
+        **{f"thread{t}": IMAGES for t in range(8)}, **{f"process{p}": IMAGES for p in range(2)}}
+    expected = {f"hash{i}": i % 3 for i in range(IMAGES)}
+    assert dict(zip(frame.loc[frame.rater == "process1", "image_hash"], frame.loc[frame.rater == "process1", "score"])) == expected
+    store.close()
