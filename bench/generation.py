@@ -1,0 +1,378 @@
+"""Benchmark: how fast Caption Zoo captions, against the field's reference loop and against a FLOP floor.
+
+Run (from the repository root; full size takes a few minutes on 2 cores, `--quick` a few seconds):
+
+    .venv/bin/python bench/generation.py                      # real-size models, the README figures
+    .venv/bin/python bench/generation.py --baseline-images 16 # time the baseline on all 16 images
+    .venv/bin/python bench/generation.py --quick              # tiny models: checks the script runs
+
+What it builds (at random init, from configs; nothing is downloaded):
+- the vision encoder is CLIP ViT-B/32 with its projection (`CLIPVisionConfig()` defaults: image 224,
+  patch 32, width 768, 12 layers, projection_dim 512), one set of weights shared by all models;
+- the decoder is GPT-2 124M (`GPT2Config()` defaults, vocab 50257), the mapper ClipCap's MLP, K = 10;
+- `--models` (3) such captioners differ only in their mapper and GPT-2 weights (different seeds).
+Each is written with `captioning.zoo.save_entry` into a temporary zoo and loaded back with
+`captioning.zoo.load_entry`, so what is timed is exactly what the CLI and the app run. A GPT-2 tokenizer
+cannot be had offline, so each entry carries a small byte-level BPE trained here; its decode silently
+drops ids beyond its vocabulary, so captions are gibberish, but decoding is a negligible part of the time
+and the token ids (hence the work) are those of the real-size model.
+
+What it times (best of `--repeats`, after an untimed warm-up on a few images):
+1. ours: `captioning.pipeline.caption_images(models, 16 images, preset "consistent" = beam 5)` with exactly
+   `--new-tokens` (20) new tokens per caption (EOS suppressed: min_new_tokens = max_new_tokens = 20): the
+   16 PIL images (480x640) are preprocessed once, encoded once (the models share the encoder), and each
+   model decodes the whole batch, running its prompt once per image and copying the cache to the beams.
+2. the baseline, as the field's reference code does it: for each model and each image separately,
+   preprocess and encode the image at batch 1, then call transformers' `generate(inputs_embeds=prefix,
+   num_beams=5, min_new_tokens=20, max_new_tokens=20)` at batch 1. `--baseline-images N` times the first
+   N images for every model (it is slow); seconds per caption are compared, which does not depend on N.
+3. greedy throughput: one model, `--greedy-batch` (32) images in one batch, greedy, 20 new tokens, through
+   `caption_images` (preprocessing and encoding included).
+
+The FLOP floor. Only matrix products are counted (2 FLOPs per multiply-add); layer norms, GELU, softmax,
+beam bookkeeping and preprocessing are left out, so the floor is a lower bound on the time:
+    encoder, per image (T = 1 + (S/P)^2 = 50 tokens):
+        patch conv 2 * (3 P^2 D) * (S/P)^2  +  blocks 2 * W_enc * T  +  attention L_enc * 4 * D * T^2
+        +  projection 2 * D * projection_dim  (on the pooled token)
+    mapper, per image: 2 * W_map
+    decoder, per image, for N new tokens and b beams (b = 1 for greedy):
+        prefill of the K prefix positions once:  2 * W_dec * K  +  L * 4 * d * K(K+1)/2  +  LM head 2 * d * V
+            (the LM head runs on the last position only; its logits give the first token)
+        N - 1 steps, each on b rows:  2 * W_dec  +  2 * d * V  +  L * 4 * d * (K + t)   for t = 1 .. N-1
+            (attention of the new token over the K prefix positions and t tokens: QK^T and AV)
+where W_* is the number of weights in the matrices of the blocks (parameters with 2 or more dimensions:
+12 d^2 per GPT-2 / CLIP layer), d = n_embd, V = vocab, L = layers. The encoder runs once per image for
+the beam workload (shared by the models) and the decoder terms once per model.
+floor seconds = FLOPs / R, with R the best fp32 matmul rate torch reaches on this machine with the same
+thread count (best of several repeats over a few shapes of this workload; large products reach the
+machine's peak, the skinny decode products reach less, so the floor is optimistic, i.e. strict).
+
+Targets, printed with PASS/MISS: ours >= 3x faster than the baseline per caption; ours <= 1.6x the floor
+for beam 5; greedy at batch 32 <= 2x its floor. The last lines are a markdown table for the README.
+The machine is usually shared: figures vary from run to run by 10-30 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import CLIPVisionConfig, GPT2Config  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from captioning.config import CaptionerConfig, MapperConfig  # noqa: E402
+from captioning.generation import GenerationSettings, generate, get_settings  # noqa: E402
+from captioning.model import PrefixCaptioner, build_vision_encoder, vision_config_from_dict  # noqa: E402
+from captioning.pipeline import caption_images  # noqa: E402
+from captioning.preprocessing import make_image_processor  # noqa: E402
+from captioning.tokenization import train_bpe_tokenizer  # noqa: E402
+from captioning.zoo import ZooModel, load_entry, save_entry  # noqa: E402
+
+TARGET_SPEEDUP = 3.0  # ours vs the batch-1 reference loop, seconds per caption
+TARGET_BEAM_FLOOR = 1.6  # ours (beam 5) / FLOP floor
+TARGET_GREEDY_FLOOR = 2.0  # greedy batch 32 / FLOP floor
+IMAGE_HEIGHT, IMAGE_WIDTH = 480, 640  # a typical photo; preprocessing resizes it to 224
+
+TOKENIZER_TEXTS = [
+    "a dog runs on the grass in a park", "two cats sleep on a red sofa", "a man rides a bicycle down the street",
+    "a plate of food with rice and vegetables", "a group of people standing near a bus",
+    "a small boat on a lake at sunset", "a child holding a kite on the beach", "a train at a station",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything that differs between the full run and `--quick`."""
+
+    vision: dict
+    decoder: dict
+    prefix_length: int
+    image_size: int
+    image_hw: tuple[int, int]
+    matmul_shapes: tuple[tuple[int, int, int], ...]  # (M, K, N) products timed for the matmul rate
+    matmul_repeats: int
+
+
+def full_sizes(num_beams: int, num_images: int) -> Sizes:
+    vision = CLIPVisionConfig()  # ViT-B/32: image 224, patch 32, width 768, 12 layers, projection 512
+    decoder = GPT2Config()  # GPT-2 124M: n_embd 768, 12 layers, vocab 50257, EOS 50256
+    rows = num_beams * num_images  # rows of a decode step in our beam run
+    d = decoder.n_embd
+    shapes = ((2048, d, 4 * d), (2048, 2048, d), (rows, d, 4 * d), (rows, d, decoder.vocab_size))
+    return Sizes(vision=vision.to_dict(), decoder=decoder.to_dict(), prefix_length=10, image_size=vision.image_size,
+                 image_hw=(IMAGE_HEIGHT, IMAGE_WIDTH), matmul_shapes=shapes, matmul_repeats=20)
+
+
+def quick_sizes(vocab_size: int) -> Sizes:
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=24)
+    decoder = GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                         bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
+    return Sizes(vision=vision.to_dict(), decoder=decoder.to_dict(), prefix_length=3, image_size=32,
+                 image_hw=(48, 64), matmul_shapes=((256, 256, 256),), matmul_repeats=3)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Models and images
+
+
+def build_zoo(sizes: Sizes, num_models: int, zoo_dir: Path, tokenizer) -> list[ZooModel]:
+    """Save `num_models` captioners (shared encoder weights, own mapper/GPT-2 seeds) and load them back."""
+    config = CaptionerConfig(encoder_type="clip", encoder_config=sizes.vision, decoder_config=sizes.decoder,
+                             prefix_length=sizes.prefix_length, mapper=MapperConfig(type="mlp"),
+                             encoder_name="clip-vit-b32 (random init)", decoder_name="gpt2-124m (random init)")
+    torch.manual_seed(0)
+    encoder = build_vision_encoder("clip", vision_config_from_dict("clip", sizes.vision))
+    processor = make_image_processor("clip", sizes.image_size)
+    shared: dict = {}  # as captioning.zoo.ModelCache does: equal encoder weights -> one module
+    models = []
+    for i in range(num_models):
+        torch.manual_seed(1000 + i)  # the mapper and GPT-2 differ per model
+        model = PrefixCaptioner(config, encoder=encoder).eval()
+        path = save_entry(model, tokenizer, processor, zoo_dir / f"bench-model-{i}")
+        del model
+        models.append(load_entry(path, shared_encoders=shared))
+    if len({m.encoder_key for m in models}) != 1:
+        raise RuntimeError("the benchmark models should share one encoder (same weights and preprocessing)")
+    return models
+
+
+def synthetic_images(count: int, hw: tuple[int, int], seed: int) -> list[Image.Image]:
+    """RGB photos-to-be: a smooth colour gradient plus noise, so resizing does real work."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    ys, xs = np.mgrid[0:h, 0:w]
+    images = []
+    for _ in range(count):
+        base = np.stack([(xs * rng.uniform(0.1, 0.5) + ys * rng.uniform(0.1, 0.5) + rng.uniform(0, 255)) % 256
+                         for _ in range(3)], axis=-1)  # (H, W, 3)
+        noisy = np.clip(base + rng.normal(0, 20, size=base.shape), 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(noisy, mode="RGB"))
+    return images
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The timed runs
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall-clock seconds of `repeats` calls: on a shared machine the minimum is the least disturbed."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run_ours(models: list[ZooModel], images: list[Image.Image], settings: GenerationSettings) -> None:
+    caption_images(models, images, settings=settings, batch_size=len(images))
+
+
+@torch.no_grad()  # as the reference scripts do
+def run_baseline(models: list[ZooModel], images: list[Image.Image], num_beams: int, new_tokens: int) -> None:
+    """The field's reference loop: per model, per image, batch 1: preprocess, encode, transformers' generate."""
+    for zoo_model in models:
+        captioner = zoo_model.model
+        eos = captioner.eos_token_id
+        for image in images:
+            pixels = zoo_model.image_processor(images=[image], return_tensors="pt")["pixel_values"]  # (1, 3, S, S)
+            prefix = captioner.prefix_embeddings(captioner.encode_images(pixels))  # (1, K, n_embd)
+            mask = torch.ones(prefix.shape[:2], dtype=torch.long)  # (1, K)
+            out = captioner.decoder.generate(inputs_embeds=prefix, attention_mask=mask, num_beams=num_beams,
+                                             max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                             pad_token_id=eos)  # (1, new_tokens): only the new tokens
+            if out.shape[1] != new_tokens:
+                raise RuntimeError(f"baseline generated {out.shape[1]} tokens, expected {new_tokens}")
+            zoo_model.decode(out[0].tolist())
+
+
+def check_lengths(model: ZooModel, images: list[Image.Image], settings: GenerationSettings, new_tokens: int) -> None:
+    """The work we time is the work we count: every caption has exactly `new_tokens` tokens."""
+    out = generate(model.model, model.encode(model.preprocess(images)), settings)
+    lengths = {len(t) for per_image in out.tokens for t in per_image}
+    if lengths != {new_tokens}:
+        raise RuntimeError(f"expected captions of exactly {new_tokens} tokens, got lengths {sorted(lengths)}")
+
+
+def matmul_rate(shapes: tuple[tuple[int, int, int], ...], repeats: int) -> dict[tuple[int, int, int], float]:
+    """fp32 GFLOP/s of A (M, K) @ B (K, N) per shape, best of `repeats` (after one untimed product)."""
+    rates = {}
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b  # warm-up: MKL picks its kernels and allocates once
+        seconds = best_time(lambda: a @ b, repeats)
+        rates[(m, k, n)] = 2 * m * k * n / seconds / 1e9
+    return rates
+
+
+# ----------------------------------------------------------------------------------------------------------
+# FLOP counting (the formula is in the module docstring)
+
+
+def matrix_weights(module: torch.nn.Module) -> int:
+    """Weights in the matrices of a module (parameters with >= 2 dimensions); biases and norms left out."""
+    return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
+
+
+def encoder_flops_per_image(captioner: PrefixCaptioner) -> float:
+    cfg = captioner.encoder.config
+    patches = (cfg.image_size // cfg.patch_size) ** 2
+    tokens = patches + 1  # the class token
+    d = cfg.hidden_size
+    patch = 2 * (cfg.num_channels * cfg.patch_size ** 2 * d) * patches
+    blocks = 2 * matrix_weights(captioner.encoder.vision_model.encoder) * tokens
+    attention = cfg.num_hidden_layers * 4 * d * tokens ** 2
+    projection = 2 * d * cfg.projection_dim
+    return patch + blocks + attention + projection
+
+
+def decoder_flops_per_image(captioner: PrefixCaptioner, beams: int, new_tokens: int) -> float:
+    """Mapper + prefill once + (new_tokens - 1) steps on `beams` rows, for one image."""
+    dec = captioner.decoder.config
+    d, layers, vocab, k = dec.n_embd, dec.n_layer, captioner.vocab_size, captioner.config.prefix_length
+    w_dec = matrix_weights(captioner.decoder_blocks())
+    lm_head = 2 * d * vocab
+    mapper = 2 * matrix_weights(captioner.mapper)
+    prefill = 2 * w_dec * k + layers * 4 * d * k * (k + 1) / 2 + lm_head
+    steps = sum(beams * (2 * w_dec + lm_head + layers * 4 * d * (k + t)) for t in range(1, new_tokens))
+    return mapper + prefill + steps
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Main
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="torch threads for every timed part (default 2)")
+    p.add_argument("--repeats", type=int, default=1, help="timed repeats per measurement; the best is kept")
+    p.add_argument("--images", type=int, default=16, help="images captioned by each model (default 16)")
+    p.add_argument("--models", type=int, default=3, help="models sharing one encoder (default 3)")
+    p.add_argument("--baseline-images", type=int, default=4,
+                   help="images the batch-1 baseline captions with each model (default 4; at most --images)")
+    p.add_argument("--greedy-batch", type=int, default=32, help="images in the greedy throughput batch (default 32)")
+    p.add_argument("--new-tokens", type=int, default=20, help="exact caption length in tokens (default 20)")
+    p.add_argument("--quick", action="store_true", help="tiny models and images: checks the script runs, in seconds")
+    args = p.parse_args(argv)
+    for name in ("threads", "repeats", "images", "models", "baseline_images", "greedy_batch", "new_tokens"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.baseline_images > args.images:
+        p.error(f"--baseline-images ({args.baseline_images}) cannot exceed --images ({args.images})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    hf_logging.set_verbosity_error()  # generate() warns about generation-config details; they are not results
+    beam = get_settings("consistent", min_new_tokens=args.new_tokens, max_new_tokens=args.new_tokens)
+    greedy = get_settings("greedy", min_new_tokens=args.new_tokens, max_new_tokens=args.new_tokens)
+    tokenizer = train_bpe_tokenizer(TOKENIZER_TEXTS, vocab_size=300)
+    sizes = quick_sizes(len(tokenizer)) if args.quick else full_sizes(beam.num_beams, args.images)
+    mode = "quick (tiny models: the figures mean nothing)" if args.quick else "full size (ViT-B/32 + GPT-2 124M)"
+    print(f"# bench/generation.py | {mode} | torch {torch.__version__} | {args.threads} threads | "
+          f"{platform.processor() or platform.machine()} | {os.cpu_count()} cores", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="caption-zoo-bench-") as tmp:
+        t0 = time.perf_counter()
+        models = build_zoo(sizes, args.models, Path(tmp), tokenizer)
+        print(f"built and loaded {len(models)} models in {time.perf_counter() - t0:.1f} s "
+              f"({models[0].model.parameter_counts()['total'] / 1e6:.1f} M parameters each)", flush=True)
+        images = synthetic_images(args.images, sizes.image_hw, seed=0)
+        greedy_images = synthetic_images(args.greedy_batch, sizes.image_hw, seed=1)
+        baseline_images = images[:args.baseline_images]
+
+        # Warm-up (untimed): a few images through every path, and the length check.
+        warm = images[:2]
+        check_lengths(models[0], warm, beam, args.new_tokens)
+        check_lengths(models[0], warm, greedy, args.new_tokens)
+        run_ours(models, warm, beam)
+        run_baseline(models[:1], warm[:1], beam.num_beams, args.new_tokens)
+        run_ours(models[:1], greedy_images[:4], greedy)
+
+        ours_s = best_time(lambda: run_ours(models, images, beam), args.repeats)
+        ours_per_caption = ours_s / (len(images) * len(models))
+        print(f"ours: {len(images)} images x {len(models)} models, beam {beam.num_beams}, {args.new_tokens} tokens: "
+              f"{ours_s:.2f} s = {ours_per_caption:.3f} s/caption", flush=True)
+
+        base_s = best_time(lambda: run_baseline(models, baseline_images, beam.num_beams, args.new_tokens),
+                           args.repeats)
+        base_captions = len(baseline_images) * len(models)
+        base_per_caption = base_s / base_captions
+        print(f"baseline: {len(baseline_images)} images x {len(models)} models at batch 1 ({base_captions} "
+              f"generate calls): {base_s:.2f} s = {base_per_caption:.3f} s/caption", flush=True)
+
+        greedy_s = best_time(lambda: run_ours(models[:1], greedy_images, greedy), args.repeats)
+        print(f"greedy: {len(greedy_images)} images x 1 model in one batch, {args.new_tokens} tokens: "
+              f"{greedy_s:.2f} s = {len(greedy_images) / greedy_s:.1f} captions/s", flush=True)
+
+        rates = matmul_rate(sizes.matmul_shapes, sizes.matmul_repeats)
+        rate = max(rates.values())
+        print("fp32 matmul GFLOP/s: " + ", ".join(f"({m}x{k})@({k}x{n}) {r:.1f}" for (m, k, n), r in rates.items()),
+              flush=True)
+
+        captioner = models[0].model
+        enc = encoder_flops_per_image(captioner)
+        beam_flops = len(images) * (enc + len(models) * decoder_flops_per_image(captioner, beam.num_beams,
+                                                                                 args.new_tokens))
+        greedy_flops = len(greedy_images) * (enc + decoder_flops_per_image(captioner, 1, args.new_tokens))
+        beam_floor = beam_flops / (rate * 1e9)
+        greedy_floor = greedy_flops / (rate * 1e9)
+        print(f"FLOPs: beam workload {beam_flops / 1e9:.1f} G (encoder {len(images) * enc / 1e9:.1f} G), floor "
+              f"{beam_floor:.2f} s; greedy workload {greedy_flops / 1e9:.1f} G, floor {greedy_floor:.2f} s "
+              f"(at {rate:.1f} GFLOP/s)", flush=True)
+
+    speedup = base_per_caption / ours_per_caption
+    beam_ratio = ours_s / beam_floor
+    greedy_ratio = greedy_s / greedy_floor
+    rows = [
+        ("ours, beam 5: s/caption", f"{ours_per_caption:.3f}", "", ""),
+        ("baseline (batch 1, transformers generate): s/caption", f"{base_per_caption:.3f}", "", ""),
+        ("speed-up vs baseline", f"{speedup:.1f}x", f">= {TARGET_SPEEDUP:g}x", verdict(speedup >= TARGET_SPEEDUP)),
+        ("beam 5: time / FLOP floor", f"{beam_ratio:.2f}x", f"<= {TARGET_BEAM_FLOOR:g}x",
+         verdict(beam_ratio <= TARGET_BEAM_FLOOR)),
+        (f"greedy, batch {len(greedy_images)}: captions/s", f"{len(greedy_images) / greedy_s:.1f}", "", ""),
+        (f"greedy, batch {len(greedy_images)}: time / FLOP floor", f"{greedy_ratio:.2f}x",
+         f"<= {TARGET_GREEDY_FLOOR:g}x", verdict(greedy_ratio <= TARGET_GREEDY_FLOOR)),
+        (f"fp32 matmul rate ({args.threads} threads)", f"{rate:.1f} GFLOP/s", "", ""),
+    ]
+    command = "python bench/generation.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    print()
+    print(f"Command: `{command}`; {len(images)} images x {len(models)} models, {args.new_tokens} new tokens, "
+          f"baseline timed on {len(baseline_images)} images x {len(models)} models, best of {args.repeats}.")
+    print()
+    print("| measurement | value | target | result |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,558 @@
+"""Train a prefix captioner from one YAML experiment config and write the best epoch into the model zoo.
+
+    python -m trainer.train trainer/configs/NAME.yaml [key.sub=value ...] [--resume]
+
+One run = one folder `<output_dir>/<name>/` holding the resolved config, TensorBoard logs, the training
+state for `--resume` (written every `save_every_epochs`, and on Ctrl-C), and the best epoch as a zoo
+entry; at the end that entry is scored on the test split and copied into `<zoo_dir>/<name>/` with
+`metrics.json`, `curves.png` and a filled-in model card.
+
+Devices and precision come from Accelerate: CPU, one GPU, or `accelerate launch -m trainer.train ...`
+for several; bf16/fp16 mixed precision, gradient accumulation and clipping. With a frozen encoder, image
+embeddings are computed once per unique image and cached on disk as safetensors (`trainer/cache.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from captioning.config import MapperConfig
+from captioning.generation import get_settings
+from captioning.images import ImageLoadError, load_image
+from captioning.model import PrefixCaptioner, encode_captions, module_fingerprint
+from captioning.zoo import KIND_PREFIX, ZooModel, save_entry
+
+from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
+from .data import DatasetError, Split, SubsetSampler, load_dataset
+from .evaluate import evaluate_split
+
+STATE_DIR = "state"
+BEST_DIR = "best"
+TRAINER_STATE = "trainer_state.json"
+LOWER_IS_BETTER = {"val_loss"}
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on; the message says why and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model, tokenizer and preprocessing from the config
+
+
+def build_components(cfg: ExperimentConfig):
+    """(model, tokenizer, image_processor) as the config describes: pretrained parts, or from scratch."""
+    from transformers import AutoConfig, CLIPVisionConfig
+
+    from captioning.preprocessing import load_image_processor, make_image_processor
+    from captioning.tokenization import load_tokenizer
+
+    m = cfg.model
+    mapper = MapperConfig(type=m.mapper, hidden_size=m.mapper_hidden_size, num_layers=m.mapper_num_layers,
+                          num_heads=m.mapper_num_heads, clip_length=m.clip_length)
+    tokenizer = load_tokenizer(m.tokenizer or m.decoder)
+    if not m.from_scratch:
+        model = PrefixCaptioner.from_pretrained_parts(
+            m.encoder, m.decoder, prefix_length=m.prefix_length, mapper=mapper, encoder_type=m.encoder_type,
+            encoder_revision=m.encoder_revision, freeze_encoder=m.freeze_encoder, freeze_decoder=m.freeze_decoder)
+        if len(tokenizer) > model.vocab_size:
+            raise TrainingError(f"tokenizer {m.tokenizer or m.decoder!r} has {len(tokenizer)} tokens but decoder "
+                                f"{m.decoder!r} only {model.vocab_size} embeddings; use the decoder's own tokenizer")
+        return model, tokenizer, load_image_processor(m.encoder, m.image_size)
+
+    from captioning.config import CaptionerConfig
+    from captioning.model import detect_encoder_type
+
+    encoder_config = dict(m.encoder_config or AutoConfig.from_pretrained(m.encoder).to_dict())
+    encoder_type = m.encoder_type
+    if encoder_type == "auto":
+        encoder_type = detect_encoder_type(encoder_config.get("model_type", "clip_vision_model"))
+    if m.image_size is not None:
+        encoder_config["image_size"] = m.image_size
+    decoder_config = dict(m.decoder_config or AutoConfig.from_pretrained(m.decoder).to_dict())
+    decoder_config.setdefault("model_type", "gpt2")
+    # A decoder trained from scratch takes its vocabulary and special tokens from the tokenizer.
+    decoder_config.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+                          eos_token_id=tokenizer.eos_token_id)
+    encoder_config.setdefault("model_type", "clip_vision_model" if encoder_type == "clip" else "vit")
+    config = CaptionerConfig(encoder_type=encoder_type, encoder_config=encoder_config, decoder_config=decoder_config,
+                             prefix_length=m.prefix_length, mapper=mapper,
+                             encoder_name=f"{m.encoder} (from scratch)", decoder_name=f"{m.decoder} (from scratch)",
+                             freeze_encoder=m.freeze_encoder, freeze_decoder=m.freeze_decoder)
+    model = PrefixCaptioner(config)
+    image_size = m.image_size or (CLIPVisionConfig(**{k: v for k, v in encoder_config.items() if k != "model_type"}).image_size
+                                  if encoder_type == "clip" else encoder_config.get("image_size", 224))
+    return model, tokenizer, make_image_processor(encoder_type, image_size)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data
+
+
+class CaptionDataset(Dataset):
+    """(image, caption) pairs; yields pixel values, or the cached embedding when one is given. Read-only."""
+
+    def __init__(self, split: Split, image_processor, embeddings: dict[str, torch.Tensor] | None = None):
+        self.records = split.records
+        self.image_processor = image_processor
+        self.embeddings = embeddings
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        item: dict[str, Any] = {"caption": record.caption, "image_id": record.image_id}
+        if self.embeddings is not None:
+            item["image_embeds"] = self.embeddings[record.image_id]
+        else:
+            image = load_image(record.image_path)
+            item["pixel_values"] = self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        return item
+
+
+def make_collate(tokenizer, max_tokens: int):
+    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = encode_captions(tokenizer, [it["caption"] for it in items], max_tokens)
+        key = "image_embeds" if "image_embeds" in items[0] else "pixel_values"
+        batch[key] = torch.stack([it[key] for it in items])
+        return batch
+    return collate
+
+
+def drop_unreadable(split: Split) -> Split:
+    """Images that exist but cannot be decoded are dropped (and counted) before training starts."""
+    bad = set()
+    for image_id, path in split.image_paths.items():
+        try:
+            load_image(path)
+        except ImageLoadError as e:
+            bad.add(image_id)
+            split.report.notes.append(f"unreadable image skipped: {e}")
+    if bad:
+        split.records = [r for r in split.records if r.image_id not in bad]
+        split.image_paths = {k: v for k, v in split.image_paths.items() if k not in bad}
+        split.references = {k: v for k, v in split.references.items() if k not in bad}
+        split.report.missing_images += len(bad)
+    return split
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Run state
+
+
+@dataclass
+class RunState:
+    epoch: int = 0                 # epochs fully done
+    batches_done: int = 0          # micro-batches done in the current (unfinished) epoch
+    global_step: int = 0           # optimiser steps
+    best_score: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunState":
+        return cls(**json.loads(path.read_text()))
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric in LOWER_IS_BETTER else value > best
+
+
+def _lr_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int):
+    from transformers import get_scheduler
+
+    t = cfg.training
+    warmup = t.warmup_steps if t.warmup_ratio is None else int(t.warmup_ratio * total_steps)
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[t.scheduler]
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int | None = None,
+          quiet: bool = False) -> dict[str, Any]:
+    """Run the experiment; returns a summary (run dir, zoo entry, best epoch, final metrics).
+
+    stop_after_steps simulates an interruption (Ctrl-C) after that many optimiser steps: state is saved
+    and KeyboardInterrupt raised, exactly as a real Ctrl-C would; tests use it to check `--resume`.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+
+    t = cfg.training
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    run_dir = Path(cfg.experiment.output_dir) / cfg.experiment.name
+    state_path = run_dir / STATE_DIR
+    if resume and not (state_path / TRAINER_STATE).is_file():
+        raise TrainingError(f"--resume: no saved state in {state_path}; start the run without --resume")
+    if not resume and (state_path / TRAINER_STATE).is_file():
+        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
+                            f"experiment.name / delete the folder to start over")
+    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
+                              cpu=t.device == "cpu")
+    set_seed(cfg.experiment.seed)
+    log = accelerator.print if not quiet else (lambda *a, **k: None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
+
+    model, tokenizer, image_processor = build_components(cfg)
+    counts = model.parameter_counts()
+    log(f"model: {counts['total']:,} parameters, {counts['trainable']:,} trainable, {counts['frozen']:,} frozen")
+
+    d = cfg.data
+    count_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+    read = lambda split: drop_unreadable(load_dataset(
+        d.path, format=d.format, split=split, image_root=d.image_root, max_caption_tokens=d.max_caption_tokens,
+        count_tokens=count_tokens, missing_images=d.missing_images))
+    train_split, val_split = read(d.train_split), read(d.val_split)
+    for split in (train_split, val_split):
+        r = split.report
+        log(f"data[{split.name}]: {r.images} images, {r.captions} captions, {r.missing_images} missing images, "
+            f"{r.skipped_lines} skipped lines, {r.dropped_captions} dropped captions")
+    if not train_split.records:
+        raise TrainingError(f"the {d.train_split!r} split of {d.path} has no usable captions; check data.path "
+                            f"(try `python -m trainer.data inspect {d.path}`)")
+
+    embeddings = None
+    if model.config.freeze_encoder and d.cache_embeddings:
+        from .cache import EmbeddingCache
+
+        cache = EmbeddingCache(d.cache_dir, encoder_key(model, image_processor, cfg))
+        wanted = {**train_split.image_paths, **val_split.image_paths}
+        started = time.perf_counter()
+        embeddings = cache.get_or_compute(wanted, model, image_processor, device=accelerator.device,
+                                          batch_size=t.batch_size, progress=not quiet)
+        log(f"embedding cache: {len(wanted)} images ({cache.last_computed} computed, {cache.last_reused} reused) "
+            f"in {time.perf_counter() - started:.1f}s")
+
+    dataset = CaptionDataset(train_split, image_processor, embeddings)
+    sampler = SubsetSampler(len(dataset), d.subset_ratio, seed=cfg.experiment.seed)
+    loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=d.num_workers,
+                        collate_fn=make_collate(tokenizer, d.max_caption_tokens))
+    val_loader = DataLoader(CaptionDataset(val_split, image_processor, embeddings), batch_size=t.batch_size,
+                            collate_fn=make_collate(tokenizer, d.max_caption_tokens))
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]  # biases and norms are not decayed
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=t.learning_rate)
+    steps_per_epoch = math.ceil(len(sampler) / t.batch_size / t.gradient_accumulation_steps)
+    total_steps = t.max_steps or steps_per_epoch * t.epochs
+    scheduler = _lr_scheduler(cfg, optimizer, total_steps)
+    model, optimizer, loader, val_loader, scheduler = accelerator.prepare(model, optimizer, loader, val_loader, scheduler)
+
+    state = RunState()
+    if resume:
+        accelerator.load_state(str(state_path))
+        state = RunState.load(state_path / TRAINER_STATE)
+        log(f"resumed from {state_path}: epoch {state.epoch}, step {state.global_step}")
+
+    writer = None
+    if accelerator.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def save_state() -> None:
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(state_path))
+        if accelerator.is_main_process:
+            state.save(state_path / TRAINER_STATE)
+
+    settings = get_settings(cfg.evaluation.preset, max_new_tokens=cfg.evaluation.max_new_tokens)
+    unwrapped = accelerator.unwrap_model(model)
+    best_dir = run_dir / BEST_DIR
+    interrupted = False
+    try:
+        for epoch in range(state.epoch, t.epochs):
+            if t.max_steps and state.global_step >= t.max_steps:
+                break
+            model.train()
+            sampler.set_epoch(epoch)
+            epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
+            losses: list[float] = []
+            tick = time.perf_counter()
+            bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process,
+                       leave=False, initial=state.batches_done, total=len(loader))
+            for batch in bar:
+                with accelerator.accumulate(model):
+                    out = model(batch["input_ids"], batch["attention_mask"], pixel_values=batch.get("pixel_values"),
+                                image_embeds=batch.get("image_embeds"))
+                    loss = out["loss"]
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"loss became {loss.item()} at step {state.global_step} (epoch {epoch + 1}); the run "
+                            f"stopped. Lower training.learning_rate (now {t.learning_rate}), keep gradient clipping "
+                            f"on, or use bf16 instead of fp16; resume from the last saved state with --resume")
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and t.max_grad_norm:
+                        accelerator.clip_grad_norm_(params, t.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state.batches_done += 1
+                losses.append(loss.item())
+                if accelerator.sync_gradients:
+                    state.global_step += 1
+                    if state.global_step % t.log_every == 0:
+                        ms = (time.perf_counter() - tick) * 1000 / t.log_every
+                        tick = time.perf_counter()
+                        lr = scheduler.get_last_lr()[0]
+                        recent = sum(losses[-t.log_every * t.gradient_accumulation_steps:]) / len(losses[-t.log_every * t.gradient_accumulation_steps:])
+                        log(f"step {state.global_step}/{total_steps} | loss {recent:.3f} | lr {lr:.1e} | {ms:.0f} ms/step")
+                        if writer:
+                            writer.add_scalar("train/loss", recent, state.global_step)
+                            writer.add_scalar("train/lr", lr, state.global_step)
+                    if stop_after_steps is not None and state.global_step >= stop_after_steps:
+                        raise KeyboardInterrupt
+                    if t.max_steps and state.global_step >= t.max_steps:
+                        break
+            bar.close()
+            # ---- end of epoch: validation
+            val_metrics = validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_processor,
+                                   embeddings, settings, accelerator)
+            train_loss = sum(losses) / max(len(losses), 1)
+            record = {"epoch": epoch + 1, "step": state.global_step, "train_loss": train_loss, **val_metrics}
+            state.history.append(record)
+            log(f"epoch {epoch + 1}/{t.epochs} | train loss {train_loss:.3f} | " + " | ".join(
+                f"{k} {v:.3f}" for k, v in val_metrics.items() if isinstance(v, float)))
+            if writer:
+                for k, v in record.items():
+                    if isinstance(v, float):
+                        writer.add_scalar(f"epoch/{k}", v, epoch + 1)
+            criterion = cfg.evaluation.best_metric
+            if criterion not in val_metrics:
+                raise TrainingError(f"evaluation.best_metric {criterion!r} was not computed; "
+                                    f"computed: {sorted(val_metrics)}")
+            if is_better(criterion, val_metrics[criterion], state.best_score) and accelerator.is_main_process:
+                state.best_score, state.best_epoch = val_metrics[criterion], epoch + 1
+                save_entry(unwrapped, tokenizer, image_processor, best_dir, overwrite=True,
+                           metrics={"epoch": epoch + 1, **val_metrics})
+            state.epoch, state.batches_done = epoch + 1, 0
+            if (epoch + 1) % t.save_every_epochs == 0 or epoch + 1 == t.epochs:
+                save_state()
+    except KeyboardInterrupt:
+        interrupted = True
+        log(f"interrupted at step {state.global_step}: saving state to {state_path} (continue with --resume)")
+        save_state()
+        raise
+    finally:
+        if writer:
+            writer.close()
+    if interrupted:
+        return {}
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return {}
+    return finish(cfg, run_dir, state, counts, train_split, val_split)
+
+
+def encoder_key(model: PrefixCaptioner, image_processor, cfg: ExperimentConfig) -> str:
+    """What makes two embeddings of the same image equal: encoder weights, revision, preprocessing."""
+    import hashlib
+
+    parts = [module_fingerprint(model.encoder), str(cfg.model.encoder), str(cfg.model.encoder_revision),
+             json.dumps(image_processor.to_dict(), sort_keys=True, default=str)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def as_zoo_model(name: str, model: PrefixCaptioner, tokenizer, image_processor) -> ZooModel:
+    """Wrap an in-memory model so the engine's batched captioning path can run it (validation)."""
+    return ZooModel(name=name, path=Path("."), kind=KIND_PREFIX, model=model, tokenizer=tokenizer,
+                    image_processor=image_processor, config=model.config.to_dict(), metrics=None, weights_hash="",
+                    encoder_fingerprint="")
+
+
+@torch.no_grad()
+def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_processor, embeddings, settings,
+             accelerator) -> dict[str, float]:
+    """Validation loss (teacher-forced) and caption metrics from the engine's batched decoding."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in val_loader:
+        out = model(batch["input_ids"], batch["attention_mask"], pixel_values=batch.get("pixel_values"),
+                    image_embeds=batch.get("image_embeds"))
+        n = batch["input_ids"].shape[0]
+        total += accelerator.gather_for_metrics(out["loss"].detach().float().repeat(n)).sum().item()
+        count += accelerator.gather_for_metrics(torch.tensor([n], device=accelerator.device)).sum().item()
+    metrics: dict[str, float] = {"val_loss": total / max(count, 1)}
+    wanted = [m for m in cfg.evaluation.metrics if m != "loss"]
+    if wanted and accelerator.is_main_process:
+        e = cfg.evaluation
+        zoo_model = as_zoo_model(cfg.experiment.name, unwrapped, tokenizer, image_processor)
+        features = (lambda ids: torch.stack([embeddings[i] for i in ids])) if embeddings is not None else None
+        with accelerator.autocast():
+            scores, _ = evaluate_split(zoo_model, val_split, settings=settings, metrics=wanted,
+                                       bertscore_model=e.bertscore_model, bertscore_num_layers=e.bertscore_num_layers,
+                                       batch_size=e.eval_batch_size, max_images=e.max_val_images, features=features)
+        metrics.update({k: float(v) for k, v in scores.items() if k != "images"})
+    model.train()
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing the zoo entry
+
+
+def finish(cfg: ExperimentConfig, run_dir: Path, state: RunState, counts: dict[str, int], train_split: Split,
+           val_split: Split) -> dict[str, Any]:
+    """Score the best epoch on the test split and write it into the zoo with metrics, curves and card."""
+    from captioning.zoo import load_entry
+
+    from .metrics import metrics_info
+
+    best_dir = run_dir / BEST_DIR
+    if not best_dir.is_dir():
+        raise TrainingError(f"no epoch finished, so there is no best checkpoint in {best_dir}")
+    best = load_entry(best_dir)
+    e, d = cfg.evaluation, cfg.data
+    settings = get_settings(e.preset, max_new_tokens=e.max_new_tokens)
+    best_record = next(r for r in state.history if r["epoch"] == state.best_epoch)
+    metrics: dict[str, Any] = {"split": d.val_split, **{k: v for k, v in best_record.items()}}
+    test_report = None
+    if d.test_split:
+        try:
+            test_split = load_dataset(d.path, format=d.format, split=d.test_split, image_root=d.image_root,
+                                      missing_images="skip")
+        except DatasetError as err:
+            print(f"note: no test split scored ({err})", file=sys.stderr)
+        else:
+            if test_split.image_paths:
+                scores, _ = evaluate_split(best, test_split, settings=settings,
+                                           metrics=[m for m in e.metrics if m != "loss"] or ["bleu"],
+                                           bertscore_model=e.bertscore_model, bertscore_num_layers=e.bertscore_num_layers,
+                                           batch_size=e.eval_batch_size)
+                metrics = {"split": d.test_split, "epoch": state.best_epoch, **scores,
+                           "val_loss": best_record["val_loss"], "validation": best_record}
+                test_report = test_split.report.counts()
+    metrics["decoding"] = settings.to_dict()
+    metrics["info"] = metrics_info(bertscore_model=e.bertscore_model, bertscore_num_layers=e.bertscore_num_layers,
+                                   use_bertscore="bertscore" in e.metrics, use_meteor="meteor" in e.metrics)
+    metrics["history"] = state.history
+    curves = run_dir / "curves.png"
+    plot_curves(state.history, curves, title=cfg.experiment.name)
+    training = {"data": d.path, "format": d.format, "splits": {"train": train_split.report.counts(),
+                                                               "val": val_split.report.counts(), "test": test_report},
+                "epochs": cfg.training.epochs, "best_epoch": state.best_epoch,
+                "best_metric": e.best_metric, "parameters": counts, "config": config_to_dict(cfg)}
+    card = model_card(cfg, best, metrics, training)
+    entry = Path(cfg.experiment.zoo_dir) / cfg.experiment.name
+    save_entry(best.model, best.tokenizer, best.image_processor, entry, metrics=metrics, card=card,
+               training=training, extra_files={"curves.png": curves}, overwrite=True)
+    (Path(entry) / "experiment.yaml").write_text((run_dir / "config.yaml").read_text())
+    return {"run_dir": str(run_dir), "entry": str(entry), "best_epoch": state.best_epoch, "metrics": metrics}
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    metric_keys = [k for k in ("bleu4", "cider", "bertscore_f1", "object_accuracy") if k in history[0]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
+    axes[0].plot(epochs, [r["val_loss"] for r in history], "o-", label="val loss")
+    axes[0].set_xlabel("epoch")
+    axes[0].legend()
+    axes[0].set_title("loss")
+    for k in metric_keys:
+        axes[1].plot(epochs, [r[k] for r in history], "o-", label=k)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_title("validation metrics")
+    if metric_keys:
+        axes[1].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def model_card(cfg: ExperimentConfig, best: ZooModel, metrics: dict[str, Any], training: dict[str, Any]) -> str:
+    c = best.model.config
+    counts = training["parameters"]
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    lines = [
+        f"# {cfg.experiment.name}", "",
+        "A prefix image captioner (ClipCap-style) trained with Caption Zoo: the image embedding goes through a "
+        f"{c.mapper.type} mapping network into K={c.prefix_length} prefix embeddings that GPT-2 reads before the caption.", "",
+        "## Model", "",
+        f"- Vision encoder: `{c.encoder_name}` ({c.encoder_type}), {'frozen' if c.freeze_encoder else 'trained'}",
+        f"- Decoder: `{c.decoder_name}`, frozen: {c.freeze_decoder}",
+        f"- Mapper: {c.mapper.type}; prefix length K = {c.prefix_length}",
+        f"- Parameters: {counts['total']:,} ({counts['trainable']:,} trainable, {counts['frozen']:,} frozen)", "",
+        "## Data", "",
+        f"- Dataset: `{training['data']}` (format {training['format']})",
+    ]
+    for name, report in training["splits"].items():
+        if report:
+            lines.append(f"- {name}: {report['images']} images, {report['captions']} captions")
+    lines += ["", f"## Metrics ({metrics.get('split')} split, best epoch {training['best_epoch']} by {training['best_metric']})", "",
+              "| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in shown.items()]
+    info = metrics.get("info", {})
+    lines += ["", "## Decoding", "", f"`{json.dumps(metrics['decoding'])}`", "",
+              "BLEU is nltk's corpus BLEU (smoothing method 1) over all references; CIDEr-D is pycocoevalcap's; "
+              f"BERTScore uses {json.dumps(info.get('bertscore', info.get('bertscore_model', 'n/a')), default=str)} "
+              "without baseline rescaling.", "",
+              "## Reproduce", "", f"```\npython -m trainer.train {cfg.experiment.name}.yaml  # the config is saved as experiment.yaml beside this card\n```", "",
+              "![training curves](curves.png)", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="experiment YAML, e.g. trainer/configs/coco_clip_gpt2.yaml")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. training.epochs=3")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved state")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        summary = train(cfg, resume=args.resume, quiet=args.quiet)
+    except ConfigError as e:
+        print(f"error: invalid config {args.config}:\n{e}", file=sys.stderr)
+        return 2
+    except (TrainingError, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; state saved — continue with --resume", file=sys.stderr)
+        return 130
+    if summary:
+        shown = {k: round(v, 4) for k, v in summary["metrics"].items() if isinstance(v, float)}
+        print(f"wrote {summary['entry']} (best epoch {summary['best_epoch']}): {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
