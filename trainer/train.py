@@ -101,13 +101,32 @@ def build_components(cfg: ExperimentConfig):
 # Data
 
 
+PIXEL_MEMO_BYTES = 2 * 1024**3  # preprocessed images are kept in memory when they all fit in this budget
+
+
 class CaptionDataset(Dataset):
-    """(image, caption) pairs; yields pixel values, or the cached embedding when one is given. Read-only."""
+    """(image, caption) pairs; yields pixel values, or the cached embedding when one is given.
+
+    Preprocessing is deterministic (no augmentation), so when the split's preprocessed images fit in
+    PIXEL_MEMO_BYTES each image is decoded and preprocessed once, not once per caption per epoch.
+    """
 
     def __init__(self, split: Split, image_processor, embeddings: dict[str, torch.Tensor] | None = None):
         self.records = split.records
         self.image_processor = image_processor
         self.embeddings = embeddings
+        crop = getattr(image_processor, "crop_size", None) or image_processor.size
+        side = max(crop.get("height", 0), crop.get("width", 0), crop.get("shortest_edge", 0)) or 224
+        self._memo: dict[str, torch.Tensor] | None = (
+            {} if len(split.image_paths) * 3 * side * side * 4 <= PIXEL_MEMO_BYTES else None)
+
+    def pixels(self, image_id: str, path) -> torch.Tensor:
+        if self._memo is not None and image_id in self._memo:
+            return self._memo[image_id]
+        pixel_values = self.image_processor(images=[load_image(path)], return_tensors="pt")["pixel_values"][0]
+        if self._memo is not None:
+            self._memo[image_id] = pixel_values
+        return pixel_values
 
     def __len__(self) -> int:
         return len(self.records)
@@ -118,8 +137,7 @@ class CaptionDataset(Dataset):
         if self.embeddings is not None:
             item["image_embeds"] = self.embeddings[record.image_id]
         else:
-            image = load_image(record.image_path)
-            item["pixel_values"] = self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+            item["pixel_values"] = self.pixels(record.image_id, record.image_path)
         return item
 
 
@@ -250,8 +268,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
 
     dataset = CaptionDataset(train_split, image_processor, embeddings)
     sampler = SubsetSampler(len(dataset), d.subset_ratio, seed=cfg.experiment.seed)
+    # The loader gets its own generator: starting an epoch then draws nothing from the global RNG, so a
+    # resumed run's dropout masks continue exactly where the interrupted run's stopped.
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=d.num_workers,
-                        collate_fn=make_collate(tokenizer, d.max_caption_tokens))
+                        collate_fn=make_collate(tokenizer, d.max_caption_tokens),
+                        generator=torch.Generator().manual_seed(cfg.experiment.seed))
     val_loader = DataLoader(CaptionDataset(val_split, image_processor, embeddings), batch_size=t.batch_size,
                             collate_fn=make_collate(tokenizer, d.max_caption_tokens))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -291,8 +312,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             if t.max_steps and state.global_step >= t.max_steps:
                 break
             model.train()
-            sampler.set_epoch(epoch)
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
+            # Accelerate's loaders pass their own iteration count to the sampler as the epoch; pin it to the
+            # real epoch so a resumed run (whose loaders start counting at 0) sees the same subset and order.
+            for dl in {id(loader): loader, id(epoch_loader): epoch_loader}.values():
+                dl.set_epoch(epoch) if hasattr(dl, "set_epoch") else sampler.set_epoch(epoch)
             losses: list[float] = []
             tick = time.perf_counter()
             bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process,

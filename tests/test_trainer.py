@@ -1,0 +1,202 @@
+"""Protects the trainer end to end at tiny scale: a run writes a complete zoo entry, an interrupted run
+resumed with --resume ends with the same weights as an uninterrupted one, every shipped config's code path
+runs (with tiny local stand-ins for the hub models), the embedding cache is reused, and `trainer.evaluate`
+reproduces the trainer's test numbers. Nothing is downloaded."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import CLIPVisionModelWithProjection, GPT2Config, GPT2LMHeadModel, ViTModel
+
+from captioning.preprocessing import make_image_processor
+from captioning.tokenization import train_bpe_tokenizer
+from captioning.zoo import list_zoo, load_entry
+from tiny import tiny_vision_config
+from trainer.config import load_config
+from trainer.data import write_shapes_dataset
+from trainer.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "trainer" / "configs"
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_dataset(root / "data", n=40, seed=0, image_size=32)
+    captions = [a["caption"] for a in json.loads((root / "data/annotations/captions_train.json").read_text())["annotations"]]
+    train_bpe_tokenizer(captions, vocab_size=300).save_pretrained(root / "tokenizer")
+    return root
+
+
+def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
+    base = {
+        "experiment.name": name, "experiment.output_dir": str(tmp_path / "runs"), "experiment.zoo_dir": str(tmp_path / "zoo"),
+        "data.path": str(shapes / "data"), "data.cache_dir": str(tmp_path / "cache"), "model.tokenizer": str(shapes / "tokenizer"),
+        "model.image_size": 32, "model.encoder_config.image_size": 32, "model.encoder_config.hidden_size": 32,
+        "model.encoder_config.projection_dim": 32, "model.decoder_config.n_embd": 32, "training.epochs": 2,
+        "training.batch_size": 16, "training.log_every": 1, "training.num_threads": 1,
+        "evaluation.metrics": "[loss, bleu, cider, object_accuracy]", "evaluation.max_new_tokens": 12,
+        "evaluation.max_val_images": 4,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
+    cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path))
+    summary = train(cfg, quiet=True)
+    entry = Path(summary["entry"])
+    names = {p.name for p in entry.iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.json", "README.md", "curves.png", "tokenizer.json",
+            "preprocessor_config.json", "experiment.yaml"} <= names
+    metrics = json.loads((entry / "metrics.json").read_text())
+    assert metrics["split"] == "test" and 0 <= metrics["object_accuracy"] <= 1 and "bleu4" in metrics
+    assert len(metrics["history"]) == 2 and metrics["decoding"]["preset"] == "consistent"
+    assert "## Metrics" in (entry / "README.md").read_text()
+    assert (tmp_path / "runs" / "tiny" / "config.yaml").is_file()
+    assert list((tmp_path / "runs" / "tiny" / "tensorboard").iterdir())
+    # the entry loads and the CLI lists it
+    assert load_entry(entry).kind == "prefix-captioner"
+    assert [r["name"] for r in list_zoo(tmp_path / "zoo")] == ["tiny"]
+    # evaluate reproduces the trainer's test numbers
+    out = subprocess.run([sys.executable, "-m", "trainer.evaluate", "--model", str(entry), "--data", str(shapes / "data"),
+                          "--split", "test", "--metrics", "bleu,cider,object_accuracy", "--max-new-tokens", "12", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    scores = json.loads(out.stdout)["metrics"]
+    for key in ("bleu4", "cider", "object_accuracy"):
+        assert scores[key] == pytest.approx(metrics[key], abs=1e-6)
+
+
+def test_interrupted_then_resumed_run_matches_uninterrupted(shapes, tmp_path):
+    extra = {"training.epochs": 2, "evaluation.metrics": "[loss]", "evaluation.best_metric": "val_loss",
+             "model.freeze_encoder": "false"}  # dropout stays on: RNG state must resume too
+    full = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path / "a", "full", **extra))
+    train(full, quiet=True)
+    part = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path / "b", "part", **extra))
+    with pytest.raises(KeyboardInterrupt):
+        train(part, quiet=True, stop_after_steps=3)  # mid-epoch: 2 batches per epoch
+    with pytest.raises(Exception, match="--resume"):
+        train(part, quiet=True)
+    train(part, quiet=True, resume=True)
+    a = load_file(tmp_path / "a" / "runs" / "full" / "state" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "runs" / "part" / "state" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_embedding_cache_is_reused_across_runs(shapes, tmp_path, capsys):
+    extra = {"model.freeze_encoder": "true", "training.epochs": 1, "evaluation.metrics": "[loss]",
+             "evaluation.best_metric": "val_loss"}
+    train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c1", **extra)))
+    first = capsys.readouterr().out
+    train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c2", **extra)))
+    second = capsys.readouterr().out
+    assert "0 reused" in first and "0 computed" in second
+    assert list((tmp_path / "cache").rglob("shard-*.safetensors"))
+
+
+def save_tiny_pretrained(root: Path, tokenizer_dir: Path) -> dict[str, str]:
+    """Local folders standing in for `openai/clip-vit-base-patch32`, a ViT and `gpt2`."""
+    from transformers import AutoTokenizer, CLIPVisionConfig, ViTConfig
+
+    torch.manual_seed(0)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**{k: v for k, v in tiny_vision_config("clip").items()
+                                                       if k != "model_type"})).save_pretrained(root / "clip")
+    make_image_processor("clip", 32).save_pretrained(root / "clip")
+    ViTModel(ViTConfig(**{k: v for k, v in tiny_vision_config("vit").items() if k != "model_type"})).save_pretrained(root / "vit")
+    make_image_processor("vit", 32).save_pretrained(root / "vit")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=12, n_head=4,
+                               bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(root / "gpt2")
+    tok.save_pretrained(root / "gpt2")
+    return {"clip": str(root / "clip"), "vit": str(root / "vit"), "gpt2": str(root / "gpt2")}
+
+
+def make_karpathy_and_flickr(shapes: Path, root: Path) -> dict[str, Path]:
+    """The shapes data re-expressed in the Karpathy and Flickr8k formats (same images)."""
+    images, files = [], {}
+    for split in ("train", "val", "test"):
+        ann = json.loads((shapes / "data" / "annotations" / f"captions_{split}.json").read_text())
+        caps = {}
+        for a in ann["annotations"]:
+            caps.setdefault(a["image_id"], []).append(a["caption"])
+        for im in ann["images"]:
+            images.append({"filepath": split, "filename": im["file_name"], "split": split,
+                           "sentences": [{"raw": c} for c in caps[im["id"]]], "cocoid": im["id"]})
+    (root / "karpathy").mkdir(parents=True)
+    (root / "karpathy" / "dataset_coco.json").write_text(json.dumps({"dataset": "coco", "images": images}))
+    flickr = root / "flickr8k"
+    (flickr / "Flicker8k_Dataset").mkdir(parents=True)
+    lines, split_lists = [], {"train": [], "val": [], "test": []}
+    for im in images:
+        src = shapes / "data" / im["filepath"] / im["filename"]
+        (flickr / "Flicker8k_Dataset" / im["filename"]).write_bytes(src.read_bytes())
+        split_lists[im["split"]].append(im["filename"])
+        lines += [f"{im['filename']}#{i}\t{s['raw']}" for i, s in enumerate(im["sentences"])]
+    (flickr / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    for split, name in (("train", "train"), ("val", "dev"), ("test", "test")):
+        (flickr / f"Flickr_8k.{name}Images.txt").write_text("\n".join(split_lists[split]) + "\n")
+    return {"karpathy": root / "karpathy" / "dataset_coco.json", "flickr8k": flickr, "image_root": shapes / "data"}
+
+
+@pytest.mark.parametrize("config_name", ["coco_clip_gpt2", "karpathy_coco_clip_gpt2", "flickr8k_vit_gpt2",
+                                         "prefix_only_clip_gpt2", "clipcap_transformer"])
+def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
+    local = save_tiny_pretrained(tmp_path / "hub", shapes / "tokenizer")
+    other = make_karpathy_and_flickr(shapes, tmp_path / "formats")
+    cfg_path = CONFIGS / f"{config_name}.yaml"
+    raw = load_config(cfg_path)
+    overrides = [f"experiment.output_dir={tmp_path / 'runs'}", f"experiment.zoo_dir={tmp_path / 'zoo'}",
+                 f"model.decoder={local['gpt2']}", f"model.encoder={local['vit' if raw.model.encoder_type == 'vit' else 'clip']}",
+                 "model.image_size=32", "training.epochs=1", "training.batch_size=16", "training.mixed_precision='no'",
+                 "training.warmup_steps=0", "training.num_threads=1", f"data.cache_dir={tmp_path / 'cache'}",
+                 "evaluation.metrics=[loss,bleu,cider]", "evaluation.max_val_images=4", "evaluation.max_new_tokens=8",
+                 "model.mapper_num_heads=4", "model.mapper_num_layers=1"]
+    if raw.training.warmup_ratio is not None:
+        overrides.remove("training.warmup_steps=0")
+    if raw.data.format == "karpathy":
+        overrides += [f"data.path={other['karpathy']}", f"data.image_root={other['image_root']}"]
+    elif raw.data.format == "flickr8k":
+        overrides += [f"data.path={other['flickr8k']}"]
+    else:
+        overrides += [f"data.path={shapes / 'data'}"]
+    cfg = load_config(cfg_path, overrides)
+    summary = train(cfg, quiet=True)
+    entry = load_entry(summary["entry"])
+    assert entry.model.config.prefix_length == raw.model.prefix_length
+    assert entry.model.config.mapper.type == raw.model.mapper
+    assert entry.model.config.freeze_decoder == raw.model.freeze_decoder
+    counts = entry.model.parameter_counts()
+    if raw.model.freeze_decoder == "all":
+        assert counts["trainable"] == counts["mapper"]
+    if raw.model.freeze_decoder == 11:
+        trainable = {n for n, p in entry.model.named_parameters() if p.requires_grad}
+        assert any(n.startswith("decoder.transformer.h.11.") for n in trainable)
+        assert not any(n.startswith("decoder.transformer.h.10.") for n in trainable)
+
+
+def test_config_errors_exit_cleanly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment:\n  name: x\nmodel:\n  prefx_length: 3\ndata:\n  path: d\ntraining:\n  learning_rate: -1\n")
+    out = subprocess.run([sys.executable, "-m", "trainer.train", str(bad)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "did you mean 'model.prefix_length'" in out.stderr and "learning_rate" in out.stderr
+
+
+def test_non_finite_loss_stops_with_a_clear_message(shapes, tmp_path):
+    cfg = load_config(CONFIGS / "demo_shapes_base.yaml",
+                      tiny_overrides(shapes, tmp_path, "nan", **{"training.learning_rate": 1e30, "training.max_grad_norm": "null",
+                                                                 "evaluation.metrics": "[loss]", "evaluation.best_metric": "val_loss"}))
+    from trainer.train import TrainingError
+
+    with pytest.raises(TrainingError, match="loss became"):
+        train(cfg, quiet=True)
