@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.demo_zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", default="model_zoo")
     parser.add_argument("--work", default="runs/demo", help="dataset, tokenizer and run folders")
-    parser.add_argument("--n", type=int, default=3000, help="shapes images to generate (80/10/10 split)")
+    parser.add_argument("--n", type=int, default=2000, help="shapes images to generate (80/10/10 split)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--vocab-size", type=int, default=400)
     parser.add_argument("--fresh-test", type=int, default=300, help="images in the freshly drawn test set")
