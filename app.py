@@ -1,0 +1,980 @@
+"""Caption Zoo's comparison and rating app (Gradio 6): caption images with zoo models side by side, rate
+every caption 0/1/2, and get per-model accuracy with intervals, rater agreement and spreadsheet exports.
+
+Run it (offline; nothing is downloaded, no share link, no analytics):
+
+    python app.py [--zoo model_zoo] [--db ratings.sqlite] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS]
+
+How it is put together (the usual Gradio order): the handler functions first, each a thin layer over the
+`captioning` and `rating` libraries; then `build_app`, which lays out the page with `gr.Blocks` and wires the
+events; then `main`. App-level objects (the rating store, the model cache, the folders) live in one
+`AppContext`; everything that belongs to one browser session (rater, evaluation set, page, blind reveal)
+lives in a `gr.State` dict, never in module globals.
+
+Where things are kept:
+- ratings, captions and evaluation sets: the SQLite file given by --db (`rating.RatingStore`, WAL). Each
+  rating is written the moment a radio button is clicked, so a page reload or an app restart loses nothing;
+  the caption grid is always drawn from the store, so reopening a set shows its captions and your scores.
+- images: an upright, downsized PNG copy per image, named by the hash of the file's bytes, in a cache folder
+  (default: <system temp>/caption-zoo/images). That folder is what the page shows; the zoo folder and the
+  database are never served (Gradio serves only its upload cache, its own cache and `allowed_paths`, and
+  both are passed as `blocked_paths` as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import hashlib
+import html
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial, wraps
+from pathlib import Path
+from typing import Any
+
+# Before gradio / huggingface_hub are imported: no telemetry, no hub calls, ever.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from captioning.generation import PRESETS, get_settings  # noqa: E402
+from captioning.images import (  # noqa: E402
+    ImageLoadError,
+    find_images,
+    image_content_hash,
+    load_image,
+    prepare_for_display,
+)
+from captioning.pipeline import caption_images  # noqa: E402
+from captioning.zoo import ModelCache, ZooError, list_zoo  # noqa: E402
+from rating.exports import export_csv, export_xlsx  # noqa: E402
+from rating.imports import read_captions_csv  # noqa: E402
+from rating.results import accuracy_chart, agreement, summary_table  # noqa: E402
+from rating.store import RatingStore, validate_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_ZOO = "model_zoo"
+DEFAULT_DB = "ratings.sqlite"
+DEFAULT_SAMPLES = ROOT / "sample_images"
+DEFAULT_IMAGE_CACHE = Path(tempfile.gettempdir()) / "caption-zoo" / "images"
+DEFAULT_MAX_FILE_SIZE = "25mb"  # per uploaded file; a phone photo is 3-12 MB
+DEFAULT_PRESET = "consistent"
+PAGE_SIZE = 10  # image rows per page of the rating grid: ~10 x (1 + 2 per model) components stays responsive
+MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
+DISPLAY_SIDE = 640  # longest side of the display copies, pixels
+MIN_DISPLAY_SIDE = 256  # smaller images are enlarged for display (whole factor, nearest neighbour)
+CAPTION_BATCH = 8  # images per forward pass; the progress bar moves once per batch and model
+MAX_MODELS_IN_MEMORY = 6
+
+SCORE_LABELS = {0: "unrelated", 1: "partly right", 2: "fully accurate"}
+SCORE_CHOICES = [(f"{score} · {label}", score) for score, label in SCORE_LABELS.items()]
+RUBRIC = (
+    "**Rate every caption:** **0** = unrelated to the image · **1** = partly right (some objects or "
+    "attributes are right, something important is wrong or missing) · **2** = fully accurate. "
+    "Each click is saved at once."
+)
+CSS = """
+.grid-row { border-top: 1px solid var(--border-color-primary); padding-top: 8px; }
+.rating .wrap { gap: 4px; }
+"""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# App-level context and per-session state
+
+
+@dataclass
+class AppContext:
+    """What every session shares: the rating store, the loaded models and the folders the app uses."""
+
+    zoo_dir: Path
+    store: RatingStore
+    cache: ModelCache
+    samples_dir: Path
+    image_dir: Path  # display copies, one PNG per image content hash
+    work_dir: Path  # scratch space for exports and imports (inside the system temp dir; removed at exit)
+
+
+def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
+                 samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
+                 max_models: int = MAX_MODELS_IN_MEMORY) -> AppContext:
+    """Open the store and prepare the folders; a missing zoo folder is allowed (the page explains it)."""
+    image_dir = Path(image_dir) if image_dir is not None else DEFAULT_IMAGE_CACHE
+    image_dir.mkdir(parents=True, exist_ok=True)
+    store = RatingStore(db_path)
+    work_dir = Path(tempfile.mkdtemp(prefix="caption-zoo-app-"))
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)  # Gradio serves its own copies of the files
+    return AppContext(zoo_dir=Path(zoo_dir), store=store, cache=ModelCache(max_models=max_models),
+                      samples_dir=Path(samples_dir) if samples_dir is not None else DEFAULT_SAMPLES,
+                      image_dir=image_dir, work_dir=work_dir)
+
+
+def new_session() -> dict[str, Any]:
+    """One browser session's state. `version` changes whenever the grid must be redrawn from the store."""
+    return {"eval_set": None, "rater": None, "blind": False, "revealed": False, "page": 0, "version": 0}
+
+
+def _esc(text: str) -> str:
+    """Text from files, models and users, made safe for the page (toasts and Markdown render HTML)."""
+    return html.escape(str(text), quote=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Show the library's user-facing errors (bad names, files, zoo entries) as a gr.Error in the page."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, ZooError, ImageLoadError, FileNotFoundError) as e:  # ImageLoadError is a ValueError
+            raise gr.Error(_esc(str(e)), print_exception=False) from None
+
+    return wrapper
+
+
+def _require_session(session: dict[str, Any]) -> tuple[str, str]:
+    if not session or not session.get("eval_set") or not session.get("rater"):
+        raise gr.Error("Open an evaluation set first: type your rater name and a set name, then click Open set.")
+    return session["eval_set"], session["rater"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Zoo and sample images
+
+
+def zoo_entries(ctx: AppContext) -> tuple[list[dict[str, Any]], str]:
+    """The zoo listing and a message for the page when the zoo is missing, empty or has broken entries."""
+    try:
+        rows = list_zoo(ctx.zoo_dir)
+    except ZooError as e:
+        return [], f"⚠️ {e}. Captions made elsewhere can still be imported and rated (Import tab)."
+    if not rows:
+        return [], f"The zoo folder `{ctx.zoo_dir}` has no entries yet; add models with the trainer or import captions."
+    broken = [r for r in rows if "error" in r]
+    note = "".join(f"\n- ⚠️ `{r['name']}` cannot be used: {_esc(r['error'])}" for r in broken)
+    return rows, (f"{len(rows) - len(broken)} usable model(s) in `{ctx.zoo_dir}`." + note)
+
+
+def _metrics_text(metrics: dict[str, Any] | None, limit: int = 5) -> str:
+    if not metrics:
+        return ""
+    preferred = ["bleu4", "cider", "meteor", "rouge_l", "bertscore_f1", "object_accuracy", "val_loss"]
+    keys = [k for k in preferred if k in metrics] + [k for k in metrics if k not in preferred]
+    shown = [f"{k} {metrics[k]:.3f}" for k in keys if isinstance(metrics[k], (int, float))
+             and not isinstance(metrics[k], bool)]
+    return ", ".join(shown[:limit])
+
+
+def zoo_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One line per zoo entry, as shown under the model picker."""
+    records = []
+    for r in rows:
+        records.append({
+            "model": r["name"], "encoder": r.get("encoder") or "", "decoder": r.get("decoder") or "",
+            "K": "" if r.get("prefix_length") is None else r["prefix_length"], "mapper": r.get("mapper") or "",
+            "parameters (M)": round(r["parameters"] / 1e6, 2) if r.get("parameters") else "",
+            "size (MB)": r.get("size_mb", ""), "metrics": _metrics_text(r.get("metrics")),
+            "status": "broken: " + r["error"] if "error" in r else "ok"})
+    columns = ["model", "encoder", "decoder", "K", "mapper", "parameters (M)", "size (MB)", "metrics", "status"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def model_choices(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Checkbox choices for the usable entries: a one-line card summary as the label, the name as the value."""
+    choices = []
+    for r in rows:
+        if "error" in r:
+            continue
+        k = f", K={r['prefix_length']}" if r.get("prefix_length") is not None else ""
+        metrics = _metrics_text(r.get("metrics"), limit=2)
+        label = f"{r['name']} ({r.get('encoder')} → {r.get('decoder')}{k})" + (f" · {metrics}" if metrics else "")
+        choices.append((label, r["name"]))
+    return choices
+
+
+def model_cards(ctx: AppContext, names: list[str] | None) -> str:
+    """Card summaries of the chosen models (base models, K, training data, metrics); loads them (cached)."""
+    if not names:
+        return "Choose one or more models above; their cards appear here."
+    usable = {r["name"]: r for r in zoo_entries(ctx)[0] if "error" not in r}
+    lines = []
+    for name in names:
+        if name not in usable:
+            lines.append(f"- ⚠️ **{_esc(name)}** is not a usable entry of `{ctx.zoo_dir}`")
+            continue
+        try:
+            s = ctx.cache.get(ctx.zoo_dir / name).summary()
+        except ZooError as e:
+            lines.append(f"- ⚠️ **{_esc(name)}** cannot be loaded: {_esc(str(e))}")
+            continue
+        k = f", K = {s['prefix_length']}" if s.get("prefix_length") is not None else ""
+        training = s.get("training_data")
+        training = training if isinstance(training, str) else (
+            ", ".join(f"{a}: {b}" for a, b in training.items()) if isinstance(training, dict) else training)
+        lines.append(
+            f"- **{_esc(s['name'])}**: encoder `{s['encoder']}` → decoder `{s['decoder']}` ({s['kind']}, mapper "
+            f"{s['mapper']}{k}) · training data: {_esc(str(training or 'not recorded'))} · metrics: "
+            f"{_metrics_text(s['metrics'], limit=6) or 'none recorded'} · weights `{s['weights_hash']}`")
+    return "\n".join(lines)
+
+
+def rescan_zoo(ctx: AppContext) -> tuple[Any, str, pd.DataFrame]:
+    """The Rescan button: entries added (or fixed) since the app started become choosable."""
+    rows, note = zoo_entries(ctx)
+    return gr.CheckboxGroup(choices=model_choices(rows)), note, zoo_table(rows)
+
+
+def sample_names(ctx: AppContext) -> list[str]:
+    """File names of the images in the sample folder (empty when it is missing or empty)."""
+    try:
+        return [p.name for p in find_images(ctx.samples_dir)]
+    except ImageLoadError:
+        return []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluation sets and sessions
+
+
+def set_choices(ctx: AppContext) -> list[str]:
+    return [s["name"] for s in ctx.store.list_sets()]
+
+
+def refresh_sets(ctx: AppContext) -> tuple[Any, Any]:
+    """New choices for both set pickers (other people create sets too)."""
+    names = set_choices(ctx)
+    return gr.Dropdown(choices=names), gr.Dropdown(choices=names)
+
+
+def ensure_session(ctx: AppContext, session: dict[str, Any] | None, rater: str, set_name: str, blind: bool,
+                   preset: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Open (or create) the evaluation set for this rater; returns the session and the stored set.
+
+    An existing set keeps the blind flag and preset it was created with, so every rater rates the same way.
+    """
+    rater = validate_name(rater, "rater name")
+    set_name = validate_name(set_name, "evaluation set name")
+    preset = preset if preset in PRESETS else DEFAULT_PRESET
+    info = ctx.store.create_or_open_set(set_name, blind=bool(blind), preset=preset,
+                                        settings=get_settings(preset).to_dict())
+    session = dict(session or new_session())
+    if session.get("eval_set") != set_name or session.get("rater") != rater:
+        session.update(new_session(), eval_set=set_name, rater=rater, version=session.get("version", 0) + 1)
+    session["blind"] = info["blind"]
+    return session, info
+
+
+def session_summary(ctx: AppContext, session: dict[str, Any]) -> str:
+    """One line about the open set: mode, preset, images, captions and how many this rater has rated."""
+    if not session or not session.get("eval_set"):
+        return "No evaluation set open. Type your rater name and a set name (new or existing), then click **Open set**."
+    name, rater = session["eval_set"], session["rater"]
+    info = ctx.store.get_set(name)
+    captions = ctx.store.get_captions(name)
+    unrated = len(ctx.store.unrated_captions(name, rater))
+    images = len({c["image_hash"] for c in captions})
+    mode = "blind (model names hidden, columns shuffled)" if info["blind"] else "model names shown"
+    return (f"Set **{_esc(name)}** · {mode} · preset `{info['preset']}` · rater **{_esc(rater)}** · "
+            f"{images} images · {len(captions)} captions · you rated {len(captions) - unrated} of {len(captions)}")
+
+
+@user_errors
+def open_set(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str
+             ) -> tuple[dict[str, Any], str, str, bool]:
+    """The Open set button: returns the session, a status line, and the set's preset and blind flag."""
+    session, info = ensure_session(ctx, session, rater, set_name, blind, preset)
+    session["version"] += 1  # redraw the grid from the store even when the same set is opened again
+    if bool(blind) != info["blind"]:
+        gr.Info(f"Set '{_esc(info['name'])}' was created {'blind' if info['blind'] else 'with names shown'}; "
+                "it stays that way so that every rater rates under the same conditions.")
+    return session, session_summary(ctx, session), info["preset"] or DEFAULT_PRESET, info["blind"]
+
+
+def remember(session: dict[str, Any]) -> dict[str, Any]:
+    """What the browser keeps (localStorage) so that a page reload reopens the same set for the same rater."""
+    return {"rater": session.get("rater"), "eval_set": session.get("eval_set")}
+
+
+def restore_session(ctx: AppContext, remembered: dict[str, Any] | None) -> tuple[Any, ...]:
+    """On page load: reopen the set this browser had open (only if it still exists); never creates one.
+
+    Returns the session, its status line, and rater, set name, blind flag and preset for the controls.
+
+    With nothing to restore every output is `gr.skip()`, so that a name typed while the page was still
+    loading is not wiped out.
+    """
+    remembered = remembered or {}
+    rater, name = remembered.get("rater") or "", remembered.get("eval_set") or ""
+    if not (rater and name and name in set_choices(ctx)):
+        return (gr.skip(),) * 6
+    info = ctx.store.get_set(name)
+    session = new_session()
+    session.update(eval_set=name, rater=rater, blind=info["blind"], version=1)
+    return session, session_summary(ctx, session), rater, name, info["blind"], info["preset"] or DEFAULT_PRESET
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Images
+
+
+@dataclass
+class LoadedImage:
+    content_hash: str
+    name: str
+    image: Any  # PIL.Image.Image, upright RGB
+
+
+def display_path(ctx: AppContext, content_hash: str) -> Path:
+    return ctx.image_dir / f"{content_hash}.png"
+
+
+def display_copy(image: Any) -> Any:
+    """What the grid shows: at most DISPLAY_SIDE pixels; small images (e.g. 64x64 shapes) are enlarged by a
+    whole factor with nearest-neighbour, so that they are big enough to judge and keep their exact pixels."""
+    display = prepare_for_display(image, DISPLAY_SIDE)
+    longest = max(display.size)
+    if longest < MIN_DISPLAY_SIDE:
+        factor = -(-MIN_DISPLAY_SIDE // longest)
+        display = display.resize((display.width * factor, display.height * factor), Image.Resampling.NEAREST)
+    return display
+
+
+def add_image(ctx: AppContext, path: str | os.PathLike, name: str) -> LoadedImage:
+    """Load one image (ImageLoadError if unreadable), keep its display copy and record it in the store."""
+    image = load_image(path, name=name)
+    content_hash = image_content_hash(path)
+    target = display_path(ctx, content_hash)
+    if not target.exists():
+        # Written beside the target and renamed: a concurrent reader never sees half a PNG.
+        partial_file = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}")
+        display_copy(image).save(partial_file, format="PNG")
+        os.replace(partial_file, target)
+    ctx.store.add_image(content_hash, name, image.width, image.height)
+    return LoadedImage(content_hash, name, image)
+
+
+def load_images(ctx: AppContext, sources: list[tuple[str, str]]) -> tuple[list[LoadedImage], list[str]]:
+    """Load (path, name) pairs; returns the images (duplicates by content dropped) and one message per bad file."""
+    loaded, problems, seen = [], [], set()
+    for path, name in sources:
+        try:
+            item = add_image(ctx, path, name)
+        except (ImageLoadError, OSError) as e:
+            problems.append(str(e))
+            continue
+        if item.content_hash not in seen:
+            seen.add(item.content_hash)
+            loaded.append(item)
+    return loaded, problems
+
+
+def one_line(caption: str) -> str:
+    """A caption as one line: runs of whitespace (line breaks, tabs, form feeds) become one space.
+
+    A caption is a sentence; a stray carriage return from a half-trained model would otherwise split a
+    row of the CSV export in two for many readers.
+    """
+    return " ".join(caption.split())
+
+
+def _file_path(file: Any) -> str:
+    """gr.File gives paths (str); gradio_client-style dicts and file objects are accepted too."""
+    if isinstance(file, dict):
+        return file.get("path") or file.get("name")
+    return str(getattr(file, "name", file))
+
+
+def _warn_each(problems: list[str], limit: int = 5) -> None:
+    for message in problems[:limit]:
+        gr.Warning(_esc(message))
+    if len(problems) > limit:
+        gr.Warning(f"... and {len(problems) - limit} more files could not be used.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Captioning
+
+
+@user_errors
+def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool,
+            files: list[Any] | None, samples: list[str] | None, models: list[str] | None, preset: str,
+            progress: Any = gr.Progress()) -> tuple[dict[str, Any], str, str]:
+    """The Caption button: caption every image with every chosen model and save the captions in the set.
+
+    Returns the session (its version bumped so the grid redraws), a status line and the session line.
+    Pairs (image, model) the set already has a caption for are kept, not regenerated, so adding a model or
+    more images to a set only does the new work and never changes a caption someone has rated.
+    Images are read CAPTION_BATCH at a time (full size, as the CLI reads them), so memory stays bounded
+    however many photos are dropped at once.
+    """
+    validate_name(rater, "rater name")
+    validate_name(set_name, "evaluation set name")
+    if preset not in PRESETS:
+        raise gr.Error(f"Unknown decoding preset {_esc(str(preset))!r}; choose one of {sorted(PRESETS)}")
+    rows = {r["name"]: r for r in zoo_entries(ctx)[0]}
+    if not models:
+        raise gr.Error("Choose at least one model.")
+    unknown = [m for m in models if m not in rows]
+    if unknown:
+        raise gr.Error(f"Model(s) {_esc(str(unknown))} not found in {ctx.zoo_dir}; "
+                       f"available models = {sorted(rows)}")
+    uploads = [(_file_path(f), Path(_file_path(f)).name) for f in (files or [])]
+    available = set(sample_names(ctx))
+    bad_samples = [s for s in samples or [] if s not in available]
+    if bad_samples:
+        raise gr.Error(f"Sample image(s) {_esc(str(bad_samples))} not found in {ctx.samples_dir}")
+    sources = uploads + [(str(ctx.samples_dir / s), s) for s in samples or []]
+    if not sources:
+        raise gr.Error("Add images first: drop files on the upload box or tick sample images.")
+    if len(sources) > MAX_IMAGES_PER_RUN:
+        raise gr.Error(f"{len(sources)} images in one run; the app takes at most {MAX_IMAGES_PER_RUN} at a time. "
+                       "Caption in several runs into the same set, or use `python -m captioning caption` and "
+                       "import the CSV.")
+    session, info = ensure_session(ctx, session, rater, set_name, blind, preset)
+    if info["preset"] and info["preset"] != preset:
+        gr.Warning(f"Set '{_esc(info['name'])}' uses preset '{info['preset']}' (fixed when it was created, "
+                   f"so all its captions are made the same way); captioning with it. Start a new set to "
+                   f"compare another preset.")
+        preset = info["preset"]
+
+    start = time.perf_counter()
+    progress(0, desc="Loading models")
+    loaded_models, problems = [], []
+    for name in models:
+        if "error" in rows[name]:
+            problems.append(f"Model {name} cannot be used: {rows[name]['error']}")
+            continue
+        try:
+            loaded_models.append(ctx.cache.get(ctx.zoo_dir / name))
+        except ZooError as e:
+            problems.append(str(e))
+    if not loaded_models:
+        _warn_each(problems)
+        raise gr.Error("None of the chosen models could be loaded: " + _esc("; ".join(problems)))
+
+    existing = {(c["image_hash"], c["model_name"]) for c in ctx.store.get_captions(session["eval_set"])}
+    total, done, saved, seen = len(sources) * len(loaded_models), 0, 0, set()
+    for first in range(0, len(sources), CAPTION_BATCH):
+        progress((done, total), desc="Reading images", unit="captions")
+        chunk, chunk_problems = load_images(ctx, sources[first:first + CAPTION_BATCH])
+        problems += chunk_problems
+        chunk = [i for i in chunk if i.content_hash not in seen]  # the same picture uploaded twice
+        seen.update(i.content_hash for i in chunk)
+        todo_models = [m for m in loaded_models if any((i.content_hash, m.name) not in existing for i in chunk)]
+        todo_images = [i for i in chunk if any((i.content_hash, m.name) not in existing for m in todo_models)]
+        if todo_models and todo_images:
+            def report(step: int, steps: int, before: int = done) -> None:  # steps: this chunk's captions
+                progress((before + step * len(loaded_models) // len(todo_models), total),
+                         desc=f"Captioning {len(sources)} images x {len(loaded_models)} models", unit="captions")
+
+            results = caption_images(todo_models, [i.image for i in todo_images],
+                                     names=[i.content_hash for i in todo_images], settings=preset,
+                                     batch_size=CAPTION_BATCH, progress=report)
+            for r in results:
+                if (r.image_name, r.model_name) not in existing:
+                    ctx.store.save_caption(session["eval_set"], r.image_name, r.model_name, one_line(r.caption),
+                                           weights_hash=r.weights_hash, decoding=r.settings)
+                    saved += 1
+        done = min(total, first + CAPTION_BATCH) * len(loaded_models)
+    _warn_each(problems)
+    if not seen:
+        raise gr.Error("None of the images could be read: " + _esc("; ".join(problems)))
+
+    kept = len(seen) * len(loaded_models) - saved
+    session["version"] += 1
+    session["page"] = 0
+    message = (f"Captioned {len(seen)} image(s) x {len(loaded_models)} model(s) with preset `{preset}`: "
+               f"{saved} new caption(s) in {time.perf_counter() - start:.1f} s")
+    if kept:
+        message += f"; {kept} already in the set (kept)"
+    if problems:
+        message += f"; {len(problems)} problem(s): " + _esc(" | ".join(problems[:3]))
+    return session, message, session_summary(ctx, session)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The rating grid
+
+
+@dataclass
+class GridCell:
+    label: str  # what the rater sees above the caption: the model name, or "Caption B" in blind mode
+    model_name: str  # never sent to the page in blind mode; only the server-side handler knows it
+    caption: str
+    score: int | None
+
+
+@dataclass
+class GridRow:
+    image_hash: str
+    file_name: str
+    image_path: str | None  # None when the display copy is gone (e.g. the temp folder was cleared)
+    cells: list[GridCell]
+
+
+@dataclass
+class GridView:
+    rows: list[GridRow]
+    page: int
+    pages: int
+    images: int
+    rated: int
+    captions: int
+    blind: bool
+    revealed: bool
+
+
+def column_order(eval_set: str, image_hash: str, models: list[str]) -> list[str]:
+    """Blind mode's per-image column order: shuffled, but the same every time the set is opened."""
+    order = sorted(models)
+    seed = hashlib.sha256(f"{eval_set}\x00{image_hash}".encode()).hexdigest()
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _natural_key(text: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SIZE) -> GridView:
+    """The page of the caption grid for this session, drawn from the store (captions and this rater's scores)."""
+    if not session or not session.get("eval_set"):
+        return GridView([], 0, 0, 0, 0, 0, False, False)
+    name, rater = session["eval_set"], session["rater"]
+    blind = bool(ctx.store.get_set(name)["blind"])
+    revealed = bool(session.get("revealed"))
+    captions = ctx.store.get_captions(name)
+    ratings = ctx.store.ratings(name, rater)
+    scores = {(h, m): int(s) for h, m, s in zip(ratings["image_hash"], ratings["model_name"], ratings["score"])}
+    by_image: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in captions:
+        by_image.setdefault(c["image_hash"], {})[c["model_name"]] = c
+    # Natural order of file names (img2 before img10): stable, and what a file browser shows.
+    order = sorted(by_image, key=lambda h: (_natural_key(next(iter(by_image[h].values()))["file_name"] or ""), h))
+    pages = max(1, -(-len(order) // page_size))
+    page = min(max(0, int(session.get("page") or 0)), pages - 1)
+    rows = []
+    for image_hash in order[page * page_size:(page + 1) * page_size]:
+        models = by_image[image_hash]
+        names = column_order(name, image_hash, list(models)) if blind else sorted(models)
+        cells = []
+        for index, model in enumerate(names):
+            label = model
+            if blind:
+                label = f"Caption {chr(ord('A') + index)}" + (f" = {model}" if revealed else "")
+            cells.append(GridCell(label, model, models[model]["caption"], scores.get((image_hash, model))))
+        path = display_path(ctx, image_hash)
+        file_name = next(iter(models.values()))["file_name"] or image_hash[:12]
+        rows.append(GridRow(image_hash, file_name, str(path) if path.exists() else None, cells))
+    return GridView(rows, page, pages, len(order), len(scores), len(captions), blind, revealed)
+
+
+@user_errors
+def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, session: dict[str, Any],
+                 score: int | None) -> tuple[str, str]:
+    """A rating radio was clicked: save the score at once; returns a confirmation and the session line.
+
+    The grid binds the first four arguments; `label` is what the rater saw (e.g. "Caption B on cat.jpg").
+    """
+    eval_set, rater = _require_session(session)
+    if score is None:
+        return "Choose 0, 1 or 2.", gr.skip()
+    ctx.store.rate(eval_set, rater, image_hash, model_name, score)
+    total = len(ctx.store.get_captions(eval_set))
+    rated = total - len(ctx.store.unrated_captions(eval_set, rater))
+    return (f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {_esc(label)} · you rated {rated} of {total}",
+            session_summary(ctx, session))
+
+
+def change_page(ctx: AppContext, session: dict[str, Any], delta: int) -> dict[str, Any]:
+    view = grid_view(ctx, session)
+    session = dict(session)
+    session["page"] = min(max(0, view.page + delta), max(0, view.pages - 1))
+    return session
+
+
+def toggle_reveal(session: dict[str, Any]) -> dict[str, Any]:
+    return {**session, "revealed": not session.get("revealed")}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results and exports
+
+
+def _chosen_set(session: dict[str, Any] | None, eval_set: str | None) -> str:
+    name = (eval_set or "").strip() or ((session or {}).get("eval_set") or "")
+    if not name:
+        raise gr.Error("Choose an evaluation set (or open one on the Compare tab).")
+    return name
+
+
+def results_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as shown in the page: rounded, with the interval in one column."""
+    shown = pd.DataFrame({
+        "rank": summary["rank"], "model": summary["model"], "images rated": summary["images_rated"],
+        "total score": summary["total"].round(2), "accuracy %": summary["accuracy"].round(1),
+        "95% CI": [f"{lo:.1f} – {hi:.1f}" for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
+    return shown
+
+
+def agreement_text(result: dict[str, Any], raters: list[str]) -> str:
+    if result["raters"] < 2:
+        who = ", ".join(_esc(r) for r in raters) or "nobody yet"
+        return (f"**Agreement** needs ratings of the same captions by two or more raters; so far: {who}. "
+                "Ask a second person to open this set with their own name.")
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    text = (f"**Agreement** over {result['items']} caption(s) rated by at least two of {result['raters']} raters: "
+            f"Krippendorff's α (ordinal) = {fmt(result['krippendorff_alpha_ordinal'])}")
+    if result["raters"] == 2:
+        text += (f" · Cohen's κ = {fmt(result['cohen_kappa'])} (quadratic-weighted "
+                 f"{fmt(result['cohen_kappa_quadratic'])})")
+    if result.get("percent_agreement") is not None:
+        text += f" · exact agreement {result['percent_agreement']:.1f}%"
+    if result.get("note"):
+        text += f"  \n_{_esc(result['note'])}_"
+    return text
+
+
+@user_errors
+def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> tuple[pd.DataFrame, str, Any]:
+    """The Results button: per-model accuracy table (model names revealed), agreement and the chart."""
+    name = _chosen_set(session, eval_set)
+    ratings = ctx.store.ratings(name)
+    summary = summary_table(ratings)
+    figure = accuracy_chart(summary, title=f"Caption accuracy by model: {name}")
+    text = agreement_text(agreement(ratings), ctx.store.raters(name))
+    if ratings.empty:
+        text = "No ratings in this set yet. " + text
+    return results_table(summary), text, figure
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "ratings"
+
+
+@user_errors
+def export(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> list[str]:
+    """The Export button: summary + every raw rating as CSV (two files) and as one XLSX workbook."""
+    name = _chosen_set(session, eval_set)
+    ratings = ctx.store.ratings(name)
+    summary = summary_table(ratings)
+    folder = Path(tempfile.mkdtemp(prefix="export-", dir=ctx.work_dir))
+    slug = _slug(name)
+    paths = export_csv(summary, ratings, folder / f"{slug}.csv")
+    paths.append(export_xlsx(summary, ratings, folder / f"{slug}.xlsx", agreement=agreement(ratings)))
+    return [str(p) for p in paths]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Importing captions made elsewhere
+
+
+IMPORT_SKIP_COLUMNS = {"image_id", "model_name", "caption", "image_path", "weights_hash", "score", "caption_index"}
+
+
+def _plain_value(text: str) -> Any:
+    """'5' -> 5, '0.55' -> 0.55, 'true' -> True, anything else stays text (CSV cells are all text)."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d*\.\d+(e-?\d+)?", text, flags=re.I):
+        return float(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+@user_errors
+def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
+                    csv_file: Any, image_files: list[Any] | None) -> tuple[dict[str, Any], str, str]:
+    """The Import button: read a captions CSV (`image_id, model_name, caption`, comma or semicolon separated,
+    e.g. from `python -m captioning caption`) and its images into the open set, ready to rate."""
+    if not csv_file:
+        raise gr.Error("Upload a captions CSV (columns image_id, model_name, caption).")
+    if not image_files:
+        raise gr.Error("Upload the images the CSV names too (select them all in the file dialog, or drop them).")
+    session, _ = ensure_session(ctx, session, rater, set_name, blind, preset)
+    folder = Path(tempfile.mkdtemp(prefix="import-", dir=ctx.work_dir))
+    for f in image_files:
+        source = Path(_file_path(f))
+        shutil.copyfile(source, folder / source.name)
+    csv_path = _file_path(csv_file)
+    result = read_captions_csv(csv_path, image_folder=folder)
+    frame = result.captions
+    problems = [f"Image '{i}' named in the CSV was not uploaded" for i in result.missing_images]
+    hashes: dict[str, str] = {}
+    for image_id, path in dict(zip(frame["image_id"], frame["image_path"])).items():
+        if path is None:
+            continue
+        try:
+            hashes[image_id] = add_image(ctx, path, Path(path).name).content_hash
+        except (ImageLoadError, OSError) as e:
+            problems.append(str(e))
+    source_name = Path(csv_path).name
+    saved = 0
+    for record in frame.to_dict("records"):
+        if record["image_id"] not in hashes:
+            continue
+        decoding = {k: _plain_value(str(v)) for k, v in record.items()
+                    if k not in IMPORT_SKIP_COLUMNS and v not in (None, "")}
+        decoding["source"] = f"imported from {source_name}"
+        ctx.store.save_caption(session["eval_set"], hashes[record["image_id"]], record["model_name"],
+                               one_line(record["caption"]), weights_hash=record.get("weights_hash") or None,
+                               decoding=decoding)
+        saved += 1
+    _warn_each(problems)
+    if not saved:
+        raise gr.Error("No caption could be imported: " + _esc(" | ".join(problems[:5]) or result.message))
+    session["version"] += 1
+    session["page"] = 0
+    message = f"Imported {saved} caption(s) for {len(hashes)} image(s) into set '{_esc(session['eval_set'])}'. " \
+              f"{_esc(result.message)}."
+    return session, message, session_summary(ctx, session)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layout and wiring
+
+
+def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLike = DEFAULT_DB, *,
+              samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
+              context: AppContext | None = None) -> gr.Blocks:
+    """The whole app as a gr.Blocks; launch it with `demo.launch(**launch_options(demo.ctx, ...))`."""
+    ctx = context or make_context(zoo_dir, db_path, samples_dir=samples_dir, image_dir=image_dir)
+    entries, zoo_note = zoo_entries(ctx)
+    samples = sample_names(ctx)
+
+    with gr.Blocks(title="Caption Zoo", analytics_enabled=False) as demo:  # no version check, no telemetry
+        session = gr.State(new_session())
+        # Rater and set name survive a page reload (and a server restart: the secret is stable per database).
+        remembered = gr.BrowserState({}, storage_key="caption-zoo-session",
+                                     secret=hashlib.sha256(str(ctx.store.path.resolve()).encode()).hexdigest()[:32])
+        gr.Markdown("# Caption Zoo: compare and rate captioners")
+        with gr.Row(equal_height=True):
+            rater = gr.Textbox(label="Rater name", placeholder="e.g. alice", max_lines=1, elem_id="rater")
+            set_name = gr.Textbox(label="Evaluation set", placeholder="new or existing name, e.g. shapes-v1",
+                                  max_lines=1, elem_id="set-name")
+            existing = gr.Dropdown(choices=set_choices(ctx), value=None, label="…or reopen an existing set",
+                                   interactive=True, elem_id="existing-sets")
+            blind = gr.Checkbox(label="Blind mode (hide model names, shuffle columns)", value=False, elem_id="blind")
+            open_btn = gr.Button("Open set", scale=0, min_width=120, elem_id="open-set")
+        session_line = gr.Markdown(session_summary(ctx, new_session()), elem_id="session-line")
+
+        with gr.Tabs():
+            with gr.Tab("Compare & rate", id="compare"):
+                with gr.Row():
+                    uploads = gr.File(label="Images (drop several files)", file_count="multiple",
+                                      file_types=["image"], elem_id="uploads", height=160)
+                    sample_picks = gr.CheckboxGroup(
+                        choices=samples, label="…or sample images", show_select_all=bool(samples),
+                        info=None if samples else f"No sample images in {ctx.samples_dir}", elem_id="samples")
+                models = gr.CheckboxGroup(choices=model_choices(entries), label="Models", elem_id="models",
+                                          show_select_all=True)
+                with gr.Accordion("Zoo", open=False):
+                    zoo_md = gr.Markdown(zoo_note)
+                    zoo_df = gr.Dataframe(zoo_table(entries), interactive=False, wrap=True)
+                    rescan = gr.Button("Rescan zoo folder", size="sm")
+                cards = gr.Markdown(model_cards(ctx, []), elem_id="model-cards")
+                with gr.Row():
+                    preset = gr.Dropdown(choices=list(PRESETS), value=DEFAULT_PRESET, label="Decoding preset",
+                                         elem_id="preset")
+                    caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn")
+                caption_status = gr.Markdown(elem_id="caption-status")
+                gr.Markdown(RUBRIC, elem_id="rubric")
+                rate_status = gr.Markdown(elem_id="rate-status")
+
+                @gr.render(inputs=[session], triggers=[demo.load, session.change])
+                def draw_grid(current: dict[str, Any]) -> None:
+                    view = grid_view(ctx, current)
+                    if not view.rows:
+                        gr.Markdown("No captions in this set yet: add images, choose models and click **Caption**"
+                                    " (or import a captions CSV)." if current.get("eval_set") else "")
+                        return
+                    with gr.Row(equal_height=True):
+                        first = view.page * PAGE_SIZE + 1
+                        gr.Markdown(f"Page {view.page + 1} of {view.pages} · images {first}–"
+                                    f"{first + len(view.rows) - 1} of {view.images}", elem_id="page-line")
+                        prev_btn = gr.Button("◀ Previous", size="sm", interactive=view.page > 0, elem_id="prev-page")
+                        next_btn = gr.Button("Next ▶", size="sm", interactive=view.page + 1 < view.pages,
+                                             elem_id="next-page")
+                        prev_btn.click(partial(change_page, ctx, delta=-1), session, session, api_visibility="private")
+                        next_btn.click(partial(change_page, ctx, delta=1), session, session, api_visibility="private")
+                        if view.blind:
+                            reveal = gr.Button("Hide model names" if view.revealed else "Reveal model names",
+                                               size="sm", elem_id="reveal")
+                            reveal.click(toggle_reveal, session, session, api_visibility="private")
+                    for i, row in enumerate(view.rows):
+                        with gr.Row(elem_classes="grid-row"):
+                            with gr.Column(scale=1, min_width=180):
+                                if row.image_path:
+                                    gr.Image(row.image_path, label=row.file_name, interactive=False, height=200,
+                                             buttons=["fullscreen"], elem_id=f"image-{i}")
+                                else:
+                                    gr.Markdown(f"**{_esc(row.file_name)}**: image not in the display cache "
+                                                "any more; upload it again to see it (its captions are kept).")
+                            for j, cell in enumerate(row.cells):
+                                with gr.Column(scale=2, min_width=200):
+                                    gr.Textbox(cell.caption, label=cell.label, interactive=False, lines=2,
+                                               elem_id=f"caption-{i}-{j}")
+                                    radio = gr.Radio(SCORE_CHOICES, value=cell.score, show_label=False,
+                                                     elem_id=f"rate-{i}-{j}", elem_classes="rating")
+                                    # `always_last`: after quick re-clicks the final choice is what gets stored.
+                                    radio.input(partial(rate_caption, ctx, row.image_hash, cell.model_name,
+                                                        f"{cell.label} on {row.file_name}"),
+                                                [session, radio], [rate_status, session_line], show_progress="hidden",
+                                                trigger_mode="always_last", concurrency_limit=None,
+                                                api_visibility="private")
+
+            with gr.Tab("Results", id="results"):
+                gr.Markdown("Per model: images rated, total score, accuracy = total × 100 / (images × 2), rank "
+                            "(ties share a rank) and a bootstrap 95% interval over images. Model names are shown "
+                            "here even for blind sets.")
+                with gr.Row():
+                    results_set = gr.Dropdown(choices=set_choices(ctx), value=None, allow_custom_value=True,
+                                              label="Evaluation set (empty: the open one)", elem_id="results-set")
+                    results_btn = gr.Button("Show results", variant="primary", elem_id="results-btn")
+                summary_df = gr.Dataframe(interactive=False, label="Summary", elem_id="summary")
+                agreement_md = gr.Markdown(elem_id="agreement")
+                chart = gr.Plot(label="Accuracy with 95% intervals", elem_id="chart")
+                export_btn = gr.Button("Export CSV + XLSX", elem_id="export-btn")
+                export_files = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                       elem_id="export-files")
+
+            with gr.Tab("Import captions", id="import"):
+                gr.Markdown("Rate captions made elsewhere: a CSV from `python -m captioning caption`, or from "
+                            "another CLIP-GPT2 project's batch inference, with columns `image_id, model_name, "
+                            "caption` (comma or semicolon separated; other columns are kept as the decoding "
+                            "settings). Upload the images it names as well. They go into the evaluation set above.")
+                with gr.Row():
+                    import_csv = gr.File(label="Captions CSV", file_types=[".csv", ".txt", ".tsv"],
+                                         elem_id="import-csv")
+                    import_images = gr.File(label="Its images", file_count="multiple", file_types=["image"],
+                                            elem_id="import-images")
+                import_btn = gr.Button("Import captions", variant="primary", elem_id="import-btn")
+                import_status = gr.Markdown(elem_id="import-status")
+
+        # -- wiring ---------------------------------------------------------------------------------------
+        open_btn.click(partial(open_set, ctx), [session, rater, set_name, blind, preset],
+                       [session, session_line, preset, blind], api_name="open_set"
+                       ).success(remember, session, remembered, api_visibility="private")
+        existing.input(lambda name: name or "", existing, set_name, api_visibility="private").then(
+            partial(open_set, ctx), [session, rater, set_name, blind, preset], [session, session_line, preset, blind],
+            api_visibility="private").success(remember, session, remembered, api_visibility="private")
+        caption_btn.click(partial(caption, ctx),
+                          [session, rater, set_name, blind, uploads, sample_picks, models, preset],
+                          [session, caption_status, session_line], api_name="caption", concurrency_limit=1
+                          ).success(remember, session, remembered, api_visibility="private")
+        models.change(partial(model_cards, ctx), models, cards, api_visibility="private")
+
+        rescan.click(partial(rescan_zoo, ctx), None, [models, zoo_md, zoo_df], api_visibility="private")
+        results_btn.click(partial(results, ctx), [session, results_set], [summary_df, agreement_md, chart],
+                          api_name="results")
+        export_btn.click(partial(export, ctx), [session, results_set], export_files, api_name="export")
+        import_btn.click(partial(import_captions, ctx),
+                         [session, rater, set_name, blind, preset, import_csv, import_images],
+                         [session, import_status, session_line], api_name="import_captions"
+                         ).success(remember, session, remembered, api_visibility="private")
+
+        session.change(partial(refresh_sets, ctx), None, [existing, results_set], api_visibility="private")
+        demo.load(partial(refresh_sets, ctx), None, [existing, results_set], api_visibility="private")
+        demo.load(partial(restore_session, ctx), remembered, [session, session_line, rater, set_name, blind, preset],
+                  api_visibility="private")
+
+        # -- plain API endpoints (for gradio_client and scripts) --------------------------------------------
+        # gr.api takes the endpoint's parameter types from the function's own signature, hence closures here.
+        def rate(eval_set: str, rater: str, image_hash: str, model_name: str, score: int) -> str:
+            """Store one rating (0, 1 or 2) of a caption already in the set; returns a confirmation."""
+            try:
+                ctx.store.rate(eval_set, rater, image_hash, model_name, score)
+            except ValueError as e:
+                raise gr.Error(_esc(str(e)), print_exception=False) from None
+            return f"saved {int(score)} by {rater} for {model_name} on {image_hash[:12]}"
+
+        def captions(eval_set: str) -> list[dict]:
+            """Every caption of the set: image_hash, file_name, model_name, caption, decoding."""
+            try:
+                rows = ctx.store.get_captions(eval_set)
+            except ValueError as e:
+                raise gr.Error(_esc(str(e)), print_exception=False) from None
+            return [{k: r[k] for k in ("image_hash", "file_name", "model_name", "caption", "decoding")} for r in rows]
+
+        gr.api(rate, api_name="rate", concurrency_limit=None)
+        gr.api(captions, api_name="captions", concurrency_limit=None)
+
+    demo.ctx = ctx  # for launch_options and tests
+    return demo
+
+
+def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None = 7860,
+                   auth: tuple[str, str] | None = None, max_file_size: str | int = DEFAULT_MAX_FILE_SIZE
+                   ) -> dict[str, Any]:
+    """The keyword arguments for `demo.launch`: local only, no share link, upload limit, nothing private served.
+
+    Only the display-image cache is allowed to be served (it holds downsized copies of uploaded images);
+    the zoo and the database are also listed as blocked, in case a future allowed path ever contains them.
+    """
+    db = ctx.store.path.resolve()
+    blocked = [str(ctx.zoo_dir.resolve()), str(db), str(db) + "-wal", str(db) + "-shm"]
+    return dict(server_name=host, server_port=port, share=False, auth=auth, max_file_size=max_file_size,
+                allowed_paths=[str(ctx.image_dir.resolve())], blocked_paths=blocked, footer_links=["api"],
+                theme=gr.themes.Soft(), css=CSS, show_error=True, ssr_mode=False, mcp_server=False)
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """'USER:PASS' -> ('USER', 'PASS'); the password may itself contain ':'."""
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"--auth must look like USER:PASS (both non-empty), got {value!r}")
+    return user, password
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Caption Zoo: compare zoo captioners side by side and rate captions.")
+    parser.add_argument("--zoo", default=DEFAULT_ZOO, help=f"zoo folder (default: {DEFAULT_ZOO})")
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file for ratings (default: {DEFAULT_DB})")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--auth", default=None, help="require a login, given as USER:PASS")
+    parser.add_argument("--samples", default=str(DEFAULT_SAMPLES),
+                        help="folder of sample images (default: sample_images)")
+    parser.add_argument("--image-cache", default=str(DEFAULT_IMAGE_CACHE),
+                        help="folder for the display copies of images (default: <temp>/caption-zoo/images)")
+    parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
+                        help="largest upload accepted (default: 25mb)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        auth = parse_auth(args.auth)
+        demo = build_app(args.zoo, args.db, samples_dir=args.samples, image_dir=args.image_cache)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(**launch_options(demo.ctx, host=args.host, port=args.port, auth=auth, max_file_size=args.max_file_size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Protects the running app as clients see it, through `gradio_client` and plain HTTP.
+
+The named endpoints (open_set, caption, captions, rate, results, export, import_captions) work end to end;
+errors come back as messages, not crashes; the database and the zoo are never served as files; several
+clients rating at once lose nothing; and killing the app mid-session (SIGKILL) and starting it again on the
+same database keeps every rating and brings the rater's session back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+import app
+from test_app_handlers import AppProcess, build_tiny_zoo, free_port, write_images
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app launched in this process, in a thread, exactly as `python app.py` launches it."""
+    root = tmp_path_factory.mktemp("app-api")
+    zoo = build_tiny_zoo(root / "zoo")
+    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
+    yield demo, root
+    demo.close()
+    demo.ctx.store.close()
+
+
+def client_for(demo) -> Client:
+    return Client(demo.local_url, verbose=False)
+
+
+def test_named_endpoints_caption_rate_results_export(server):
+    demo, root = server
+    images = write_images(root / "api-images", 2, seed=1, broken=True)
+    client = client_for(demo)
+    assert {"/open_set", "/caption", "/captions", "/rate", "/results", "/export", "/import_captions"} <= set(
+        client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+    status, line = client.predict("alice", "api-set", False, [handle_file(str(p)) for p in images], [],
+                                  ["alpha", "beta"], "greedy", api_name="/caption")
+    assert "2 image(s) x 2 model(s)" in status and "broken.jpg" in status and "4 captions" in line
+    captions = client.predict("api-set", api_name="/captions")
+    assert len(captions) == 4 and {c["model_name"] for c in captions} == {"alpha", "beta"}
+    for c in captions:
+        score = 2 if c["model_name"] == "alpha" else 1
+        assert "saved" in client.predict("api-set", "alice", c["image_hash"], c["model_name"], score, api_name="/rate")
+
+    table, agreement_text, plot = client.predict("api-set", api_name="/results")
+    rows = {r[1]: r for r in table["data"]}  # rank, model, images rated, total, accuracy, CI
+    assert rows["alpha"][:5] == [1, "alpha", 2, 4.0, 100.0] and rows["beta"][:5] == [2, "beta", 2, 2.0, 50.0]
+    assert "two or more raters" in agreement_text and plot is not None
+
+    files = client.predict("api-set", api_name="/export")
+    by_name = {Path(f).name: Path(f) for f in files}
+    assert set(by_name) == {"api-set_summary.csv", "api-set_ratings.csv", "api-set.xlsx"}
+    ratings = list(csv.DictReader(io.StringIO(by_name["api-set_ratings.csv"].read_text(encoding="utf-8-sig"))))
+    assert len(ratings) == 4 and {r["rater"] for r in ratings} == {"alice"}
+    assert all(r["decoding"].startswith("{") and r["model_weights_hash"] for r in ratings)
+
+    # Reopening the set as the same rater, from a new client (a new browser session), shows the progress.
+    # (The browser-side state, like the session state, is not part of the API's outputs.)
+    line, preset, blind = client_for(demo).predict("alice", "api-set", True, "consistent", api_name="/open_set")
+    assert "you rated 4 of 4" in line and preset == "greedy" and blind is False
+
+
+def test_import_endpoint(server):
+    demo, root = server
+    images = write_images(root / "import-images", 2, seed=2)
+    table = root / "batch.csv"
+    table.write_text("image_id;model_name;caption\n" + "".join(f"{p.name};other-project;a shape\n" for p in images))
+    status, line = client_for(demo).predict("dan", "imported", False, "greedy", handle_file(str(table)),
+                                            [handle_file(str(p)) for p in images], api_name="/import_captions")
+    assert "Imported 2 caption(s) for 2 image(s)" in status and "2 captions" in line
+
+
+def test_errors_come_back_as_messages(server):
+    demo, _ = server
+    client = client_for(demo)
+    with pytest.raises(AppError, match="score must be 0, 1 or 2, got 5"):
+        client.predict("api-set", "alice", "0" * 64, "alpha", 5, api_name="/rate")
+    with pytest.raises(AppError, match="Choose at least one model"):
+        client.predict("alice", "api-set", False, [], [], [], "greedy", api_name="/caption")
+    with pytest.raises(AppError, match="Evaluation set 'nope' not found"):
+        client.predict("nope", api_name="/results")
+    with pytest.raises(AppError, match="Evaluation set 'nope' not found"):
+        client.predict("nope", api_name="/captions")
+    assert client.predict("api-set", api_name="/captions")  # and the app keeps serving
+
+
+def _status(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_database_and_zoo_are_never_served(server):
+    demo, root = server
+    base = demo.local_url.rstrip("/") + "/gradio_api/file="
+    db = demo.ctx.store.path.resolve()
+    assert _status(base + str(db)) == 403
+    assert _status(base + str(db) + "-wal") == 403
+    assert _status(base + str((demo.ctx.zoo_dir / "alpha" / "model.safetensors").resolve())) == 403
+    assert _status(base + str((demo.ctx.zoo_dir / "alpha" / "config.json").resolve())) == 403
+    shown = next(demo.ctx.image_dir.glob("*.png"), None) or pytest.skip("no display image yet")
+    assert _status(base + str(shown.resolve())) == 200  # the display copies are what the page shows
+
+
+def test_several_clients_rating_at_once_lose_nothing(server):
+    demo, root = server
+    images = write_images(root / "crowd", 3, seed=4)
+    client_for(demo).predict("setup", "crowd", False, [handle_file(str(p)) for p in images], [],
+                             ["alpha", "beta", "gamma"], "greedy", api_name="/caption")
+    captions = client_for(demo).predict("crowd", api_name="/captions")
+    assert len(captions) == 9
+    raters = [f"rater-{i}" for i in range(5)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(raters))
+
+    def work(rater: str) -> None:
+        try:
+            client = client_for(demo)
+            barrier.wait()  # everyone starts at once
+            for c in captions:
+                client.predict("crowd", rater, c["image_hash"], c["model_name"], len(rater) % 3, api_name="/rate")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in raters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    stored = demo.ctx.store.ratings("crowd")
+    assert len(stored) == len(raters) * 9 and sorted(stored["rater"].unique()) == raters
+
+
+def test_restart_after_kill_keeps_every_rating(tmp_path):
+    zoo = build_tiny_zoo(tmp_path / "zoo", ["alpha", "beta"])
+    images = write_images(tmp_path / "images", 3, seed=5)
+    db, cache = tmp_path / "ratings.sqlite", tmp_path / "display"
+    first = AppProcess(zoo, db, cache)
+    try:
+        client = Client(first.url, verbose=False)
+        client.predict("erin", "durable", True, [handle_file(str(p)) for p in images], [], ["alpha", "beta"],
+                       "greedy", api_name="/caption")
+        captions = client.predict("durable", api_name="/captions")
+        for c in captions[:5]:
+            client.predict("durable", "erin", c["image_hash"], c["model_name"], 2, api_name="/rate")
+    finally:
+        first.kill()  # mid-session, no clean shutdown
+
+    second = AppProcess(zoo, db, cache)
+    try:
+        client = Client(second.url, verbose=False)
+        line, preset, blind = client.predict("erin", "durable", False, "consistent", api_name="/open_set")
+        assert "you rated 5 of 6" in line and blind is True and preset == "greedy"
+        table, _, _ = client.predict("durable", api_name="/results")
+        assert sum(r[3] for r in table["data"]) == 10.0  # five ratings of 2
+        client.predict("durable", "erin", captions[5]["image_hash"], captions[5]["model_name"], 0, api_name="/rate")
+    finally:
+        second.kill()
+    with app.RatingStore(db) as store:
+        assert len(store.ratings("durable", "erin")) == 6
+
+
+def test_login_and_upload_limit(tmp_path):
+    """`--auth USER:PASS` keeps strangers out; uploads over `max_file_size` are refused, the app keeps serving."""
+    zoo = build_tiny_zoo(tmp_path / "zoo", ["alpha"])
+    demo = app.build_app(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+                         image_dir=tmp_path / "display")
+    demo.queue()
+    options = app.launch_options(demo.ctx, port=free_port(), auth=app.parse_auth("ann:s3cret"), max_file_size="50kb")
+    demo.launch(**options, prevent_thread_lock=True, quiet=True)
+    try:
+        assert _status(demo.local_url.rstrip("/") + "/gradio_api/info") in (401, 403)
+        with pytest.raises(Exception):
+            Client(demo.local_url, auth=("ann", "wrong"), verbose=False)
+        client = Client(demo.local_url, auth=("ann", "s3cret"), verbose=False)
+        small = write_images(tmp_path / "small", 1)[0]
+        big = tmp_path / "big.png"
+        big.write_bytes(small.read_bytes() + b"\0" * 80_000)  # a valid PNG header, 80 KB of padding
+        with pytest.raises(ValueError, match="exceeds the maximum file size of 51200 bytes"):  # the client reads it
+            client.predict("ann", "limits", False, [handle_file(str(big))], [], ["alpha"], "greedy",
+                           api_name="/caption")
+        with httpx.Client(base_url=demo.local_url) as browser:  # and the server enforces it
+            assert browser.post("/login", data={"username": "ann", "password": "s3cret"}).status_code == 200
+            answer = browser.post("/gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
+            assert answer.status_code == 413, answer.text
+        status, _ = client.predict("ann", "limits", False, [handle_file(str(small))], [], ["alpha"], "greedy",
+                                   api_name="/caption")
+        assert "1 new caption(s)" in status
+    finally:
+        demo.close()
+        demo.ctx.store.close()

@@ -1,0 +1,437 @@
+"""Protects the rating app's handlers, called as plain Python functions (no server, no browser).
+
+Captioning fills the grid (images x models) from the store, with images upright and bad files reported
+while the rest goes on; blind mode hides names and shuffles columns the same way every time; each rating is
+saved at once and comes back after a "restart" (a new store on the same file); results, agreement, exports
+(formula cells neutralised) and caption imports work; every bad input gives a clear gr.Error.
+
+The helpers at the top (tiny zoo, test images, a free port, the app as a subprocess) are shared with
+test_app_api.py and test_app_e2e.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import app
+from captioning import save_entry
+from captioning.preprocessing import make_image_processor
+from captioning.tokenization import train_bpe_tokenizer
+from tiny import tiny_captioner
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["alpha", "beta", "gamma"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def build_tiny_zoo(root: Path, names: list[str] = MODELS) -> Path:
+    """A zoo of tiny random captioners (one tokenizer, different seeds); milliseconds to run."""
+    root.mkdir(parents=True, exist_ok=True)
+    tok = train_bpe_tokenizer(["a red circle", "a blue square", "two green triangles"] * 10, vocab_size=280)
+    for i, name in enumerate(names):
+        model = tiny_captioner(vocab_size=len(tok), seed=i)
+        model.decoder.config.eos_token_id = tok.eos_token_id
+        save_entry(model, tok, make_image_processor("clip", 32), root / name,
+                   training={"data": f"synthetic shapes split {i}"}, metrics={"bleu4": 0.1 * (i + 1)})
+    return root
+
+
+def write_images(folder: Path, count: int, *, seed: int = 0, broken: bool = False) -> list[Path]:
+    """`count` distinct small PNGs (and a text file named broken.jpg if asked)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"img{seed}_{i}.png"
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    if broken:
+        (folder / "broken.jpg").write_text("this is not a picture")
+        paths.append(folder / "broken.jpg")
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppProcess:
+    """`python app.py ...` as a subprocess on a free port; waits until it answers, kill() ends it abruptly."""
+
+    def __init__(self, zoo: Path, db: Path, image_cache: Path, samples: Path | None = None, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, str(ROOT / "app.py"), "--zoo", str(zoo), "--db", str(db), "--port", str(self.port),
+                "--image-cache", str(image_cache), *extra]
+        if samples is not None:
+            args += ["--samples", str(samples)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": str(ROOT)}
+        self.log = db.with_name(f"app-{self.port}.log")
+        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                urllib.request.urlopen(self.url + "/gradio_api/info", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError(f"app did not answer within 120 s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as when the machine or the process dies."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+def no_progress(*args, **kwargs) -> None:
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    return build_tiny_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture()
+def ctx(zoo, tmp_path):
+    context = app.make_context(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+                               image_dir=tmp_path / "display")
+    yield context
+    context.store.close()
+
+
+def caption(ctx, session, files, models, *, rater="alice", name="set-1", blind=False, preset="greedy", samples=()):
+    return app.caption(ctx, session, rater, name, blind, [str(f) for f in files], list(samples), models, preset,
+                       progress=no_progress)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Captioning and the grid
+
+
+def test_caption_fills_grid_upright_and_reports_bad_image(ctx, tmp_path):
+    files = write_images(tmp_path / "in", 2, broken=True)
+    rotated = tmp_path / "in" / "phone.jpg"  # stored 40 wide x 20 high, EXIF says "rotate 90° clockwise"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20), "red").save(rotated, exif=exif)
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        session, message, line = caption(ctx, app.new_session(), files + [rotated], ["alpha", "beta"])
+    assert "3 image(s) x 2 model(s)" in message and "6 new caption(s)" in message and "broken.jpg" in message
+    assert "you rated 0 of 6" in line
+
+    view = app.grid_view(ctx, session)
+    assert view.images == 3 and view.captions == 6 and view.pages == 1
+    assert [r.file_name for r in view.rows] == ["img0_0.png", "img0_1.png", "phone.jpg"]
+    assert all([c.label for c in r.cells] == ["alpha", "beta"] for r in view.rows)  # names shown, sorted
+    assert all(isinstance(c.caption, str) and c.score is None for r in view.rows for c in r.cells)
+    with Image.open(view.rows[2].image_path) as shown:
+        assert shown.size == (140, 280)  # as the model saw it: rotation applied (and enlarged 7x to be seen)
+        red, green, blue = shown.getpixel((70, 140))
+        assert red > 240 and green < 15 and blue < 15  # a JPEG of pure red
+
+    stored = ctx.store.get_captions("set-1")
+    assert {c["model_name"] for c in stored} == {"alpha", "beta"}
+    assert all(len(c["model_weights_hash"]) == 64 and c["decoding"]["strategy"] == "greedy" for c in stored)
+
+
+def test_samples_are_offered_and_validated(ctx, tmp_path):
+    assert app.sample_names(ctx) == []  # the folder does not exist yet: no choices, no crash
+    write_images(ctx.samples_dir, 2, seed=3)
+    assert app.sample_names(ctx) == ["img3_0.png", "img3_1.png"]
+    session, message, _ = caption(ctx, app.new_session(), [], ["gamma"], samples=["img3_1.png"])
+    assert "1 image(s) x 1 model(s)" in message
+    with pytest.raises(gr.Error, match="not found"):
+        caption(ctx, session, [], ["gamma"], samples=["../../ratings.sqlite"])
+
+
+def test_blind_mode_hides_names_shuffles_stably_and_reveals(ctx, tmp_path):
+    files = write_images(tmp_path / "in", 6)
+    session, _, _ = caption(ctx, app.new_session(), files, MODELS, blind=True)
+    view = app.grid_view(ctx, session)
+    labels = {c.label for r in view.rows for c in r.cells}
+    assert labels == {"Caption A", "Caption B", "Caption C"}  # no model name on screen
+    orders = [tuple(c.model_name for c in r.cells) for r in view.rows]
+    assert len(set(orders)) > 1  # shuffled per image
+
+    # Another rater opening the set later sees the same columns (and cannot switch blind mode off).
+    other, line, _, blind = app.open_set(ctx, app.new_session(), "bob", "set-1", False, "greedy")
+    assert blind is True and "blind" in line
+    assert [tuple(c.model_name for c in r.cells) for r in app.grid_view(ctx, other).rows] == orders
+
+    revealed = app.grid_view(ctx, app.toggle_reveal(session))
+    assert revealed.rows[0].cells[0].label == f"Caption A = {orders[0][0]}"
+
+
+def test_existing_captions_are_kept_and_the_set_keeps_its_preset(ctx, tmp_path):
+    files = write_images(tmp_path / "in", 2)
+    session, _, _ = caption(ctx, app.new_session(), files, ["alpha"], preset="greedy")
+    before = {(c["image_hash"], c["model_name"]): c["created_at"] for c in ctx.store.get_captions("set-1")}
+    with pytest.warns(UserWarning, match="uses preset 'greedy'"):
+        session, message, _ = caption(ctx, session, files, ["alpha", "beta"], preset="consistent")
+    assert "2 new caption(s)" in message and "2 already in the set" in message
+    after = ctx.store.get_captions("set-1")
+    assert len(after) == 4
+    assert all(c["created_at"] == before[(c["image_hash"], "alpha")] for c in after if c["model_name"] == "alpha")
+    assert {c["decoding"]["preset"] for c in after} == {"greedy"}
+
+
+def test_pages_of_ten_images(ctx, tmp_path):
+    files = write_images(tmp_path / "in", 12)
+    session, _, _ = caption(ctx, app.new_session(), files, ["alpha"])
+    first = app.grid_view(ctx, session)
+    assert (first.pages, len(first.rows), first.images) == (2, 10, 12)
+    session = app.change_page(ctx, session, 1)
+    second = app.grid_view(ctx, session)
+    assert second.page == 1 and [r.file_name for r in second.rows] == ["img0_10.png", "img0_11.png"]
+    assert app.change_page(ctx, session, 5)["page"] == 1  # clamped to the last page
+    assert app.change_page(ctx, session, -9)["page"] == 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ratings that last
+
+
+def test_each_rating_is_saved_at_once_and_comes_back_after_restart(ctx, zoo, tmp_path):
+    files = write_images(tmp_path / "in", 2)
+    session, _, _ = caption(ctx, app.new_session(), files, ["alpha", "beta"], blind=True)
+    rows = app.grid_view(ctx, session).rows
+    status, line = app.rate_caption(ctx, rows[0].image_hash, rows[0].cells[1].model_name, "Caption B", session, 2)
+    assert "Saved 2 (fully accurate) for Caption B" in status and "you rated 1 of 4" in status
+    assert "you rated 1 of 4" in line
+    app.rate_caption(ctx, rows[1].image_hash, rows[1].cells[0].model_name, "Caption A", session, "1")
+    app.rate_caption(ctx, rows[1].image_hash, rows[1].cells[0].model_name, "Caption A", session, 0)  # changed mind
+    stored = ctx.store.ratings("set-1", "alice")
+    assert sorted(stored["score"]) == [0, 2]
+    assert all(len(h) == 64 for h in stored["model_weights_hash"])
+    assert all(d["preset"] == "greedy" for d in stored["decoding"])
+
+    # "Restart": a fresh context (new store connection, empty model cache) on the same files.
+    ctx.store.close()
+    restarted = app.make_context(zoo, ctx.store.path, image_dir=ctx.image_dir)
+    again, line, _, _ = app.open_set(restarted, app.new_session(), "alice", "set-1", True, "greedy")
+    remembered = app.remember(again)
+    assert "you rated 2 of 4" in line and remembered == {"rater": "alice", "eval_set": "set-1"}
+    view = app.grid_view(restarted, again)
+    assert [[c.score for c in r.cells] for r in view.rows] == [[None, 2], [0, None]]
+    assert all(r.image_path and Path(r.image_path).exists() for r in view.rows)
+    # The page-reload path: the browser remembers rater and set, and the session is rebuilt from them.
+    restored, line, rater, name, blind, preset = app.restore_session(restarted, remembered)
+    assert (rater, name, restored["eval_set"], blind, preset) == ("alice", "set-1", "set-1", True, "greedy")
+    assert "you rated 2 of 4" in line
+    nothing = app.restore_session(restarted, {"rater": "x", "eval_set": "no-such-set"})
+    assert all(isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1 for value in nothing)
+    restarted.store.close()
+
+
+def test_rating_needs_an_open_set_and_a_valid_score(ctx, tmp_path):
+    session, _, _ = caption(ctx, app.new_session(), write_images(tmp_path / "in", 1), ["alpha"])
+    row = app.grid_view(ctx, session).rows[0]
+    with pytest.raises(gr.Error, match="Open an evaluation set first"):
+        app.rate_caption(ctx, row.image_hash, "alpha", "alpha", app.new_session(), 1)
+    with pytest.raises(gr.Error, match="score must be 0, 1 or 2"):
+        app.rate_caption(ctx, row.image_hash, "alpha", "alpha", session, 3)
+    with pytest.raises(gr.Error, match="No caption by model 'zeta'"):
+        app.rate_caption(ctx, row.image_hash, "zeta", "zeta", session, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results, exports, imports
+
+
+def _rate_all(ctx, session, scores_by_model):
+    for row in app.grid_view(ctx, session).rows:
+        for cell in row.cells:
+            score = scores_by_model[cell.model_name]
+            app.rate_caption(ctx, row.image_hash, cell.model_name, cell.label, session, score)
+
+
+def test_results_accuracy_rank_interval_and_agreement(ctx, tmp_path):
+    files = write_images(tmp_path / "in", 4)
+    alice, _, _ = caption(ctx, app.new_session(), files, MODELS, blind=True)
+    table, text, figure = app.results(ctx, alice, None)
+    assert table.empty and "No ratings" in text
+
+    _rate_all(ctx, alice, {"alpha": 2, "beta": 1, "gamma": 1})
+    table, text, figure = app.results(ctx, alice, "")
+    assert list(table["model"]) == ["alpha", "beta", "gamma"]  # names revealed in the results
+    assert list(table["rank"]) == [1, 2, 2]  # ties share a rank
+    assert list(table["accuracy %"]) == [100.0, 50.0, 50.0]  # total x 100 / (images x 2)
+    assert list(table["total score"]) == [8.0, 4.0, 4.0] and list(table["images rated"]) == [4, 4, 4]
+    assert table["95% CI"].iloc[1] == "50.0 – 50.0"
+    assert "two or more raters" in text and figure.axes[0].get_ylabel() == "accuracy (%)"
+
+    bob, _, _, _ = app.open_set(ctx, app.new_session(), "bob", "set-1", True, "greedy")
+    _rate_all(ctx, bob, {"alpha": 2, "beta": 0, "gamma": 1})
+    table, text, _ = app.results(ctx, bob, "set-1")
+    assert list(table["accuracy %"]) == [100.0, 50.0, 25.0]  # per image: mean of the raters' scores
+    assert "Krippendorff's α (ordinal) = " in text and "Cohen's κ = " in text and "over 12 caption(s)" in text
+
+
+def test_export_has_summary_and_every_raw_rating_with_formulas_neutralised(ctx, tmp_path):
+    images = write_images(tmp_path / "in", 2)
+    table = tmp_path / "caps.csv"
+    table.write_text("image_id,model_name,caption,num_beams\n"
+                     f"{images[0].name},=cmd(),=HYPERLINK(\"http://x\"),3\n"
+                     f"{images[1].name},plain,a red circle,3\n")
+    session, message, _ = app.import_captions(ctx, app.new_session(), "@rater", "exp", False, "greedy",
+                                              str(table), [str(p) for p in images])
+    _rate_all(ctx, session, {"=cmd()": 1, "plain": 2})
+    paths = [Path(p) for p in app.export(ctx, session, None)]
+    assert [p.name for p in paths] == ["exp_summary.csv", "exp_ratings.csv", "exp.xlsx"]
+
+    summary = list(csv.DictReader(io.StringIO(paths[0].read_text(encoding="utf-8-sig"))))
+    assert {(r["model"], r["accuracy"]) for r in summary} == {("'=cmd()", "50.0"), ("plain", "100.0")}
+    ratings = list(csv.DictReader(io.StringIO(paths[1].read_text(encoding="utf-8-sig"))))
+    assert len(ratings) == 2
+    row = next(r for r in ratings if r["model_name"] == "'=cmd()")
+    assert row["caption"] == "'=HYPERLINK(\"http://x\")" and row["rater"] == "'@rater" and row["score"] == "1"
+    assert json.loads(row["decoding"])["num_beams"] == 3 and row["rated_at"].endswith("+00:00")
+
+    workbook = pd.read_excel(paths[2], sheet_name=None)
+    assert set(workbook) == {"Summary", "Ratings"}  # one rater: no agreement sheet
+    assert sorted(workbook["Ratings"]["caption"]) == ["'=HYPERLINK(\"http://x\")", "a red circle"]
+
+
+def test_import_semicolon_csv_from_another_project(ctx, tmp_path):
+    images = write_images(tmp_path / "in", 2, broken=True)
+    table = tmp_path / "batch.csv"
+    table.write_text("image_id;model_name;caption;temperature\n"
+                     f"{images[0].name};clip-gpt2-a;a dog on grass;0.7\n"
+                     f"{images[1].name};clip-gpt2-a;two cats;0.7\n"
+                     f"{images[1].name};clip-gpt2-b;a cat;0.7\n"
+                     "missing.png;clip-gpt2-a;nothing;0.7\n"
+                     "broken.jpg;clip-gpt2-b;never shown;0.7\n", encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        session, message, line = app.import_captions(ctx, app.new_session(), "carol", "imported", False, "greedy",
+                                                     str(table), [str(p) for p in images])
+    warned = " ".join(str(w.message) for w in caught)
+    assert "missing.png" in warned and "broken.jpg" in warned
+    assert "Imported 3 caption(s) for 2 image(s)" in message and "semicolon" in message
+    stored = {(c["file_name"], c["model_name"]): c for c in ctx.store.get_captions("imported")}
+    assert set(stored) == {("img0_0.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-b")}
+    decoding = stored[("img0_0.png", "clip-gpt2-a")]["decoding"]
+    assert decoding == {"temperature": 0.7, "source": "imported from batch.csv"}
+    view = app.grid_view(ctx, session)
+    assert [[c.model_name for c in r.cells] for r in view.rows] == [["clip-gpt2-a"], ["clip-gpt2-a", "clip-gpt2-b"]]
+
+
+def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
+    from captioning.cli import main as cli
+
+    images = write_images(tmp_path / "in", 2, seed=6)
+    out = tmp_path / "cli.csv"
+    assert cli(["caption", "--zoo", str(zoo), "--images", str(tmp_path / "in"), "--out", str(out), "--models",
+                "alpha,beta", "--preset", "greedy", "--quiet"]) == 0
+    session, message, _ = app.import_captions(ctx, app.new_session(), "alice", "from-cli", True, "consistent",
+                                              str(out), [str(p) for p in images])
+    assert "Imported 4 caption(s) for 2 image(s)" in message
+    weights = {c["model_name"]: c["model_weights_hash"] for c in ctx.store.get_captions("from-cli")}
+    from captioning.zoo import file_sha256
+    assert weights == {m: file_sha256(zoo / m / "model.safetensors") for m in ("alpha", "beta")}
+    decoding = ctx.store.get_captions("from-cli")[0]["decoding"]
+    assert decoding["preset"] == "greedy" and decoding["strategy"] == "greedy" and decoding["max_new_tokens"] == 30
+    assert "score" not in decoding and "caption_index" not in decoding  # per-caption values, not settings
+    assert [c.label for c in app.grid_view(ctx, session).rows[0].cells] == ["Caption A", "Caption B"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bad input is explained, and the app keeps going
+
+
+def test_bad_inputs_give_clear_errors(ctx, tmp_path):
+    files = write_images(tmp_path / "in", 1, broken=True)
+    session = app.new_session()
+    with pytest.raises(gr.Error, match="rater name must not be empty"):
+        caption(ctx, session, files, ["alpha"], rater="  ")
+    with pytest.raises(gr.Error, match="Choose at least one model"):
+        caption(ctx, session, files, [])
+    with pytest.raises(gr.Error, match=r"not found in .*available models = \['alpha', 'beta', 'gamma'\]"):
+        caption(ctx, session, files, ["../secret"])
+    with pytest.raises(gr.Error, match="Add images first"):
+        caption(ctx, session, [], ["alpha"])
+    with pytest.warns(UserWarning), pytest.raises(gr.Error, match="None of the images could be read"):
+        caption(ctx, session, files[1:], ["alpha"])
+    with pytest.raises(gr.Error, match="Unknown decoding preset"):
+        caption(ctx, session, files, ["alpha"], preset="wild")
+    malformed = tmp_path / "bad.csv"
+    malformed.write_text("picture,text\na.png,hello\n")
+    with pytest.raises(gr.Error, match=r"missing required column\(s\) \['image_id', 'model_name'\]"):
+        app.import_captions(ctx, session, "alice", "set-1", False, "greedy", str(malformed), [str(files[0])])
+    with pytest.raises(gr.Error, match="Choose an evaluation set"):
+        app.results(ctx, app.new_session(), None)
+    with pytest.raises(gr.Error, match="not found; available sets"):
+        app.export(ctx, session, "no-such-set")
+
+
+def test_broken_and_missing_zoo_entries_are_explained(zoo, tmp_path):
+    broken_zoo = tmp_path / "zoo"
+    broken_zoo.mkdir()
+    (broken_zoo / "alpha").symlink_to(zoo / "alpha", target_is_directory=True)
+    (broken_zoo / "damaged").mkdir()
+    (broken_zoo / "damaged" / "config.json").write_text("{not json")
+    ctx = app.make_context(broken_zoo, tmp_path / "r.sqlite", image_dir=tmp_path / "display")
+    rows, note = app.zoo_entries(ctx)
+    assert [c[1] for c in app.model_choices(rows)] == ["alpha"]  # the broken one cannot be picked...
+    assert "damaged" in note and "not valid JSON" in note  # ...and the page says why
+    assert "broken: " in app.zoo_table(rows).set_index("model").loc["damaged", "status"]
+    assert "training data: synthetic shapes split 0" in app.model_cards(ctx, ["alpha"])
+    assert "is not a usable entry" in app.model_cards(ctx, ["damaged"])
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(gr.Error, match="not valid JSON"):
+        caption(ctx, app.new_session(), write_images(tmp_path / "in", 1), ["damaged"])
+
+    missing = app.make_context(tmp_path / "nowhere", tmp_path / "r2.sqlite", image_dir=tmp_path / "display")
+    assert app.zoo_entries(missing)[0] == [] and "does not exist" in app.zoo_entries(missing)[1]
+    app.build_app(context=missing)  # the page still builds: import and rating work without a zoo
+    ctx.store.close()
+    missing.store.close()
+
+
+def test_launch_options_serve_neither_zoo_nor_database(ctx):
+    options = app.launch_options(ctx, host="127.0.0.1", port=7999, auth=("u", "p"))
+    assert options["share"] is False and options["max_file_size"] == app.DEFAULT_MAX_FILE_SIZE
+    assert options["allowed_paths"] == [str(ctx.image_dir.resolve())]
+    db = str(ctx.store.path.resolve())
+    assert {str(ctx.zoo_dir.resolve()), db, db + "-wal"} <= set(options["blocked_paths"])
+    assert all(not Path(db).is_relative_to(p) and not ctx.zoo_dir.resolve().is_relative_to(p)
+               for p in options["allowed_paths"])
+
+
+def test_command_line_mistakes_are_one_clear_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as done:
+        app.main(["--help"])
+    assert done.value.code == 0 and "--zoo" in capsys.readouterr().out
+    assert app.parse_auth("ann:se:cret") == ("ann", "se:cret")
+    assert app.main(["--auth", "nocolon", "--db", str(tmp_path / "r.sqlite")]) == 2
+    assert "--auth must look like USER:PASS" in capsys.readouterr().err
+    assert app.main(["--db", str(tmp_path), "--image-cache", str(tmp_path / "c")]) == 2  # a folder, not a file
+    assert "is a folder" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""Protects `bench/generation.py`: the benchmark script runs end to end (in `--quick` mode, tiny models)
+and prints its markdown table with the targets, and its FLOP count follows the formula in its docstring."""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tiny import tiny_captioner
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "generation.py"
+
+
+def load_bench_module():
+    spec = importlib.util.spec_from_file_location("bench_generation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_prints_the_table():
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--images", "4",
+                           "--baseline-images", "2", "--greedy-batch", "4"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "| measurement | value | target | result |" in out
+    assert "4 images x 3 models" in out and "baseline timed on 2 images x 3 models" in out
+    speedup = re.search(r"\| speed-up vs baseline \| ([0-9.]+)x \| >= 3x \| (PASS|MISS) \|", out)
+    assert speedup is not None, out
+    assert float(speedup.group(1)) > 0
+    assert re.search(r"\| beam 5: time / FLOP floor \| [0-9.]+x \| <= 1.6x \| (PASS|MISS) \|", out), out
+    assert re.search(r"\| greedy, batch 4: time / FLOP floor \| [0-9.]+x \| <= 2x \| (PASS|MISS) \|", out), out
+    assert re.search(r"\| greedy, batch 4: captions/s \| [0-9.]+ \|", out), out
+
+
+def test_bad_arguments_exit_with_one_line():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--images", "2", "--baseline-images", "3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--baseline-images (3) cannot exceed --images (2)" in proc.stderr
+
+
+def test_flop_count_follows_the_documented_formula():
+    bench = load_bench_module()
+    captioner = tiny_captioner(prefix_length=3)  # CLIP d=32, 2 layers, image 32, patch 8; GPT-2 d=32, 2 layers, V=96
+    d, layers, vocab, k = 32, 2, 96, 3
+    assert bench.matrix_weights(captioner.decoder_blocks()) == layers * 12 * d * d
+
+    parts = bench.decoder_flops_per_image(captioner, beams=5, new_tokens=4)
+    w_dec, head = layers * 12 * d * d, 2 * d * vocab
+    mapper = 2 * (24 * 60 + 60 * k * d)  # MLP 24 -> (24 + 96) // 2 = 60 -> K * d = 96
+    assert parts["mapper + prefill"] == mapper + 2 * w_dec * k + layers * 4 * d * (k * (k + 1) / 2) + head
+    assert parts["decode blocks"] == 5 * 3 * 2 * w_dec  # 3 steps (the prefill gives token 1) x 5 beams
+    assert parts["decode LM head"] == 5 * 3 * head
+    assert parts["decode attention"] == sum(5 * layers * 4 * d * (k + t) for t in (1, 2, 3))
+
+    tokens, patches = 1 + (32 // 8) ** 2, (32 // 8) ** 2
+    w_enc = layers * (4 * d * d + 2 * d * 64)  # q, k, v, out + an MLP of width 64 (the tiny CLIP's)
+    encoder = (2 * 3 * 8 * 8 * 32 * patches + 2 * w_enc * tokens + layers * 4 * d * tokens ** 2
+               + 2 * 32 * 24)  # patch conv + blocks + attention + projection to 24
+    assert bench.encoder_flops_per_image(captioner) == encoder
+
+    whole = bench.workload_flops(captioner, images=4, models=3, beams=5, new_tokens=4)
+    assert whole["encoder"] == 4 * encoder  # encoded once, shared by the 3 models
+    assert whole["decode LM head"] == 4 * 3 * parts["decode LM head"]
+    floor, shaped = bench.floors(whole, peak=100.0, blocks_rate=50.0, head_rate=25.0)
+    assert floor == sum(whole.values()) / 100e9
+    assert shaped > floor
