@@ -64,7 +64,7 @@ def export_csv(summary: pd.DataFrame, ratings: pd.DataFrame, path_or_dir: str | 
         target.mkdir(parents=True, exist_ok=True)
         paths = [target / "summary.csv", target / "ratings.csv"]
     for frame, path in zip((summary, ratings), paths):
-        safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig")
+        safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")  # RFC 4180: a bare CR in a caption gets quoted
     return paths
 
 

@@ -224,6 +224,10 @@ def read_captions_csv(
         records.append(record)
 
     frame = pd.DataFrame.from_records(records, columns=columns)
+    if "caption_index" in frame.columns:
+        # `python -m captioning caption --num-captions N` writes N rows per (image, model); the rated
+        # caption is the model's first (best beam / first sample), caption_index 0.
+        frame = frame[pd.to_numeric(frame["caption_index"], errors="coerce").fillna(0) == 0]
     before = len(frame)
     frame = frame.drop_duplicates(["image_id", "model_name"], keep="last").reset_index(drop=True)
     duplicates = before - len(frame)

@@ -216,3 +216,29 @@ def test_import_rate_export_end_to_end(tmp_path):
     assert summary[["model", "accuracy", "rank"]].values.tolist() == [["mlp", 75.0, 1], ["gpt", 0.0, 2]]
     book = openpyxl.load_workbook(export_xlsx(summary, ratings, tmp_path / "e.xlsx"))
     assert "'=cmd" in [row[5] for row in book["Ratings"].values]
+
+
+def test_import_keeps_the_first_caption_of_multi_caption_csv(tmp_path):
+    """`--num-captions N` CSVs hold N rows per (image, model): the rated one is caption_index 0."""
+    from rating.imports import read_captions_csv
+
+    path = tmp_path / "multi.csv"
+    path.write_text("image_id,model_name,caption,caption_index\na.png,m,best caption,0\na.png,m,second caption,1\n")
+    result = read_captions_csv(path)
+    assert result.captions["caption"].tolist() == ["best caption"]
+
+
+def test_csv_export_quotes_bare_carriage_returns(tmp_path):
+    import csv
+
+    import pandas as pd
+
+    from rating.exports import export_csv
+
+    summary = pd.DataFrame([{"model": "m", "accuracy": 50.0}])
+    ratings = pd.DataFrame([{"caption": "line one\rline two", "score": 1}])
+    paths = export_csv(summary, ratings, tmp_path)
+    rows_path = [p for p in paths if "rating" in p.name][0]
+    with open(rows_path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["caption"] == "line one\rline two"
