@@ -479,3 +479,13 @@ SHIPPED_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else 
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg.experiment.name
+
+
+def test_bare_no_is_read_as_the_string_no(tmp_path):
+    """YAML turns `no` into false; `training.mixed_precision: no` must still mean 'no'."""
+    from trainer.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("experiment:\n  name: x\ndata:\n  path: d\ntraining:\n  mixed_precision: no\n")
+    assert load_config(path).training.mixed_precision == "no"
+    assert load_config(path, ["training.mixed_precision=no"]).training.mixed_precision == "no"

@@ -156,7 +156,7 @@ def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
     raw = load_config(cfg_path)
     overrides = [f"experiment.output_dir={tmp_path / 'runs'}", f"experiment.zoo_dir={tmp_path / 'zoo'}",
                  f"model.decoder={local['gpt2']}", f"model.encoder={local['vit' if raw.model.encoder_type == 'vit' else 'clip']}",
-                 "model.image_size=32", "training.epochs=1", "training.batch_size=16", "training.mixed_precision='no'",
+                 "model.image_size=32", "training.epochs=1", "training.batch_size=16", "training.mixed_precision=no",
                  "training.warmup_steps=0", "training.num_threads=1", f"data.cache_dir={tmp_path / 'cache'}",
                  "evaluation.metrics=[loss,bleu,cider]", "evaluation.max_val_images=4", "evaluation.max_new_tokens=8",
                  "model.mapper_num_heads=4", "model.mapper_num_layers=1"]

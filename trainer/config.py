@@ -338,7 +338,10 @@ def _coerce(value: Any, annotation: Any) -> tuple[Any, bool]:
         return value, False
     if origin is Literal:
         # bool is an int subclass and True == 1, so compare types as well as values.
-        return value, any(type(value) is type(a) and value == a for a in typing.get_args(annotation))
+        allowed = typing.get_args(annotation)
+        if isinstance(value, bool) and not value and "no" in allowed:
+            return "no", True  # YAML 1.1 reads a bare `no` (e.g. mixed_precision: no) as false
+        return value, any(type(value) is type(a) and value == a for a in allowed)
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list):
