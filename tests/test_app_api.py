@@ -21,20 +21,15 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
-from test_app_handlers import AppProcess, build_tiny_zoo, free_port, write_images
+from test_app_handlers import AppProcess, build_tiny_zoo, free_port, serve_in_thread, write_images
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app launched in this process, in a thread, exactly as `python app.py` launches it."""
     root = tmp_path_factory.mktemp("app-api")
-    zoo = build_tiny_zoo(root / "zoo")
-    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
-    demo.queue(default_concurrency_limit=4)
-    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
-    yield demo, root
-    demo.close()
-    demo.ctx.store.close()
+    for demo in serve_in_thread(build_tiny_zoo(root / "zoo"), root):
+        yield demo, root
 
 
 def client_for(demo) -> Client:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import app
-from test_app_handlers import build_tiny_zoo, free_port, write_images
+from test_app_handlers import build_tiny_zoo, serve_in_thread, write_images
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -36,12 +36,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("app-e2e")
     zoo = build_tiny_zoo(root / "zoo", ["alpha", "beta"])
     write_images(root / "samples", 1, seed=7)
-    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
-    demo.queue(default_concurrency_limit=4)
-    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
-    yield demo, root
-    demo.close()
-    demo.ctx.store.close()
+    for demo in serve_in_thread(zoo, root):
+        yield demo, root
 
 
 @pytest.fixture(scope="module")

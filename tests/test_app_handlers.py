@@ -75,6 +75,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_in_thread(zoo: Path, root: Path):
+    """The app launched in this process, in a thread, exactly as `python app.py` launches it; yields it."""
+    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo
+    finally:
+        demo.close()
+        demo.ctx.store.close()
+
+
 class AppProcess:
     """`python app.py ...` as a subprocess on a free port; waits until it answers, kill() ends it abruptly."""
 
