@@ -157,16 +157,9 @@ class ZooModel:
 
     def summary(self) -> dict[str, Any]:
         """What a person choosing models wants to see: base models, K, training data, metrics."""
-        cfg = self.config
-        training = cfg.get("training") or {}
-        if self.kind == KIND_PREFIX:
-            base = {"encoder": cfg.get("encoder_name") or cfg["encoder_config"].get("model_type"),
-                    "decoder": cfg.get("decoder_name") or cfg["decoder_config"].get("model_type"),
-                    "prefix_length": cfg.get("prefix_length"), "mapper": (cfg.get("mapper") or {}).get("type")}
-        else:
-            base = {"encoder": cfg.get("encoder", {}).get("model_type"), "decoder": cfg.get("decoder", {}).get("model_type"),
-                    "prefix_length": None, "mapper": "cross-attention"}
-        return {"name": self.name, "kind": self.kind, **base, "training_data": training.get("data"),
+        training = self.config.get("training") or {}
+        return {"name": self.name, "kind": self.kind, **base_models(self.config, self.kind),
+                "training_data": training.get("data"),
                 "metrics": self.metrics or {}, "weights_hash": self.weights_hash[:12]}
 
 
@@ -375,6 +368,16 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                     weights_hash=file_sha256(_weights_path(path)), encoder_fingerprint=fingerprint, card=card)
 
 
+def base_models(config: dict[str, Any], kind: str) -> dict[str, Any]:
+    """encoder, decoder, prefix_length and mapper of an entry, read from its config.json."""
+    if kind == KIND_PREFIX:
+        return {"encoder": config.get("encoder_name") or config["encoder_config"].get("model_type"),
+                "decoder": config.get("decoder_name") or config["decoder_config"].get("model_type"),
+                "prefix_length": config.get("prefix_length"), "mapper": (config.get("mapper") or {}).get("type")}
+    return {"encoder": config.get("encoder", {}).get("model_type"), "decoder": config.get("decoder", {}).get("model_type"),
+            "prefix_length": None, "mapper": "cross-attention"}
+
+
 def is_entry(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(".") and (path / CONFIG_FILE).is_file()
 
@@ -400,13 +403,7 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
             with safe_open(weights, framework="pt") as f:
                 row["parameters"] = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
-            if kind == KIND_PREFIX:
-                row.update(encoder=config.get("encoder_name") or config["encoder_config"].get("model_type"),
-                           decoder=config.get("decoder_name") or config["decoder_config"].get("model_type"),
-                           prefix_length=config.get("prefix_length"), mapper=(config.get("mapper") or {}).get("type"))
-            else:
-                row.update(encoder=config.get("encoder", {}).get("model_type"),
-                           decoder=config.get("decoder", {}).get("model_type"), prefix_length=None, mapper="cross-attention")
+            row.update(base_models(config, kind))
             row["metrics"] = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
         except (ZooError, SafetensorError, OSError) as e:
             row["error"] = str(e)
