@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENCODER_TYPES = ("clip", "vit")
-MAPPER_TYPES = ("mlp", "transformer")
+MAPPER_TYPES = ("mlp", "transformer", "grid")
+PATCH_MAPPERS = ("grid",)  # mappers that read the encoder's patch tokens, not its single pooled embedding
 FORMAT_NAME = "caption-zoo/prefix-captioner"
 FORMAT_VERSION = 1
 
@@ -24,9 +25,12 @@ class ConfigValueError(ValueError):
 
 @dataclass
 class MapperConfig:
-    """The mapping network from one image embedding to K prefix embeddings of the decoder's width.
+    """The mapping network from the image features to K prefix embeddings of the decoder's width.
 
-    type: "mlp" (Linear -> Tanh -> Linear, ClipCap's MLP) or "transformer" (ClipCap's transformer mapper).
+    type: "mlp" (Linear -> Tanh -> Linear, ClipCap's MLP) or "transformer" (ClipCap's transformer mapper),
+        both from the single pooled image embedding; or "grid": the encoder's patch tokens, average-pooled
+        to a g x g grid (K = g * g) and each projected by LayerNorm -> Linear -> GELU -> Linear (LLaVA's
+        projector), so every prefix embedding sees one region of the image.
     hidden_size: mlp only. None = ClipCap's (embed_dim + K * n_embd) // 2; 0 = a single Linear + Tanh.
     num_layers, num_heads: transformer only.
     clip_length: transformer only: how many tokens the image embedding is projected into before the
@@ -81,6 +85,9 @@ class CaptionerConfig:
             )
         if not isinstance(self.prefix_length, int) or self.prefix_length < 1:
             raise ConfigValueError(f"prefix_length must be an int >= 1, got {self.prefix_length!r}")
+        if self.mapper.type in PATCH_MAPPERS and round(self.prefix_length ** 0.5) ** 2 != self.prefix_length:
+            raise ConfigValueError(f"the grid mapper pools patches into a g x g grid, so prefix_length must be a square "
+                                   f"(1, 4, 9, 16, ...), got {self.prefix_length}")
         fd = self.freeze_decoder
         if isinstance(fd, bool) or not (fd in ("none", "all") or (isinstance(fd, int) and fd >= 0)):
             raise ConfigValueError(f"freeze_decoder must be 'none', 'all' or an int >= 0, got {fd!r}")

@@ -6,6 +6,10 @@ Both follow ClipCap (Mokady et al., 2021, "ClipCap: CLIP Prefix for Image Captio
 - `TransformerMapper`: the image embedding is projected into `clip_length` tokens; K learned constant
   prefix tokens are appended, a small transformer runs over both, and the outputs at the constant
   tokens are the prefix.
+- `GridMapper` (not ClipCap): reads the encoder's patch tokens instead of one pooled embedding, average-pools
+  them to a g x g grid (K = g * g prefix embeddings) and projects each cell with LayerNorm -> Linear -> GELU
+  -> Linear, as LLaVA's projector does. Objects in different parts of the image reach the decoder in
+  different prefix embeddings, so their attributes are not blended into one vector.
 """
 
 from __future__ import annotations
@@ -63,9 +67,34 @@ class TransformerMapper(nn.Module):
         return hidden[:, self.clip_length:]  # (B, K, n_embd)
 
 
+class GridMapper(nn.Module):
+    def __init__(self, embed_dim: int, n_embd: int, prefix_length: int):
+        super().__init__()
+        self.grid = round(prefix_length ** 0.5)
+        if self.grid * self.grid != prefix_length:
+            raise ConfigValueError(f"grid mapper: prefix_length must be a square (g x g cells), got {prefix_length}")
+        self.prefix_length = prefix_length
+        self.net = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, n_embd), nn.GELU(),
+                                 nn.Linear(n_embd, n_embd))
+
+    def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        batch, n, dim = patch_tokens.shape  # (B, N, D): N = h * w patch tokens, row-major
+        side = round(n ** 0.5)
+        if side * side != n:
+            raise ValueError(f"grid mapper expects a square grid of patch tokens, got {n}")
+        if side < self.grid:
+            raise ValueError(f"grid mapper: {self.grid}x{self.grid} cells need at least that many patches per side, "
+                             f"the encoder gives {side}x{side}")
+        grid = patch_tokens.transpose(1, 2).reshape(batch, dim, side, side)  # (B, D, h, w)
+        pooled = nn.functional.adaptive_avg_pool2d(grid, self.grid)  # (B, D, g, g)
+        return self.net(pooled.flatten(2).transpose(1, 2))  # (B, g * g, n_embd)
+
+
 def build_mapper(config: MapperConfig, embed_dim: int, n_embd: int, prefix_length: int) -> nn.Module:
     config.validate()
     if config.type == "mlp":
         return MLPMapper(embed_dim, n_embd, prefix_length, config.hidden_size)
+    if config.type == "grid":
+        return GridMapper(embed_dim, n_embd, prefix_length)
     return TransformerMapper(embed_dim, n_embd, prefix_length, config.clip_length, config.num_layers,
                              config.num_heads)

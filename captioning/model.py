@@ -30,7 +30,7 @@ from transformers import (
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from .config import CaptionerConfig, ConfigValueError, MapperConfig
+from .config import PATCH_MAPPERS, CaptionerConfig, ConfigValueError, MapperConfig
 from .mapping import build_mapper
 
 IGNORE_INDEX = -100  # labels at prefix and padding positions; never a real token id
@@ -90,9 +90,9 @@ def decoder_config_from_dict(config: dict[str, Any]):
     return CONFIG_MAPPING[model_type].from_dict({k: v for k, v in config.items() if k != "model_type"})
 
 
-def encoder_embed_dim(encoder_type: str, config) -> int:
-    """Width of the single image embedding the mapper receives."""
-    return config.projection_dim if encoder_type == "clip" else config.hidden_size
+def encoder_embed_dim(encoder_type: str, config, patches: bool = False) -> int:
+    """Width of the image features the mapper receives: the single (projected) embedding, or patch tokens."""
+    return config.projection_dim if encoder_type == "clip" and not patches else config.hidden_size
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -111,7 +111,8 @@ class PrefixCaptioner(nn.Module):
         self.decoder = decoder if decoder is not None else AutoModelForCausalLM.from_config(
             decoder_config_from_dict(config.decoder_config))
         self.n_embd = self.decoder.get_input_embeddings().embedding_dim
-        self.embed_dim = encoder_embed_dim(config.encoder_type, self.encoder.config)
+        self.uses_patches = config.mapper.type in PATCH_MAPPERS
+        self.embed_dim = encoder_embed_dim(config.encoder_type, self.encoder.config, self.uses_patches)
         self.mapper = build_mapper(config.mapper, self.embed_dim, self.n_embd, config.prefix_length)
         self.apply_freezing()
 
@@ -208,8 +209,11 @@ class PrefixCaptioner(nn.Module):
         return next(self.mapper.parameters()).device
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embed_dim): CLIP's projected embedding or ViT's pooled output."""
+        """(B, 3, H, W) -> (B, embed_dim): CLIP's projected embedding or ViT's pooled output; with a patch
+        mapper (grid) -> (B, N, hidden): the last layer's patch tokens (the class token left out)."""
         out = self.encoder(pixel_values=pixel_values)
+        if self.uses_patches:
+            return out.last_hidden_state[:, 1:]
         return out.image_embeds if self.config.encoder_type == "clip" else out.pooler_output
 
     def prefix_embeddings(self, image_embeds: torch.Tensor) -> torch.Tensor:

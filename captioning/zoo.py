@@ -134,8 +134,10 @@ class ZooModel:
 
     @property
     def encoder_key(self) -> str:
-        """Models whose encoder weights and preprocessing are equal share one encoder pass per batch."""
-        return hashlib.sha256((self.encoder_fingerprint + self.preprocess_key).encode()).hexdigest()
+        """Models whose encoder weights, preprocessing and features (pooled or patch tokens) are equal share one
+        encoder pass per batch."""
+        features = "patches" if getattr(self.model, "uses_patches", False) else "pooled"
+        return hashlib.sha256((self.encoder_fingerprint + self.preprocess_key + features).encode()).hexdigest()
 
     def preprocess(self, images: list) -> torch.Tensor:
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]

@@ -289,6 +289,7 @@ def test_bad_choice_lists_choices_and_suggests():
         ("data", {"subset_ratio": 1.5}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 1.5"),
         ("data", {"subset_ratio": 0}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 0"),
         ("data", {"num_workers": -2}, "data.num_workers: must be >= 0, got -2"),
+        ("data", {"captions_per_image": 0}, "data.captions_per_image: must be 'all' or a number of captions >= 1, got 0"),
         ("training", {"max_steps": 0}, "training.max_steps: must be >= 1, got 0"),
         ("model", {"freeze_decoder": -1},
          "model.freeze_decoder: must be 'none', 'all' or a number of blocks >= 0, got -1"),

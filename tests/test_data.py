@@ -487,6 +487,28 @@ def test_object_accuracy_cases():
 # ----------------------------------------------------------------------------------------------------
 
 
+def test_subset_sampler_draws_captions_per_image_afresh_each_epoch():
+    # 30 images with 5 captions each (records 5i..5i+4) and one image with 2 captions (records 150, 151).
+    groups = [list(range(5 * i, 5 * i + 5)) for i in range(30)] + [[150, 151]]
+    sampler = SubsetSampler(152, 1.0, seed=3, groups=groups, per_group=1)
+    epochs = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(sampler) == 31  # one caption of every image
+        assert sorted(i // 5 for i in order if i < 150) == list(range(30)) and (150 in order) != (151 in order)
+        epochs.append(sorted(order))
+    assert len({tuple(e) for e in epochs}) == 4  # a different caption per image each epoch
+    sampler.set_epoch(1)
+    assert sorted(sampler) == epochs[1]  # reproducible for a (seed, epoch)
+    two = SubsetSampler(152, 1.0, seed=3, groups=groups, per_group=2)
+    assert len(two) == 62 and set(two.indices()) >= {150, 151}  # the short image gives both its captions
+    half = SubsetSampler(152, 0.5, seed=3, groups=groups, per_group=1)
+    assert len({i // 5 for i in half}) == len(half) == 16  # the ratio applies to images: round(31 / 2)
+    with pytest.raises(ValueError, match="per_group"):
+        SubsetSampler(152, 1.0, groups=groups, per_group=0)
+
+
 def test_subset_indices_fresh_each_epoch_and_reproducible():
     first = subset_indices(1000, 0.1, epoch=0, seed=7)
     assert len(first) == 100 and first == sorted(set(first)) and all(0 <= i < 1000 for i in first)

@@ -40,11 +40,12 @@ def naive_greedy(model, features, max_new_tokens):
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
-@pytest.mark.parametrize("mapper", ["mlp", "transformer"])
+@pytest.mark.parametrize("mapper", ["mlp", "transformer", "grid"])
 def test_batched_cached_greedy_equals_naive_rerun(batch_size, mapper):
-    model = make_eos_likely(tiny_captioner(mapper=mapper, seed=batch_size))
+    model = make_eos_likely(tiny_captioner(mapper=mapper, seed=batch_size, prefix_length=4 if mapper == "grid" else 3))
     torch.manual_seed(100 + batch_size)
-    features = torch.randn(batch_size, model.embed_dim)
+    # pooled embeddings (B, D), or for the grid mapper the tiny encoder's 4 x 4 patch tokens (B, 16, D)
+    features = torch.randn(batch_size, 16, model.embed_dim) if mapper == "grid" else torch.randn(batch_size, model.embed_dim)
     with torch.no_grad():
         expected = naive_greedy(model, features, max_new_tokens=12)
     got = generate(model, features, get_settings("greedy", max_new_tokens=12))

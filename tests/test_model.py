@@ -90,3 +90,26 @@ def test_config_errors_are_explicit():
         from captioning.model import PrefixCaptioner
 
         PrefixCaptioner(CaptionerConfig.from_dict({**cfg, "mapper": {"type": "transformer", "num_heads": 5}}))
+
+
+@pytest.mark.parametrize("encoder_type", ["clip", "vit"])
+def test_grid_mapper_gives_one_prefix_embedding_per_image_region(encoder_type):
+    model = tiny_captioner(encoder_type=encoder_type, mapper="grid", prefix_length=4)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        patches = model.encode_images(pixels)
+        assert patches.shape == (2, 16, 32)  # 32 px / patch 8 = 4 x 4 patch tokens of width 32, class token left out
+        prefix = model.prefix_embeddings(patches)
+        assert prefix.shape == (2, 4, model.n_embd)  # 2 x 2 cells
+        # change only the patches of the bottom-right cell (rows 2-3, columns 2-3 of the 4 x 4 grid)
+        changed = patches.clone().view(2, 4, 4, 32)
+        changed[:, 2:, 2:] += torch.randn_like(changed[:, 2:, 2:])  # (a constant shift would vanish in the LayerNorm)
+        moved = (model.prefix_embeddings(changed.view(2, 16, 32)) - prefix).abs().amax(dim=(0, 2))
+    assert moved[3] > 1e-3 and torch.all(moved[:3] == 0), moved
+
+
+def test_grid_mapper_needs_a_square_prefix_length():
+    with pytest.raises(ConfigValueError, match="prefix_length must be a square"):
+        tiny_captioner(mapper="grid", prefix_length=3)
+    with pytest.raises(ValueError, match="at least that many patches"):
+        tiny_captioner(mapper="grid", prefix_length=25).prefix_embeddings(torch.randn(1, 16, 32))

@@ -49,7 +49,7 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
 
 
 def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
-    cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path))
+    cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, **{"data.captions_per_image": 1}))
     summary = train(cfg, quiet=True)
     entry = Path(summary["entry"])
     names = {p.name for p in entry.iterdir()}
@@ -58,6 +58,8 @@ def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     metrics = json.loads((entry / "metrics.json").read_text())
     assert metrics["split"] == "test" and 0 <= metrics["object_accuracy"] <= 1 and "bleu4" in metrics
     assert len(metrics["history"]) == 2 and metrics["decoding"]["preset"] == "consistent"
+    # one caption per image per epoch: 32 training images / batch 16 = 2 steps per epoch (not 160 / 16)
+    assert [h["step"] for h in metrics["history"]] == [2, 4]
     assert "## Metrics" in (entry / "README.md").read_text()
     assert (tmp_path / "runs" / "tiny" / "config.yaml").is_file()
     assert list((tmp_path / "runs" / "tiny" / "tensorboard").iterdir())

@@ -40,9 +40,10 @@ def make_entry(tmp_path, tokenizer, name="m", seed=0, **kw):
                              metrics={"bleu4": 0.5}, training={"data": "unit-test"})
 
 
-@pytest.mark.parametrize("encoder_type,mapper", [("clip", "mlp"), ("vit", "transformer")])
-def test_save_then_load_gives_identical_captions(tmp_path, tokenizer, images, encoder_type, mapper):
-    model, path = make_entry(tmp_path, tokenizer, encoder_type=encoder_type, mapper=mapper)
+@pytest.mark.parametrize("encoder_type,mapper,k", [("clip", "mlp", 3), ("vit", "transformer", 3), ("clip", "grid", 4),
+                                                    ("vit", "grid", 4)])
+def test_save_then_load_gives_identical_captions(tmp_path, tokenizer, images, encoder_type, mapper, k):
+    model, path = make_entry(tmp_path, tokenizer, encoder_type=encoder_type, mapper=mapper, prefix_length=k)
     assert sorted(p.name for p in path.iterdir()) >= ["README.md", "config.json", "metrics.json", "model.safetensors",
                                                        "preprocessor_config.json", "tokenizer.json"]
     assert not [p for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pkl")]
@@ -55,7 +56,7 @@ def test_save_then_load_gives_identical_captions(tmp_path, tokenizer, images, en
     again = caption_images([load_entry(path)], images, settings=get_settings("consistent", max_new_tokens=8))
     assert [r.captions for r in first] == [r.captions for r in again]
     assert loaded.metrics == {"bleu4": 0.5}
-    assert loaded.summary()["prefix_length"] == 3
+    assert loaded.summary()["prefix_length"] == k
 
 
 def test_loading_is_strict_and_explains(tmp_path, tokenizer):
@@ -198,3 +199,17 @@ def test_vision_encoder_decoder_folder_is_an_entry(tmp_path, tokenizer, images):
     expected = [tokenizer.decode(r[1:], skip_special_tokens=True).strip() for r in ref.tolist()]
     assert [r.caption for r in results] == expected
     assert [r["kind"] for r in list_zoo(tmp_path)] == ["vision-encoder-decoder"]
+
+
+def test_pooled_and_grid_models_never_share_encoder_features(tmp_path, tokenizer, images):
+    # Same encoder weights, but the grid mapper reads patch tokens: features computed for one must not feed the other.
+    (pooled, p0), (grid, p1) = make_entry(tmp_path, tokenizer, name="pooled"), make_entry(
+        tmp_path, tokenizer, name="grid", mapper="grid", prefix_length=4)
+    s0, s1 = (load_file(p / "model.safetensors") for p in (p0, p1))
+    s1.update({k: v for k, v in s0.items() if k.startswith("encoder.")})
+    save_file(s1, p1 / "model.safetensors")
+    a, b = load_entry(p0), load_entry(p1)
+    assert a.encoder_fingerprint == b.encoder_fingerprint and a.encoder_key != b.encoder_key
+    together = caption_images([a, b], images, settings="greedy")
+    alone = caption_images([b], images, settings="greedy")
+    assert [r.captions for r in together if r.model_name == "grid"] == [r.captions for r in alone]

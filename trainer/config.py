@@ -85,6 +85,10 @@ def _warmup_ratio(value: float | None) -> str | None:
     return None if value is None or 0 <= value < 1 else "must be in [0, 1) (a fraction of all steps) or null"
 
 
+def _captions_per_image(value: str | int) -> str | None:
+    return None if isinstance(value, str) or value >= 1 else "must be 'all' or a number of captions >= 1"
+
+
 def _not_empty(value: str | None) -> str | None:
     return None if value is None or value.strip() else "must not be empty"
 
@@ -167,8 +171,9 @@ class ModelConfig:
     encoder_revision: str | None = _field(None, doc="Hub revision (commit/tag) of the encoder; null = default.")
     decoder: str = _field("gpt2", doc="GPT-2 language model: Hugging Face id or local folder.", check=_not_empty)
     prefix_length: int = _field(10, doc="Number of prefix embeddings the image is mapped to.", check=_at_least(1))
-    mapper: Literal["mlp", "transformer"] = _field(
-        "mlp", doc="Image-embedding-to-prefix mapper: ClipCap's 'mlp' or 'transformer'.")
+    mapper: Literal["mlp", "transformer", "grid"] = _field(
+        "mlp", doc="Image-to-prefix mapper: ClipCap's 'mlp' or 'transformer' (from the pooled image embedding), "
+                   "or 'grid' (patch tokens pooled to a g x g grid, K = g * g must be a square).")
     mapper_hidden_size: int | None = _field(
         None, doc="MLP mapper hidden width; null = (embed_dim + prefix_length * n_embd) // 2 as in ClipCap.",
         check=_at_least(1))
@@ -207,6 +212,10 @@ class DataConfig:
     max_caption_tokens: int = _field(40, doc="Captions are cut to this many GPT-2 tokens (EOS included).",
                                      check=_at_least(1))
     subset_ratio: float = _field(1.0, doc="Fraction of each split to use, in (0, 1]; 1 = all.", check=_ratio)
+    captions_per_image: Literal["all"] | int = _field(
+        "all", doc="Training captions per image each epoch: 'all' (every (image, caption) pair is a sample) or N "
+                   "drawn afresh each epoch, seeded (more images per step for the same compute).",
+        check=_captions_per_image)
     missing_images: Literal["skip", "error"] = _field(
         "skip", doc="What to do when an annotated image file is absent: skip it (logged) or stop.")
     num_workers: int = _field(0, doc="DataLoader worker processes; 0 = load in the main process.",

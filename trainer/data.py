@@ -887,17 +887,33 @@ class SubsetSampler:
     """Iterable of dataset indices for one epoch (usable as a torch DataLoader `sampler`).
 
     Call `set_epoch(epoch)` before each epoch; iteration yields the epoch's subset in a seeded shuffled order.
+    With `groups` (the record indices of each image) and `per_group` N, the subset is drawn over images and
+    each chosen image contributes N of its captions (all of them when it has fewer), drawn afresh each epoch.
     """
 
-    def __init__(self, n: int, ratio: float, seed: int = 0) -> None:
-        subset_indices(n, ratio, 0, seed)  # validate arguments now rather than at the first epoch
+    def __init__(self, n: int, ratio: float, seed: int = 0, *, groups: list[list[int]] | None = None,
+                 per_group: int | None = None) -> None:
+        if (groups is None) != (per_group is None):
+            raise ValueError("groups and per_group are given together")
+        if per_group is not None and per_group < 1:
+            raise ValueError(f"per_group must be >= 1; got {per_group}.")
+        subset_indices(len(groups) if groups is not None else n, ratio, 0, seed)  # validate arguments now
         self.n, self.ratio, self.seed, self.epoch = n, ratio, seed, 0
+        self.groups, self.per_group = groups, per_group
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def indices(self) -> list[int]:
-        return subset_indices(self.n, self.ratio, self.epoch, self.seed)
+    def indices(self, epoch: int | None = None) -> list[int]:
+        epoch = self.epoch if epoch is None else epoch
+        if self.groups is None:
+            return subset_indices(self.n, self.ratio, epoch, self.seed)
+        pick = random.Random(f"captions:{self.seed}:{epoch}")
+        chosen: list[int] = []
+        for g in subset_indices(len(self.groups), self.ratio, epoch, self.seed):
+            group = self.groups[g]
+            chosen.extend(group if len(group) <= self.per_group else pick.sample(group, self.per_group))
+        return sorted(chosen)
 
     def __iter__(self) -> Iterator[int]:
         order = self.indices()
@@ -905,7 +921,8 @@ class SubsetSampler:
         return iter(order)
 
     def __len__(self) -> int:
-        return len(subset_indices(self.n, self.ratio, 0, self.seed))
+        # Epoch 0's size: the same every epoch unless images with fewer than per_group captions are subsampled.
+        return len(self.indices(0))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -60,38 +60,74 @@ def fresh_test(zoo: Path, names: list[str], root: Path, n: int, image_size: int)
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def train_entry(name: str, overrides: list[str], log_path: str | None) -> tuple[str, float]:
+    """Train one entry (in a worker process when jobs > 1, its log written to log_path)."""
+    import contextlib
+
     from .config import load_config
     from .train import train
 
+    started = time.perf_counter()
+    cfg = load_config(BASE_CONFIG, overrides)
+    run_dir = Path(cfg.experiment.output_dir) / name
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    if log_path is None:
+        train(cfg)
+    else:
+        with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            train(cfg)
+    return name, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.demo_zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", default="model_zoo")
     parser.add_argument("--work", default="runs/demo", help="dataset, tokenizer and run folders")
-    parser.add_argument("--n", type=int, default=2000, help="shapes images to generate (80/10/10 split)")
+    parser.add_argument("--n", type=int, default=20000, help="shapes images to generate (80/10/10 split)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--vocab-size", type=int, default=400)
     parser.add_argument("--fresh-test", type=int, default=300, help="images in the freshly drawn test set")
     parser.add_argument("--only", help="comma-separated entry names to train (default: all)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="entries trained at once, one process and one thread each (default 2: a 2-core CPU)")
     parser.add_argument("overrides", nargs="*", help="extra key=value config overrides for every entry")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1; got {args.jobs}")
     work = Path(args.work)
     started = time.perf_counter()
     data = build_data(work / "shapes-data", args.n, args.image_size, args.vocab_size)
     names = [n for n in ENTRIES if not args.only or n in args.only.split(",")]
+    unknown = sorted(set(args.only.split(",")) - set(ENTRIES)) if args.only else []
+    if unknown:
+        parser.error(f"--only: unknown entries {unknown}; choose from {sorted(ENTRIES)}")
+    jobs = []
     for name in names:
-        t0 = time.perf_counter()
         overrides = [f"experiment.name={name}", f"experiment.output_dir={work / 'runs'}", f"experiment.zoo_dir={args.zoo}",
                      f"data.path={data}", f"model.tokenizer={data / 'tokenizer'}", f"data.cache_dir={work / 'cache'}",
                      f"model.image_size={args.image_size}", f"model.encoder_config.image_size={args.image_size}",
                      *ENTRIES[name], *args.overrides]
-        cfg = load_config(BASE_CONFIG, overrides)
-        run_dir = Path(cfg.experiment.output_dir) / name
-        if run_dir.exists():
-            import shutil
+        jobs.append((name, overrides))
+    if args.jobs == 1:
+        for name, overrides in jobs:
+            print(f"trained {name} in {train_entry(name, overrides, None)[1]:.0f}s", file=sys.stderr)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            shutil.rmtree(run_dir)
-        train(cfg)
-        print(f"trained {name} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        (work / "runs").mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {}
+            for name, overrides in jobs:  # submitted in order: the longest runs start first
+                log_path = work / "runs" / f"{name}.log"
+                print(f"training {name} (log: {log_path})", file=sys.stderr)
+                futures[pool.submit(train_entry, name, overrides, str(log_path))] = name
+            for future in as_completed(futures):
+                name, seconds = future.result()
+                print(f"trained {futures[future]} in {seconds:.0f}s", file=sys.stderr)
     results = fresh_test(Path(args.zoo), names, work / "fresh-test", args.fresh_test, args.image_size)
     summary = {"fresh_test_seed": FRESH_TEST_SEED, "fresh_test_images": args.fresh_test, "results": results,
                "minutes": round((time.perf_counter() - started) / 60, 1)}

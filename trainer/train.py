@@ -262,12 +262,19 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
         wanted = {**train_split.image_paths, **val_split.image_paths}
         started = time.perf_counter()
         embeddings = cache.get_or_compute(wanted, model, image_processor, device=accelerator.device,
-                                          batch_size=t.batch_size, progress=not quiet)
+                                          batch_size=t.batch_size, progress=not quiet and sys.stderr.isatty())
         log(f"embedding cache: {len(wanted)} images ({cache.last_computed} computed, {cache.last_reused} reused) "
             f"in {time.perf_counter() - started:.1f}s")
 
     dataset = CaptionDataset(train_split, image_processor, embeddings)
-    sampler = SubsetSampler(len(dataset), d.subset_ratio, seed=cfg.experiment.seed)
+    groups = None
+    if d.captions_per_image != "all":
+        by_image: dict[str, list[int]] = {}
+        for index, record in enumerate(train_split.records):
+            by_image.setdefault(record.image_id, []).append(index)
+        groups = list(by_image.values())
+    sampler = SubsetSampler(len(dataset), d.subset_ratio, seed=cfg.experiment.seed, groups=groups,
+                            per_group=None if groups is None else d.captions_per_image)
     # The loader gets its own generator: starting an epoch then draws nothing from the global RNG, so a
     # resumed run's dropout masks continue exactly where the interrupted run's stopped.
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=d.num_workers,
@@ -319,7 +326,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                 dl.set_epoch(epoch) if hasattr(dl, "set_epoch") else sampler.set_epoch(epoch)
             losses: list[float] = []
             tick = time.perf_counter()
-            bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process,
+            bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process or not sys.stderr.isatty(),
                        leave=False, initial=state.batches_done, total=len(loader))
             for batch in bar:
                 with accelerator.accumulate(model):
@@ -395,11 +402,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
 
 
 def encoder_key(model: PrefixCaptioner, image_processor, cfg: ExperimentConfig) -> str:
-    """What makes two embeddings of the same image equal: encoder weights, revision, preprocessing."""
+    """What makes two embeddings of the same image equal: encoder weights, features taken, revision, preprocessing."""
     import hashlib
 
-    parts = [module_fingerprint(model.encoder), str(cfg.model.encoder), str(cfg.model.encoder_revision),
-             json.dumps(image_processor.to_dict(), sort_keys=True, default=str)]
+    parts = [module_fingerprint(model.encoder), "patches" if model.uses_patches else "pooled", str(cfg.model.encoder),
+             str(cfg.model.encoder_revision), json.dumps(image_processor.to_dict(), sort_keys=True, default=str)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
