@@ -274,7 +274,7 @@ def test_python_none_spelling_gets_a_hint():
 
 def test_bad_choice_lists_choices_and_suggests():
     assert errors_of(with_values(model={"mapper": "mpl"})) == [
-        "model.mapper: must be one of 'mlp', 'transformer', got 'mpl' (did you mean 'mlp'?)"
+        "model.mapper: must be one of 'mlp', 'transformer', 'grid', got 'mpl' (did you mean 'mlp'?)"
     ]
     (message,) = errors_of(with_values(evaluation={"preset": "creative"}))
     assert "got 'creative'" in message and "(did you mean 'creative_diverse'?)" in message
@@ -289,6 +289,8 @@ def test_bad_choice_lists_choices_and_suggests():
         ("data", {"subset_ratio": 1.5}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 1.5"),
         ("data", {"subset_ratio": 0}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 0"),
         ("data", {"num_workers": -2}, "data.num_workers: must be >= 0, got -2"),
+        ("model", {"mapper": "grid", "prefix_length": 10},
+         "model.prefix_length: the grid mapper pools patches into a g x g grid, so it must be a square; got 10 (try 9 or 16)"),
         ("data", {"captions_per_image": 0}, "data.captions_per_image: must be 'all' or a number of captions >= 1, got 0"),
         ("training", {"max_steps": 0}, "training.max_steps: must be >= 1, got 0"),
         ("model", {"freeze_decoder": -1},
@@ -379,7 +381,7 @@ training:
         "experiment.name is required",
         "experiment.seed: expected int, got str 'many'",
         "Unknown config key 'model.prefx_length' (did you mean 'model.prefix_length'?)",
-        "model.mapper: must be one of 'mlp', 'transformer', got 'mpl'",
+        "model.mapper: must be one of 'mlp', 'transformer', 'grid', got 'mpl'",
         "data.subset_ratio: must be in (0, 1]",
         "training.learning_rate: must be > 0, got -1",
         "training.warmup_steps (10) and training.warmup_ratio (0.5) are both set",

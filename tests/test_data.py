@@ -444,7 +444,9 @@ def test_shapes_round_trip_with_objects(tmp_path):
     train = load_dataset(tmp_path / "shapes", split="train")
     for position in range(5):
         captions = {image_id: refs[position] for image_id, refs in train.references.items()}
-        assert object_accuracy(captions, train.objects) == {"object_accuracy": 1.0, "images": 32}
+        result = object_accuracy(captions, train.objects)
+        assert result["object_accuracy"] == 1.0 and result["images"] == 32
+        assert set(result["by_objects"]) <= {1, 2, 3} and all(v == 1.0 for v in result["by_objects"].values())
     for image_id, refs in train.references.items():
         for caption in refs:
             for obj in train.objects[image_id]:
@@ -469,13 +471,17 @@ def test_object_accuracy_cases():
                "2": [{"shape": "triangle", "color": "green", "size": "small", "position": "center"},
                      {"shape": "triangle", "color": "green", "size": "large", "position": "top"}]}
     right = {"1": "a large red circle and a small blue square", "2": "two green triangles"}
-    assert object_accuracy(right, objects) == {"object_accuracy": 1.0, "images": 2}
+    assert object_accuracy(right, objects) == {"object_accuracy": 1.0, "images": 2, "by_objects": {2: 1.0}}
     assert object_accuracy({"1": "a red large circle next to a blue square"}, objects)["object_accuracy"] == 1.0
     assert object_accuracy({"1": "a large green circle and a small blue square"}, objects)["object_accuracy"] == 0.0
     assert object_accuracy({"1": "a red circle, a blue square and a yellow star triangle"},
                            objects)["object_accuracy"] == 0.0
     assert object_accuracy({"1": "a red circle"}, objects)["object_accuracy"] == 0.0  # blue square not named
-    assert object_accuracy({"1": right["1"], "2": "a green circle"}, objects) == {"object_accuracy": 0.5, "images": 2}
+    assert object_accuracy({"1": right["1"], "2": "a green circle"}, objects) == {"object_accuracy": 0.5, "images": 2,
+                                                                                  "by_objects": {2: 0.5}}
+    one = {**objects, "3": [{"shape": "triangle", "color": "yellow", "size": "small", "position": "top"}]}
+    by_objects = object_accuracy({"1": "a red circle", "2": right["2"], "3": "a yellow triangle"}, one)["by_objects"]
+    assert by_objects == {1: 1.0, 2: 0.5}  # image 1 misses its blue square; the one-object image is right
     assert caption_objects("red and blue squares") == {("blue", "square")}
     assert caption_objects("a red shape that is a circle") == set()  # too far apart
     with pytest.raises(ValueError, match="without objects"):

@@ -49,7 +49,9 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
 
 
 def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
-    cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, **{"data.captions_per_image": 1}))
+    # the demo's best design: the grid mapper (patch tokens pooled to 2 x 2 regions, K=4)
+    cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(
+        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper": "grid", "model.prefix_length": 4}))
     summary = train(cfg, quiet=True)
     entry = Path(summary["entry"])
     names = {p.name for p in entry.iterdir()}
@@ -60,7 +62,8 @@ def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     assert len(metrics["history"]) == 2 and metrics["decoding"]["preset"] == "consistent"
     # one caption per image per epoch: 32 training images / batch 16 = 2 steps per epoch (not 160 / 16)
     assert [h["step"] for h in metrics["history"]] == [2, 4]
-    assert "## Metrics" in (entry / "README.md").read_text()
+    card = (entry / "README.md").read_text()
+    assert "## Metrics" in card and "pooled to a 2 x 2 grid of regions" in card
     assert (tmp_path / "runs" / "tiny" / "config.yaml").is_file()
     assert list((tmp_path / "runs" / "tiny" / "tensorboard").iterdir())
     # the entry loads and the CLI lists it
@@ -74,6 +77,9 @@ def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     scores = json.loads(out.stdout)["metrics"]
     for key in ("bleu4", "cider", "object_accuracy"):
         assert scores[key] == pytest.approx(metrics[key], abs=1e-6)
+    by_count = {k: v for k, v in scores.items() if k.startswith("object_accuracy_")}
+    assert by_count and set(by_count) <= {"object_accuracy_1obj", "object_accuracy_2obj", "object_accuracy_3obj"}
+    assert by_count == pytest.approx({k: metrics[k] for k in by_count}, abs=1e-6)
 
 
 def test_interrupted_then_resumed_run_matches_uninterrupted(shapes, tmp_path):
@@ -94,9 +100,10 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(shapes, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
-def test_embedding_cache_is_reused_across_runs(shapes, tmp_path, capsys):
+@pytest.mark.parametrize("mapper,prefix_length", [("mlp", 2), ("grid", 4)])  # pooled embeddings vs patch tokens
+def test_embedding_cache_is_reused_across_runs(shapes, tmp_path, capsys, mapper, prefix_length):
     extra = {"model.freeze_encoder": "true", "training.epochs": 1, "evaluation.metrics": "[loss]",
-             "evaluation.best_metric": "val_loss"}
+             "evaluation.best_metric": "val_loss", "model.mapper": mapper, "model.prefix_length": prefix_length}
     train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c1", **extra)))
     first = capsys.readouterr().out
     train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c2", **extra)))

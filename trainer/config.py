@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -487,6 +488,12 @@ def _cross_checks(values: dict[str, dict[str, Any] | None], invalid: set[str]) -
             errors.append(
                 f"training.warmup_steps ({steps}) and training.warmup_ratio ({ratio}) are both set; set only one"
             )
+    if usable("model.mapper", "model.prefix_length") and get("model.mapper") == "grid":
+        k = get("model.prefix_length")
+        if round(k ** 0.5) ** 2 != k:
+            near = sorted({max(1, math.floor(k ** 0.5)) ** 2, math.ceil(k ** 0.5) ** 2})
+            errors.append(f"model.prefix_length: the grid mapper pools patches into a g x g grid, so it must be a "
+                          f"square; got {k} (try {' or '.join(map(str, near))})")
     if usable("training.mixed_precision", "training.device"):
         if get("training.mixed_precision") == "fp16" and get("training.device") == "cpu":
             errors.append(

@@ -1136,17 +1136,25 @@ def object_accuracy(captions: dict[str, str], objects: dict[str, list[dict]]) ->
 
     `captions` maps image_id -> one generated caption; `objects` maps image_id -> the objects drawn
     (`Split.objects` of the shapes dataset). Counts of objects are ignored ("two red circles" = "a red circle").
+    `by_objects` breaks the accuracy down by how many objects the image holds: a captioner that blends the
+    objects of a busy image into one description does well on one object and badly on three.
     """
     unknown = [image_id for image_id in captions if image_id not in objects]
     if unknown:
         raise ValueError(f"{len(unknown)} caption(s) are for images without objects, e.g. {unknown[:3]}; pass "
                          f"the objects of the same split (Split.objects).")
     correct = 0
+    by_count: dict[int, list[int]] = {}  # objects in the image -> [right, images]
     for image_id, caption in captions.items():
         present = {(str(o["color"]), str(o["shape"])) for o in objects[image_id]}
-        correct += caption_objects(caption) == present
+        right = caption_objects(caption) == present
+        correct += right
+        tally = by_count.setdefault(len(objects[image_id]), [0, 0])
+        tally[0] += right
+        tally[1] += 1
     total = len(captions)
-    return {"object_accuracy": correct / total if total else 0.0, "images": total}
+    return {"object_accuracy": correct / total if total else 0.0, "images": total,
+            "by_objects": {n: right / images for n, (right, images) in sorted(by_count.items())}}
 
 
 # ----------------------------------------------------------------------------------------------------

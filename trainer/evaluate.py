@@ -78,7 +78,9 @@ def score_captions(captions: dict[str, str], split: Split, *, metrics: list[str]
         if "cider" not in wanted:
             scores.pop("cider", None)
     if split.objects and ("object_accuracy" in wanted or not metrics):
-        scores["object_accuracy"] = object_accuracy({i: captions[i] for i in ids}, split.objects)["object_accuracy"]
+        accuracy = object_accuracy({i: captions[i] for i in ids}, split.objects)
+        scores["object_accuracy"] = accuracy["object_accuracy"]
+        scores.update({f"object_accuracy_{n}obj": value for n, value in accuracy["by_objects"].items()})
     scores["images"] = len(ids)
     return scores
 

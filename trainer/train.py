@@ -529,8 +529,12 @@ def model_card(cfg: ExperimentConfig, best: ZooModel, metrics: dict[str, Any], t
     shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     lines = [
         f"# {cfg.experiment.name}", "",
-        "A prefix image captioner (ClipCap-style) trained with Caption Zoo: the image embedding goes through a "
-        f"{c.mapper.type} mapping network into K={c.prefix_length} prefix embeddings that GPT-2 reads before the caption.", "",
+        "A prefix image captioner (ClipCap-style) trained with Caption Zoo: " + (
+            f"the encoder's patch tokens are pooled to a {round(c.prefix_length ** 0.5)} x {round(c.prefix_length ** 0.5)} "
+            f"grid of regions, each mapped to one of K={c.prefix_length} prefix embeddings"
+            if c.mapper.type == "grid" else
+            f"the image embedding goes through a {c.mapper.type} mapping network into K={c.prefix_length} prefix embeddings"
+        ) + " that GPT-2 reads before the caption.", "",
         "## Model", "",
         f"- Vision encoder: `{c.encoder_name}` ({c.encoder_type}), {'frozen' if c.freeze_encoder else 'trained'}",
         f"- Decoder: `{c.decoder_name}`, frozen: {c.freeze_decoder}",
