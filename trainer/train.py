@@ -325,7 +325,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             for dl in {id(loader): loader, id(epoch_loader): epoch_loader}.values():
                 dl.set_epoch(epoch) if hasattr(dl, "set_epoch") else sampler.set_epoch(epoch)
             losses: list[float] = []
-            tick = time.perf_counter()
+            tick, tick_step = time.perf_counter(), state.global_step  # the log's ms/step: steps timed since tick
             bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process or not sys.stderr.isatty(),
                        leave=False, initial=state.batches_done, total=len(loader))
             for batch in bar:
@@ -349,8 +349,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                 if accelerator.sync_gradients:
                     state.global_step += 1
                     if state.global_step % t.log_every == 0:
-                        ms = (time.perf_counter() - tick) * 1000 / t.log_every
-                        tick = time.perf_counter()
+                        ms = (time.perf_counter() - tick) * 1000 / max(state.global_step - tick_step, 1)
+                        tick, tick_step = time.perf_counter(), state.global_step
                         lr = scheduler.get_last_lr()[0]
                         recent = sum(losses[-t.log_every * t.gradient_accumulation_steps:]) / len(losses[-t.log_every * t.gradient_accumulation_steps:])
                         log(f"step {state.global_step}/{total_steps} | loss {recent:.3f} | lr {lr:.1e} | {ms:.0f} ms/step")
