@@ -15,6 +15,12 @@ from typing import Any
 ENCODER_TYPES = ("clip", "vit")
 MAPPER_TYPES = ("mlp", "transformer", "grid")
 PATCH_MAPPERS = ("grid",)  # mappers that read the encoder's patch tokens, not its single pooled embedding
+
+
+def grid_side(prefix_length: int) -> int | None:
+    """The grid mapper's g for K = g * g prefix embeddings; None when K is not a square."""
+    side = round(prefix_length ** 0.5)
+    return side if side * side == prefix_length else None
 FORMAT_NAME = "caption-zoo/prefix-captioner"
 FORMAT_VERSION = 1
 
@@ -85,7 +91,7 @@ class CaptionerConfig:
             )
         if not isinstance(self.prefix_length, int) or self.prefix_length < 1:
             raise ConfigValueError(f"prefix_length must be an int >= 1, got {self.prefix_length!r}")
-        if self.mapper.type in PATCH_MAPPERS and round(self.prefix_length ** 0.5) ** 2 != self.prefix_length:
+        if self.mapper.type in PATCH_MAPPERS and grid_side(self.prefix_length) is None:
             raise ConfigValueError(f"the grid mapper pools patches into a g x g grid, so prefix_length must be a square "
                                    f"(1, 4, 9, 16, ...), got {self.prefix_length}")
         fd = self.freeze_decoder

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ConfigValueError, MapperConfig
+from .config import ConfigValueError, MapperConfig, grid_side
 
 
 class MLPMapper(nn.Module):
@@ -70,8 +70,8 @@ class TransformerMapper(nn.Module):
 class GridMapper(nn.Module):
     def __init__(self, embed_dim: int, n_embd: int, prefix_length: int):
         super().__init__()
-        self.grid = round(prefix_length ** 0.5)
-        if self.grid * self.grid != prefix_length:
+        self.grid = grid_side(prefix_length)
+        if self.grid is None:
             raise ConfigValueError(f"grid mapper: prefix_length must be a square (g x g cells), got {prefix_length}")
         self.prefix_length = prefix_length
         self.net = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, n_embd), nn.GELU(),

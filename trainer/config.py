@@ -35,6 +35,8 @@ from typing import Any, Callable, Literal, Union
 
 import yaml
 
+from captioning.config import grid_side
+
 __all__ = [
     "ConfigError",
     "ExperimentConfig",
@@ -490,7 +492,7 @@ def _cross_checks(values: dict[str, dict[str, Any] | None], invalid: set[str]) -
             )
     if usable("model.mapper", "model.prefix_length") and get("model.mapper") == "grid":
         k = get("model.prefix_length")
-        if round(k ** 0.5) ** 2 != k:
+        if grid_side(k) is None:
             near = sorted({max(1, math.floor(k ** 0.5)) ** 2, math.ceil(k ** 0.5) ** 2})
             errors.append(f"model.prefix_length: the grid mapper pools patches into a g x g grid, so it must be a "
                           f"square; got {k} (try {' or '.join(map(str, near))})")

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from captioning.config import MapperConfig
+from captioning.config import MapperConfig, grid_side
 from captioning.generation import get_settings
 from captioning.images import ImageLoadError, load_image
 from captioning.model import PrefixCaptioner, encode_captions, module_fingerprint
@@ -530,7 +530,7 @@ def model_card(cfg: ExperimentConfig, best: ZooModel, metrics: dict[str, Any], t
     lines = [
         f"# {cfg.experiment.name}", "",
         "A prefix image captioner (ClipCap-style) trained with Caption Zoo: " + (
-            f"the encoder's patch tokens are pooled to a {round(c.prefix_length ** 0.5)} x {round(c.prefix_length ** 0.5)} "
+            f"the encoder's patch tokens are pooled to a {grid_side(c.prefix_length)} x {grid_side(c.prefix_length)} "
             f"grid of regions, each mapped to one of K={c.prefix_length} prefix embeddings"
             if c.mapper.type == "grid" else
             f"the image embedding goes through a {c.mapper.type} mapping network into K={c.prefix_length} prefix embeddings"
