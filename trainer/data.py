@@ -1143,16 +1143,13 @@ def object_accuracy(captions: dict[str, str], objects: dict[str, list[dict]]) ->
     if unknown:
         raise ValueError(f"{len(unknown)} caption(s) are for images without objects, e.g. {unknown[:3]}; pass "
                          f"the objects of the same split (Split.objects).")
-    correct = 0
     by_count: dict[int, list[int]] = {}  # objects in the image -> [right, images]
     for image_id, caption in captions.items():
         present = {(str(o["color"]), str(o["shape"])) for o in objects[image_id]}
-        right = caption_objects(caption) == present
-        correct += right
         tally = by_count.setdefault(len(objects[image_id]), [0, 0])
-        tally[0] += right
+        tally[0] += caption_objects(caption) == present
         tally[1] += 1
-    total = len(captions)
+    correct, total = sum(right for right, _ in by_count.values()), len(captions)
     return {"object_accuracy": correct / total if total else 0.0, "images": total,
             "by_objects": {n: right / images for n, (right, images) in sorted(by_count.items())}}
 
