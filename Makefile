@@ -13,16 +13,29 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser test demo demo-zoo bench clean
+.PHONY: setup lock lint browser test demo demo-zoo bench clean
 
 setup: $(STAMP)
 
 # torch is pinned to 2.13.0 (a CPU wheel here); torchvision is deliberately not installed.
-$(STAMP): requirements.txt requirements-test.txt
+# requirements.lock pins every transitive dependency, so a fresh install is the one that was tested.
+$(STAMP): requirements.txt requirements-test.txt requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt -c requirements.lock
 	touch $(STAMP)
+
+# Regenerate the lock after changing requirements*.txt (pip-tools resolves from the package registry).
+# The local "+cpu" label is dropped so that a GPU machine's CUDA wheel of the same torch version satisfies it.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet pip-tools==7.6.2
+	$(VENV)/bin/pip-compile --quiet --strip-extras --allow-unsafe --no-header --annotate --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock requirements-test.txt
+	sed -i 's/^\(torch==[0-9.]*\)+cpu$$/\1/' requirements.lock
+
+lint: setup
+	$(PY) -m ruff check .
 
 # The end-to-end browser test drives Debian's Chromium (Playwright cannot download its own browsers).
 browser:
@@ -32,7 +45,7 @@ browser:
 	  else echo "note: /usr/bin/chromium missing and cannot be installed here; the browser test will be skipped"; fi; \
 	fi
 
-test: setup browser
+test: setup browser lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 demo: setup

@@ -47,24 +47,24 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+import gradio as gr
+import pandas as pd
+from PIL import Image
 
-from captioning.generation import PRESETS, get_settings  # noqa: E402
-from captioning.images import (  # noqa: E402
+from captioning.generation import PRESETS, get_settings
+from captioning.images import (
     ImageLoadError,
     find_images,
     image_content_hash,
     load_image,
     prepare_for_display,
 )
-from captioning.pipeline import caption_images  # noqa: E402
-from captioning.zoo import ModelCache, ZooError, list_zoo  # noqa: E402
-from rating.exports import export_csv, export_xlsx  # noqa: E402
-from rating.imports import read_captions_csv  # noqa: E402
-from rating.results import accuracy_chart, agreement, summary_table  # noqa: E402
-from rating.store import RatingStore, validate_name  # noqa: E402
+from captioning.pipeline import caption_images
+from captioning.zoo import ModelCache, ZooError, list_zoo
+from rating.exports import export_csv, export_xlsx
+from rating.imports import read_captions_csv
+from rating.results import accuracy_chart, agreement, summary_table
+from rating.store import RatingStore, validate_name
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ZOO = "model_zoo"
@@ -479,7 +479,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
         todo_models = [m for m in loaded_models if any((i.content_hash, m.name) not in existing for i in chunk)]
         todo_images = [i for i in chunk if any((i.content_hash, m.name) not in existing for m in todo_models)]
         if todo_models and todo_images:
-            def report(step: int, steps: int, before: int = done) -> None:  # steps: this chunk's captions
+            def report(step: int, steps: int, before: int = done, todo_models=todo_models) -> None:  # steps: this chunk's captions
                 progress((before + step * len(loaded_models) // len(todo_models), total),
                          desc=f"Captioning {len(sources)} images x {len(loaded_models)} models", unit="captions")
 

@@ -17,7 +17,7 @@ rating store. Each click goes to a new evaluation set, so nothing is skipped as 
 
 Two zoos:
 1. demo: the first 3 usable entries of `--zoo` (default model_zoo, the bundled demo zoo trained on synthetic
-   shapes); when it has none, 3 tiny random captioners are built in a temp folder (tests/tiny.py sizes).
+   shapes); when it has none, 3 tiny random captioners are built in a temp folder (tests/helpers.py sizes).
 2. real size (random init, nothing downloaded): CLIP ViT-B/32 vision tower (`CLIPVisionConfig()` defaults)
    shared by the 3 models, GPT-2 124M (`GPT2Config()` defaults, vocab 50257), ClipCap MLP mapper, K = 10;
    each saved with `captioning.zoo.save_entry` and loaded through the app's own `ModelCache`. A GPT-2
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere; `import app` is the repository's app.py
-sys.path.insert(1, str(ROOT / "tests"))  # tests/tiny.py: the tiny model sizes the test suite uses
+sys.path.insert(1, str(ROOT / "tests"))  # tests/helpers.py: the tiny model sizes the test suite uses
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -79,7 +79,7 @@ def demo_models(zoo: Path, work: Path) -> tuple[Path, list[str], str]:
         usable = []
     if len(usable) >= NUM_MODELS:
         return zoo, usable[:NUM_MODELS], f"demo zoo {zoo}"
-    from tiny import tiny_captioner
+    from helpers import tiny_captioner
 
     tiny_zoo = work / "tiny-zoo"
     tokenizer = train_bpe_tokenizer(TOKENIZER_TEXTS * 5, vocab_size=300)

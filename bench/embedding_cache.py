@@ -23,16 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import CLIPVisionConfig, GPT2Config  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+from transformers import CLIPVisionConfig, GPT2Config
 
-from captioning.config import CaptionerConfig, MapperConfig  # noqa: E402
-from captioning.images import load_image  # noqa: E402
-from captioning.model import PrefixCaptioner  # noqa: E402
-from captioning.preprocessing import make_image_processor  # noqa: E402
-from trainer.cache import EmbeddingCache  # noqa: E402
+from captioning.config import CaptionerConfig, MapperConfig
+from captioning.images import load_image
+from captioning.model import PrefixCaptioner
+from captioning.preprocessing import make_image_processor
+from trainer.cache import EmbeddingCache
 
 
 def main() -> None:

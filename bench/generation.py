@@ -72,19 +72,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import CLIPVisionConfig, GPT2Config  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+from transformers import CLIPVisionConfig, GPT2Config
+from transformers.utils import logging as hf_logging
 
-from captioning.config import CaptionerConfig, MapperConfig  # noqa: E402
-from captioning.generation import GenerationSettings, generate, get_settings  # noqa: E402
-from captioning.model import PrefixCaptioner, build_vision_encoder, vision_config_from_dict  # noqa: E402
-from captioning.pipeline import caption_images  # noqa: E402
-from captioning.preprocessing import make_image_processor  # noqa: E402
-from captioning.tokenization import train_bpe_tokenizer  # noqa: E402
-from captioning.zoo import ZooModel, load_entry, save_entry  # noqa: E402
+from captioning.config import CaptionerConfig, MapperConfig
+from captioning.generation import GenerationSettings, generate, get_settings
+from captioning.model import PrefixCaptioner, build_vision_encoder, vision_config_from_dict
+from captioning.pipeline import caption_images
+from captioning.preprocessing import make_image_processor
+from captioning.tokenization import train_bpe_tokenizer
+from captioning.zoo import ZooModel, load_entry, save_entry
 
 TARGET_SPEEDUP = 3.0  # ours vs the batch-1 reference loop, seconds per caption
 TARGET_BEAM_FLOOR = 1.6  # ours (beam 5) / FLOP floor
@@ -225,7 +225,7 @@ def matmul_rate(shapes: tuple[tuple[int, int, int], ...], repeats: int) -> dict[
         a @ b  # warm-up: MKL picks its kernels and allocates once
     for _ in range(repeats):
         for shape, (a, b) in operands.items():
-            best[shape] = min(best[shape], best_time(lambda: a @ b, 1))
+            best[shape] = min(best[shape], best_time(lambda a=a, b=b: a @ b, 1))
     return {(m, k, n): 2 * m * k * n / best[(m, k, n)] / 1e9 for m, k, n in shapes}
 
 

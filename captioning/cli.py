@@ -89,7 +89,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 continue
             done_before = progress.n
             results = caption_images(models, images, names=names, settings=settings, batch_size=args.batch_size,
-                                     progress=lambda done, total: progress.update(done_before + done - progress.n))
+                                     progress=lambda done, total, before=done_before: progress.update(before + done - progress.n))
             for r in results:
                 for i, (caption, score) in enumerate(zip(r.captions, r.scores)):
                     writer.writerow({"image_id": r.image_name, "model_name": r.model_name, "caption": caption,

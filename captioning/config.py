@@ -103,7 +103,7 @@ class CaptionerConfig:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CaptionerConfig":
+    def from_dict(cls, data: dict[str, Any]) -> CaptionerConfig:
         data = dict(data)
         data.pop("format", None)
         version = data.pop("format_version", FORMAT_VERSION)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 STRATEGIES = ("greedy", "beam", "sample")
 NEG_INF = -1.0e9  # transformers' "impossible" score in beam search; kept identical so results agree
@@ -90,7 +89,7 @@ class GenerationSettings:
             keep |= {"temperature", "top_k", "top_p", "seed"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k in keep}
 
-    def replace(self, **changes: Any) -> "GenerationSettings":
+    def replace(self, **changes: Any) -> GenerationSettings:
         return dataclasses.replace(self, **changes)
 
 

@@ -32,7 +32,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -77,7 +77,7 @@ _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 _HASH_CHUNK_BYTES = 1 << 20  # read files in 1 MiB pieces when hashing, so big files need no big buffer
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
 _ALLOWED_SOURCES = "a path (str or pathlib.Path), bytes, a binary file object (opened with 'rb') or a PIL.Image.Image"
 
 

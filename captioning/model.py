@@ -130,7 +130,7 @@ class PrefixCaptioner(nn.Module):
         encoder_revision: str | None = None,
         freeze_encoder: bool = True,
         freeze_decoder: str | int = "none",
-    ) -> "PrefixCaptioner":
+    ) -> PrefixCaptioner:
         """Pretrained encoder and decoder (hub names or local folders) and a fresh mapper: a training start."""
         encoder_type, encoder_module = load_vision_encoder(encoder, encoder_type, encoder_revision)
         decoder_module = AutoModelForCausalLM.from_pretrained(decoder)
@@ -179,7 +179,7 @@ class PrefixCaptioner(nn.Module):
             for block in blocks[:fd]:
                 block.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "PrefixCaptioner":
+    def train(self, mode: bool = True) -> PrefixCaptioner:
         super().train(mode)
         if mode and self.config.freeze_encoder:
             self.encoder.eval()  # a frozen encoder must not run dropout / update statistics

@@ -33,7 +33,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ class EvaluationSetNotFoundError(ValueError):
 
 def utc_now() -> str:
     """The current time as ISO-8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123+00:00``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def validate_name(value: Any, what: str) -> str:
@@ -155,7 +155,7 @@ def _to_json(value: dict | None, what: str) -> str:
         # sort_keys: the same settings always give the same text, so rows compare equal
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
     except TypeError as error:
-        raise ValueError(f"{what} must hold only JSON values (str, int, float, bool, None, lists, dicts): {error}")
+        raise ValueError(f"{what} must hold only JSON values (str, int, float, bool, None, lists, dicts): {error}") from None
 
 
 def _from_json(text: str | None) -> dict:

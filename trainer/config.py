@@ -29,9 +29,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -138,7 +139,7 @@ def _field(default: Any = dataclasses.MISSING, *, doc: str, check: Check | None 
 # ----------------------------------------------------------------------------------------------------
 
 # Decoding presets the evaluation may use: the names of captioning.generation.PRESETS, repeated here so that
-# loading a config does not import torch (tests/test_config.py checks the two lists agree).
+# loading a config does not import torch (tests/trainer/test_config.py checks the two lists agree).
 DECODING_PRESETS = ("consistent", "safe_diverse", "balanced_diverse", "creative_diverse", "greedy")
 # Metrics computed on the validation split each epoch.
 EVALUATION_METRICS = ("loss", "bleu", "cider", "bertscore", "meteor", "object_accuracy")
@@ -565,7 +566,7 @@ for _cls in (_Loader, _Dumper):
 
 def _parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
@@ -610,7 +611,7 @@ def _apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str], erro
             errors.append(f"{_unknown_key_error(key)} in override {override!r}")
             continue
         try:
-            value = yaml.load(text, Loader=_Loader)  # noqa: S506 - safe loader
+            value = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or str(error)
             errors.append(f"Override {override!r}: the value is not valid YAML ({problem})")

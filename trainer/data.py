@@ -40,9 +40,9 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 # ----------------------------------------------------------------------------------------------------
 # Data model

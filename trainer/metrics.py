@@ -175,7 +175,7 @@ def meteor(
     res = {i: [normalize_caption(p)] for i, p in enumerate(predictions)}
     try:
         scorer = Meteor()  # starts the JVM; loading the paraphrase table takes a few seconds
-    except Exception as error:  # noqa: BLE001 - any start-up failure means "no METEOR", not a crash
+    except Exception as error:
         logger.warning("METEOR skipped: could not start the METEOR jar (%s).", error)
         return None
 
@@ -186,7 +186,7 @@ def meteor(
     def run() -> None:
         try:
             outcome["score"] = scorer.compute_score(gts, res)[0]
-        except Exception as error:  # noqa: BLE001 - reported below as a warning
+        except Exception as error:
             outcome["error"] = error
 
     worker = threading.Thread(target=run, daemon=True)

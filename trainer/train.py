@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -184,7 +183,7 @@ class RunState:
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "RunState":
+    def load(cls, path: Path) -> RunState:
         return cls(**json.loads(path.read_text()))
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import app
-from test_app_handlers import build_tiny_zoo, serve_in_thread, write_images
+from helpers import build_tiny_zoo, serve_in_thread, write_images
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 

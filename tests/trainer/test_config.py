@@ -473,7 +473,7 @@ def test_preset_names_match_the_generation_presets():
     assert set(DECODING_PRESETS) == set(PRESETS)
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "trainer" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "trainer" / "configs"
 SHIPPED_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
 
 

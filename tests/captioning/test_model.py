@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from captioning.config import CaptionerConfig, ConfigValueError
 from captioning.model import IGNORE_INDEX, encode_captions
 from captioning.tokenization import train_bpe_tokenizer
-from tiny import tiny_captioner
+from helpers import tiny_captioner
 
 
 @pytest.fixture(scope="module")

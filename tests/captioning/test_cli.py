@@ -15,12 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioning import save_entry
-from captioning.preprocessing import make_image_processor
 from captioning.tokenization import train_bpe_tokenizer
-from tiny import tiny_captioner
+from helpers import tiny_zoo_entry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, cwd=ROOT):
@@ -34,9 +32,7 @@ def zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoo")
     tok = train_bpe_tokenizer(["a red circle", "a blue square"] * 10, vocab_size=280)
     for i, name in enumerate(["alpha", "beta"]):
-        model = tiny_captioner(vocab_size=len(tok), seed=i)
-        model.decoder.config.eos_token_id = tok.eos_token_id
-        save_entry(model, tok, make_image_processor("clip", 32), root / name)
+        tiny_zoo_entry(root, name, tok, seed=i)
     return root
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from captioning.generation import PRESETS, GenerationSettings, generate, get_settings
-from tiny import tiny_captioner
+from helpers import tiny_captioner
 
 
 def make_eos_likely(model, scale: float = 3.0):

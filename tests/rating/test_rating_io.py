@@ -126,7 +126,7 @@ def test_comma_csv_from_path_strips_and_skips(tmp_path):
 
 
 def test_semicolon_tab_and_header_variants():
-    semicolon = read_captions_csv("Image ID; Model Name ;CAPTION\nx.png;m1;une photo, floue\n".encode())
+    semicolon = read_captions_csv(b"Image ID; Model Name ;CAPTION\nx.png;m1;une photo, floue\n")
     assert semicolon.delimiter == ";"
     assert semicolon.captions[["image_id", "model_name", "caption"]].values.tolist() == [["x.png", "m1", "une photo, floue"]]
 

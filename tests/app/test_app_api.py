@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
-from test_app_handlers import AppProcess, build_tiny_zoo, free_port, serve_in_thread, write_images
+from helpers import AppProcess, build_tiny_zoo, free_port, serve_in_thread, write_images
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_several_clients_rating_at_once_lose_nothing(server):
             barrier.wait()  # everyone starts at once
             for c in captions:
                 client.predict("crowd", rater, c["image_hash"], c["model_name"], len(rater) % 3, api_name="/rate")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(r,)) for r in raters]
@@ -182,7 +182,7 @@ def test_login_and_upload_limit(tmp_path):
     demo.launch(**options, prevent_thread_lock=True, quiet=True)
     try:
         assert _status(demo.local_url.rstrip("/") + "/gradio_api/info") in (401, 403)
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a bare Exception for a failed login
             Client(demo.local_url, auth=("ann", "wrong"), verbose=False)
         client = Client(demo.local_url, auth=("ann", "s3cret"), verbose=False)
         small = write_images(tmp_path / "small", 1)[0]

@@ -17,7 +17,7 @@ from captioning import caption_images, get_settings, list_zoo, load_entry, save_
 from captioning.preprocessing import make_image_processor
 from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import ModelCache, ZooError
-from tiny import tiny_captioner
+from helpers import tiny_captioner
 
 CAPTIONS = ["a red circle", "a large blue square on the left", "two green triangles", "a small yellow star"] * 5
 
@@ -173,7 +173,7 @@ def test_encoder_runs_once_per_batch_for_shared_encoders(tmp_path, tokenizer, im
 
 
 def test_vision_encoder_decoder_folder_is_an_entry(tmp_path, tokenizer, images):
-    from transformers import GPT2Config, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+    from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
 
     torch.manual_seed(0)
     enc = ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -203,7 +203,7 @@ def test_vision_encoder_decoder_folder_is_an_entry(tmp_path, tokenizer, images):
 
 def test_pooled_and_grid_models_never_share_encoder_features(tmp_path, tokenizer, images):
     # Same encoder weights, but the grid mapper reads patch tokens: features computed for one must not feed the other.
-    (pooled, p0), (grid, p1) = make_entry(tmp_path, tokenizer, name="pooled"), make_entry(
+    (_pooled, p0), (_grid, p1) = make_entry(tmp_path, tokenizer, name="pooled"), make_entry(
         tmp_path, tokenizer, name="grid", mapper="grid", prefix_length=4)
     s0, s1 = (load_file(p / "model.safetensors") for p in (p0, p1))
     s1.update({k: v for k, v in s0.items() if k.startswith("encoder.")})

@@ -34,7 +34,7 @@ from trainer.data import (
     write_shapes_dataset,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _png(path: Path, color=(200, 10, 10)) -> Path:

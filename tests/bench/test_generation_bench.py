@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tiny import tiny_captioner
+from helpers import tiny_captioner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "generation.py"
 
 

@@ -16,12 +16,12 @@ from transformers import CLIPVisionModelWithProjection, GPT2Config, GPT2LMHeadMo
 from captioning.preprocessing import make_image_processor
 from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import list_zoo, load_entry
-from tiny import tiny_vision_config
+from helpers import tiny_vision_config
 from trainer.config import load_config
 from trainer.data import write_shapes_dataset
 from trainer.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "trainer" / "configs"
 
 
@@ -131,7 +131,7 @@ def save_tiny_pretrained(root: Path, tokenizer_dir: Path) -> dict[str, str]:
 
 def make_karpathy_and_flickr(shapes: Path, root: Path) -> dict[str, Path]:
     """The shapes data re-expressed in the Karpathy and Flickr8k formats (same images)."""
-    images, files = [], {}
+    images, _files = [], {}
     for split in ("train", "val", "test"):
         ann = json.loads((shapes / "data" / "annotations" / f"captions_{split}.json").read_text())
         caps = {}

@@ -5,8 +5,7 @@ while the rest goes on; blind mode hides names and shuffles columns the same way
 saved at once and comes back after a "restart" (a new store on the same file); results, agreement, exports
 (formula cells neutralised) and caption imports work; every bad input gives a clear gr.Error.
 
-The helpers at the top (tiny zoo, test images, a free port, the app as a subprocess) are shared with
-test_app_api.py and test_app_e2e.py.
+The tiny zoo, test images, free port and app subprocess come from tests/helpers.py.
 """
 
 from __future__ import annotations
@@ -14,110 +13,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 import app
-from captioning import save_entry
-from captioning.preprocessing import make_image_processor
-from captioning.tokenization import train_bpe_tokenizer
-from tiny import tiny_captioner
+from helpers import MODELS, AppProcess, build_tiny_zoo, free_port, tiny_captioner, write_images  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ["alpha", "beta", "gamma"]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Shared helpers
-
-
-def build_tiny_zoo(root: Path, names: list[str] = MODELS) -> Path:
-    """A zoo of tiny random captioners (one tokenizer, different seeds); milliseconds to run."""
-    root.mkdir(parents=True, exist_ok=True)
-    tok = train_bpe_tokenizer(["a red circle", "a blue square", "two green triangles"] * 10, vocab_size=280)
-    for i, name in enumerate(names):
-        model = tiny_captioner(vocab_size=len(tok), seed=i)
-        model.decoder.config.eos_token_id = tok.eos_token_id
-        save_entry(model, tok, make_image_processor("clip", 32), root / name,
-                   training={"data": f"synthetic shapes split {i}"}, metrics={"bleu4": 0.1 * (i + 1)})
-    return root
-
-
-def write_images(folder: Path, count: int, *, seed: int = 0, broken: bool = False) -> list[Path]:
-    """`count` distinct small PNGs (and a text file named broken.jpg if asked)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(count):
-        path = folder / f"img{seed}_{i}.png"
-        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    if broken:
-        (folder / "broken.jpg").write_text("this is not a picture")
-        paths.append(folder / "broken.jpg")
-    return paths
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_in_thread(zoo: Path, root: Path):
-    """The app launched in this process, in a thread, exactly as `python app.py` launches it; yields it."""
-    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
-    demo.queue(default_concurrency_limit=4)
-    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
-    try:
-        yield demo
-    finally:
-        demo.close()
-        demo.ctx.store.close()
-
-
-class AppProcess:
-    """`python app.py ...` as a subprocess on a free port; waits until it answers, kill() ends it abruptly."""
-
-    def __init__(self, zoo: Path, db: Path, image_cache: Path, samples: Path | None = None, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, str(ROOT / "app.py"), "--zoo", str(zoo), "--db", str(db), "--port", str(self.port),
-                "--image-cache", str(image_cache), *extra]
-        if samples is not None:
-            args += ["--samples", str(samples)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-               "PYTHONPATH": str(ROOT)}
-        self.log = db.with_name(f"app-{self.port}.log")
-        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                urllib.request.urlopen(self.url + "/gradio_api/info", timeout=2)
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.kill()
-        raise RuntimeError(f"app did not answer within 120 s:\n{self.log.read_text()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, as when the machine or the process dies."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def no_progress(*args, **kwargs) -> None:

@@ -1,0 +1,149 @@
+"""Shared test helpers (not a test file): tiny models built from configs, a tiny zoo, test images, a free
+port, and the app served in a thread or run as a subprocess. Nothing here downloads anything; every model
+runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import CLIPVisionConfig, GPT2Config, ViTConfig
+
+from captioning.config import CaptionerConfig, MapperConfig
+from captioning.model import PrefixCaptioner
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = 96
+MODELS = ["alpha", "beta", "gamma"]
+
+
+def tiny_vision_config(encoder_type: str = "clip", image_size: int = 32) -> dict:
+    if encoder_type == "clip":
+        return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                image_size=image_size, patch_size=8, projection_dim=24).to_dict()
+    return ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     image_size=image_size, patch_size=8).to_dict()
+
+
+def tiny_decoder_config(vocab_size: int = VOCAB, initializer_range: float = 0.3) -> dict:
+    # A wide init makes the random model's next-token distributions peaked, so decoding paths that are
+    # mathematically equal do not flip on float ties.
+    return GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                      bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1,
+                      initializer_range=initializer_range).to_dict()
+
+
+def tiny_captioner(encoder_type: str = "clip", mapper: str = "mlp", prefix_length: int = 3, seed: int = 0,
+                   freeze_decoder="none", freeze_encoder: bool = True, vocab_size: int = VOCAB) -> PrefixCaptioner:
+    torch.manual_seed(seed)
+    config = CaptionerConfig(
+        encoder_type=encoder_type,
+        encoder_config=tiny_vision_config(encoder_type),
+        decoder_config=tiny_decoder_config(vocab_size),
+        prefix_length=prefix_length,
+        mapper=MapperConfig(type=mapper, num_layers=1, num_heads=4, clip_length=2),
+        encoder_name="tiny-" + encoder_type,
+        decoder_name="tiny-gpt2",
+        freeze_encoder=freeze_encoder,
+        freeze_decoder=freeze_decoder,
+    )
+    return PrefixCaptioner(config).eval()
+
+
+def tiny_zoo_entry(root: Path, name: str, tokenizer, *, seed: int = 0, **save_kwargs) -> Path:
+    """One tiny random captioner saved as a zoo entry using `tokenizer`."""
+    from captioning.preprocessing import make_image_processor
+    from captioning.zoo import save_entry
+
+    model = tiny_captioner(vocab_size=len(tokenizer), seed=seed)
+    model.decoder.config.eos_token_id = tokenizer.eos_token_id
+    return save_entry(model, tokenizer, make_image_processor("clip", 32), root / name, **save_kwargs)
+
+
+def build_tiny_zoo(root: Path, names: list[str] = MODELS) -> Path:
+    """A zoo of tiny random captioners (one tokenizer, different seeds); milliseconds to run."""
+    from captioning.tokenization import train_bpe_tokenizer
+
+    root.mkdir(parents=True, exist_ok=True)
+    tok = train_bpe_tokenizer(["a red circle", "a blue square", "two green triangles"] * 10, vocab_size=280)
+    for i, name in enumerate(names):
+        tiny_zoo_entry(root, name, tok, seed=i, training={"data": f"synthetic shapes split {i}"},
+                       metrics={"bleu4": 0.1 * (i + 1)})
+    return root
+
+
+def write_images(folder: Path, count: int, *, seed: int = 0, broken: bool = False) -> list[Path]:
+    """`count` distinct small PNGs (and a text file named broken.jpg if asked)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"img{seed}_{i}.png"
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    if broken:
+        (folder / "broken.jpg").write_text("this is not a picture")
+        paths.append(folder / "broken.jpg")
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_in_thread(zoo: Path, root: Path):
+    """The app launched in this process, in a thread, exactly as `python app.py` launches it; yields it."""
+    import app
+
+    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo
+    finally:
+        demo.close()
+        demo.ctx.store.close()
+
+
+class AppProcess:
+    """`python app.py ...` as a subprocess on a free port; waits until it answers, kill() ends it abruptly."""
+
+    def __init__(self, zoo: Path, db: Path, image_cache: Path, samples: Path | None = None, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, str(ROOT / "app.py"), "--zoo", str(zoo), "--db", str(db), "--port", str(self.port),
+                "--image-cache", str(image_cache), *extra]
+        if samples is not None:
+            args += ["--samples", str(samples)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": str(ROOT)}
+        self.log = db.with_name(f"app-{self.port}.log")
+        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                urllib.request.urlopen(self.url + "/gradio_api/info", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError(f"app did not answer within 120 s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as when the machine or the process dies."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
