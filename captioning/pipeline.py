@@ -1,20 +1,61 @@
-"""Caption many images with one or many zoo models: the call the CLI, the app and the trainer share.
+"""Caption many images with one or many zoo models: the one captioning path the CLI, the app, `trainer.evaluate`
+and the trainer's validation share, and the one rule for images that cannot be read (`read_images`).
 
 Per batch of images: each image is preprocessed once per distinct preprocessing; each distinct vision
-encoder (same weights and preprocessing, see `ZooModel.encoder_key`) runs once and its features are
-shared by every model that uses it; then each model decodes the whole batch at once.
+encoder (same weights, preprocessing and features taken, see `captioning.zoo.encoder_key`) runs once and its
+features are shared by every model that uses it; then each model decodes the whole batch at once. Features
+computed beforehand (the trainer's embedding cache) come in through `features`, keyed by the same encoder
+key: a model whose key is there skips preprocessing and encoding, and no image needs to be loaded for it.
+
+Unreadable images: `read_images` loads (name, source) pairs with `load_image`; an image it refuses (missing,
+not an image, truncated, too many pixels) is left out and its problem kept, named by file, in
+`ReadImages.problems`; captioning goes on with the others. Command lines print each problem as one
+`skipped: <problem>` line on stderr (`ReadImages.report`); the trainer records them in the split's report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
+import torch
 from PIL import Image
 
 from .generation import GenerationSettings, generate, get_settings
+from .images import ImageLoadError, ImageSource, load_image
 from .zoo import ZooModel
+
+FeatureSource = Callable[[list[str]], torch.Tensor]  # names of a batch -> that batch's encoder features
+
+
+@dataclass
+class ReadImages:
+    """What `read_images` made of (name, source) pairs: the readable images in order, and the unreadable ones."""
+
+    names: list[str] = field(default_factory=list)
+    images: list[Image.Image] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)  # name -> why it cannot be read (names the file)
+
+    def report(self, file: IO[str] | None = None) -> None:
+        """One `skipped: <problem>` line per unreadable image (stderr by default)."""
+        for problem in self.problems.values():
+            print(f"skipped: {problem}", file=file if file is not None else sys.stderr)
+
+
+def read_images(sources: Iterable[tuple[str, ImageSource]]) -> ReadImages:
+    """Load (name, source) pairs with `load_image`; never raises for an unreadable image (see the module doc)."""
+    out = ReadImages()
+    for name, source in sources:
+        try:
+            image = load_image(source)
+        except ImageLoadError as e:
+            out.problems[name] = str(e)
+            continue
+        out.names.append(name)
+        out.images.append(image)
+    return out
 
 
 @dataclass
@@ -33,13 +74,17 @@ class CaptionResult:
         return self.captions[0]
 
 
-def caption_images(models: Sequence[ZooModel], images: Sequence[Image.Image], *,
+def caption_images(models: Sequence[ZooModel], images: Sequence[Image.Image] | None, *,
                    names: Sequence[str] | None = None,
                    settings: GenerationSettings | str = "consistent", batch_size: int = 16,
+                   features: Mapping[str, FeatureSource] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> list[CaptionResult]:
     """Caption every image with every model; results are ordered image by image, then model by model.
 
-    images: RGB PIL images (use `captioning.images.load_image`); names default to "image-<i>".
+    images: RGB PIL images (use `read_images` / `captioning.images.load_image`); names default to "image-<i>".
+    features: encoder key (`ZooModel.encoder_key`) -> function giving the features of a batch from its names;
+    models with that key skip preprocessing and encoding. `images` may be None when every model's key is
+    there (names are then required).
     progress(done, total) is called after each (batch, model) with counts of captions made so far.
     """
     if isinstance(settings, str):
@@ -48,27 +93,41 @@ def caption_images(models: Sequence[ZooModel], images: Sequence[Image.Image], *,
         raise ValueError("caption_images needs at least one model")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    names = list(names) if names is not None else [f"image-{i}" for i in range(len(images))]
-    if len(names) != len(images):
-        raise ValueError(f"got {len(images)} images but {len(names)} names")
-    total, done = len(images) * len(models), 0
-    by_image: list[dict[str, CaptionResult]] = [{} for _ in images]
-    for start in range(0, len(images), batch_size):
-        chunk = list(images[start:start + batch_size])
+    features = dict(features or {})
+    if images is None:
+        lacking = [m.name for m in models if m.encoder_key not in features]
+        if lacking:
+            raise ValueError(f"images=None needs precomputed features for every model; none for {lacking}")
+        if names is None:
+            raise ValueError("images=None needs the names of the images (features are looked up by name)")
+        count = len(names)
+    else:
+        count = len(images)
+    names = list(names) if names is not None else [f"image-{i}" for i in range(count)]
+    if len(names) != count:
+        raise ValueError(f"got {count} images but {len(names)} names")
+    total, done = count * len(models), 0
+    by_image: list[dict[str, CaptionResult]] = [{} for _ in range(count)]
+    for start in range(0, count, batch_size):
+        batch_names = names[start:start + batch_size]
         pixels: dict[str, Any] = {}
-        features: dict[str, Any] = {}
+        encoded: dict[str, torch.Tensor] = {}
         for model in models:
-            if model.preprocess_key not in pixels:
-                pixels[model.preprocess_key] = model.preprocess(chunk)
-            if model.encoder_key not in features:
-                features[model.encoder_key] = model.encode(pixels[model.preprocess_key])
-            out = generate(model.model, features[model.encoder_key], settings)
+            key = model.encoder_key
+            if key not in encoded:
+                if key in features:
+                    encoded[key] = features[key](batch_names).to(model.device)
+                else:
+                    if model.preprocess_key not in pixels:
+                        pixels[model.preprocess_key] = model.preprocess(list(images[start:start + batch_size]))
+                    encoded[key] = model.encode(pixels[model.preprocess_key])
+            out = generate(model.model, encoded[key], settings)
             for i, (token_lists, scores) in enumerate(zip(out.tokens, out.scores)):
                 by_image[start + i][model.name] = CaptionResult(
                     image_name=names[start + i], model_name=model.name,
                     captions=[model.decode(t) for t in token_lists], scores=scores,
                     settings=settings.to_dict(), weights_hash=model.weights_hash)
-            done += len(chunk)
+            done += len(batch_names)
             if progress is not None:
                 progress(done, total)
     return [row[m.name] for row in by_image for m in models]

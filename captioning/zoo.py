@@ -7,7 +7,10 @@ A prefix-captioner entry holds:
     preprocessor_config.json  the image preprocessing (size, crop, mean/std)
     metrics.json              validation/test metrics, when trained
     curves.png                training curves, when trained
-    README.md                 the model card
+    experiment.yaml           the experiment config that trained it (`python -m trainer.train` reads it back)
+    README.md                 the model card (written by `captioning.card.model_card`)
+
+`save_entry` writes all of it into a temporary folder beside the destination and moves it in at the end.
 
 A folder saved by transformers' `VisionEncoderDecoderModel.save_pretrained` (e.g. a saved
 `nlpconnect/vit-gpt2-image-captioning`) with safetensors weights is also an entry.
@@ -34,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .card import model_card
 from .config import CaptionerConfig, ConfigValueError
 from .model import PrefixCaptioner, module_fingerprint
 from .tokenization import prepare_tokenizer
@@ -43,6 +47,7 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 CURVES_FILE = "curves.png"
+EXPERIMENT_FILE = "experiment.yaml"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
 KIND_PREFIX = "prefix-captioner"
@@ -57,6 +62,23 @@ CONVERT_HINT = (
 
 class ZooError(ValueError):
     """A zoo entry cannot be loaded or saved; the message names the entry, the problem and what to do."""
+
+
+def preprocess_key(image_processor) -> str:
+    """Images preprocessed by processors with equal settings share one tensor."""
+    return json.dumps(image_processor.to_dict(), sort_keys=True, default=str)
+
+
+def encoder_key(encoder_fingerprint: str, image_processor, uses_patches: bool) -> str:
+    """What makes two encoders' features of the same image equal: encoder weights (`module_fingerprint`),
+    preprocessing, and which features are taken (patch tokens for the grid mapper, else the pooled embedding).
+
+    The one key for sharing an encoder pass between models (`caption_images`) and for the trainer's
+    on-disk embedding cache (`trainer/cache.py`).
+    """
+    features = "patches" if uses_patches else "pooled"
+    text = "|".join((encoder_fingerprint, features, preprocess_key(image_processor)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -127,17 +149,28 @@ class ZooModel:
     card: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_model(cls, name: str, model: PrefixCaptioner, tokenizer, image_processor, *,
+                   encoder_fingerprint: str | None = None) -> ZooModel:
+        """An in-memory model (e.g. the one being trained) as a ZooModel, so `caption_images` can run it.
+
+        encoder_fingerprint defaults to `module_fingerprint(model.encoder)`.
+        """
+        if encoder_fingerprint is None:
+            encoder_fingerprint = module_fingerprint(model.encoder)
+        return cls(name=name, path=Path("."), kind=KIND_PREFIX, model=model, tokenizer=tokenizer,
+                   image_processor=image_processor, config=model.config.to_dict(), metrics=None, weights_hash="",
+                   encoder_fingerprint=encoder_fingerprint)
+
     @property
     def preprocess_key(self) -> str:
         """Images preprocessed the same way share one tensor."""
-        return json.dumps(self.image_processor.to_dict(), sort_keys=True, default=str)
+        return preprocess_key(self.image_processor)
 
     @property
     def encoder_key(self) -> str:
-        """Models whose encoder weights, preprocessing and features (pooled or patch tokens) are equal share one
-        encoder pass per batch."""
-        features = "patches" if getattr(self.model, "uses_patches", False) else "pooled"
-        return hashlib.sha256((self.encoder_fingerprint + self.preprocess_key + features).encode()).hexdigest()
+        """Models with equal keys share one encoder pass per batch (see `encoder_key`)."""
+        return encoder_key(self.encoder_fingerprint, self.image_processor, getattr(self.model, "uses_patches", False))
 
     def preprocess(self, images: list) -> torch.Tensor:
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -191,10 +224,16 @@ def _untied_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[
 
 
 def save_entry(model: PrefixCaptioner, tokenizer, image_processor, path: str | os.PathLike, *,
-               metrics: dict[str, Any] | None = None, card: str | None = None, training: dict[str, Any] | None = None,
-               extra_files: dict[str, str | os.PathLike] | None = None, overwrite: bool = False) -> Path:
-    """Write a zoo entry. The folder is written beside its destination and moved in at the end, so an
-    interrupted save never leaves a half entry, and an existing entry is replaced only when overwrite=True."""
+               metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+               experiment: str | dict[str, Any] | None = None, curves: str | os.PathLike | bytes | None = None,
+               overwrite: bool = False) -> Path:
+    """Write a zoo entry: weights, config (with the training record), tokenizer, preprocessing, metrics, the
+    experiment config (YAML text, or a dict written as YAML), the training curves (a PNG's path or bytes) and
+    the model card (`captioning.card.model_card`; its Reproduce command names the saved experiment file).
+
+    Everything is written into a folder beside the destination and moved in at the end, so an interrupted
+    save never leaves a half entry, and an existing entry is replaced only when overwrite=True.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise ZooError(f"Zoo entry {path} already exists; pass overwrite=True (or choose another name) to replace it")
@@ -212,9 +251,20 @@ def save_entry(model: PrefixCaptioner, tokenizer, image_processor, path: str | o
         image_processor.save_pretrained(tmp)
         if metrics is not None:
             (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-        (tmp / CARD_FILE).write_text(card if card is not None else default_card(path.name, model.config, metrics))
-        for name, src in (extra_files or {}).items():
-            shutil.copyfile(src, tmp / name)
+        if experiment is not None:
+            if not isinstance(experiment, str):
+                import yaml
+
+                experiment = yaml.safe_dump(experiment, sort_keys=False)
+            (tmp / EXPERIMENT_FILE).write_text(experiment)
+        if curves is not None:
+            if isinstance(curves, bytes):
+                (tmp / CURVES_FILE).write_bytes(curves)
+            else:
+                shutil.copyfile(curves, tmp / CURVES_FILE)
+        (tmp / CARD_FILE).write_text(entry_card(path, model.config, metrics, training,
+                                                parameters=model.parameter_counts(),
+                                                has_experiment=experiment is not None, has_curves=curves is not None))
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -228,17 +278,47 @@ def save_entry(model: PrefixCaptioner, tokenizer, image_processor, path: str | o
     return path
 
 
-def default_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | None) -> str:
-    lines = [f"# {name}", "", "A prefix image captioner (ClipCap-style) from Caption Zoo.", "",
-             f"- Vision encoder: `{config.encoder_name}` ({config.encoder_type})",
-             f"- Decoder: `{config.decoder_name}`",
-             f"- Prefix length K: {config.prefix_length}; mapper: {config.mapper.type}",
-             f"- Frozen: encoder={config.freeze_encoder}, decoder={config.freeze_decoder}", ""]
-    if metrics:
-        lines += ["## Metrics", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
-                  if not isinstance(v, (dict, list))]
-    return "\n".join(lines) + "\n"
+def reproduce_command(path: str | os.PathLike) -> str:
+    """The command that retrains the entry at `path` from its experiment file, as typed in the current
+    folder (the repository root): a path relative to it when the entry lies below it, else absolute."""
+    experiment = Path(path).absolute() / EXPERIMENT_FILE
+    try:
+        shown = experiment.relative_to(Path.cwd())
+    except ValueError:
+        shown = experiment
+    return f"python -m trainer.train {shown.as_posix()}"
+
+
+def entry_card(path: str | os.PathLike, config: CaptionerConfig, metrics: dict[str, Any] | None,
+               training: dict[str, Any] | None, *, parameters: dict[str, int] | None = None,
+               has_experiment: bool = False, has_curves: bool = False) -> str:
+    """The model card of the entry at `path`, linking the files the entry holds."""
+    return model_card(Path(path).name, config, metrics, training, parameters=parameters,
+                      reproduce=reproduce_command(path) if has_experiment else None,
+                      curves_file=CURVES_FILE if has_curves else None)
+
+
+def rewrite_card(path: str | os.PathLike) -> Path:
+    """Write an existing entry's card again from its own config.json, metrics.json and experiment file
+    (e.g. after the card writer changed); nothing else in the folder changes."""
+    path = Path(path)
+    _check_folder(path)
+    config_dict = _read_json(path / CONFIG_FILE)
+    if entry_kind(config_dict) != KIND_PREFIX:
+        raise ZooError(f"Zoo entry {path} is not a caption-zoo prefix captioner; its card is its own")
+    try:
+        config = CaptionerConfig.from_dict(config_dict)
+    except ConfigValueError as e:
+        raise ZooError(f"Zoo entry {path}: {e}") from None
+    metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+    training = config_dict.get("training")
+    parameters = None if training and training.get("parameters") else PrefixCaptioner(config).parameter_counts()
+    card = entry_card(path, config, metrics, training, parameters=parameters,
+                      has_experiment=(path / EXPERIMENT_FILE).is_file(), has_curves=(path / CURVES_FILE).is_file())
+    tmp = path / f".{CARD_FILE}.tmp"
+    tmp.write_text(card)
+    os.replace(tmp, path / CARD_FILE)
+    return path / CARD_FILE
 
 
 # ----------------------------------------------------------------------------------------------------------

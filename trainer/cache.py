@@ -1,9 +1,9 @@
 """On-disk cache of image embeddings for training with a frozen encoder.
 
 A frozen encoder gives the same embedding for the same image every epoch, so it runs once per unique
-image. Embeddings are keyed by encoder (weights fingerprint, name, revision, preprocessing: the
-`encoder_key`) and by image *content* (sha256 of the file), so renamed or duplicated files are reused and
-an edited image is recomputed. Each computation pass writes one safetensors shard
+image. Embeddings are keyed by encoder (`captioning.zoo.encoder_key`: weights fingerprint, preprocessing,
+pooled or patch features; the same key the captioning pipeline shares encoder passes by) and by image
+*content* (sha256 of the file), so renamed or duplicated files are reused and an edited image is recomputed. Each computation pass writes one safetensors shard
 `<cache_dir>/<encoder_key>/shard-*.safetensors` whose tensor names are content hashes; later epochs and
 later runs read the shards back. No pickles.
 """
@@ -19,15 +19,23 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from captioning.images import image_content_hash, load_image
+from captioning.model import module_fingerprint
+from captioning.zoo import encoder_key
 
 SHARD_SIZE = 4096  # embeddings per shard file
 
 
 class EmbeddingCache:
-    def __init__(self, cache_dir: str | os.PathLike, encoder_key: str):
-        self.folder = Path(cache_dir) / encoder_key
+    def __init__(self, cache_dir: str | os.PathLike, key: str):
+        self.key = key
+        self.folder = Path(cache_dir) / key
         self.last_computed = 0
         self.last_reused = 0
+
+    @classmethod
+    def for_model(cls, cache_dir: str | os.PathLike, model, image_processor) -> EmbeddingCache:
+        """The cache of `model`'s encoder features under `image_processor` (keyed by `encoder_key`)."""
+        return cls(cache_dir, encoder_key(module_fingerprint(model.encoder), image_processor, model.uses_patches))
 
     def _stored(self) -> dict[str, Path]:
         """content hash -> shard holding it."""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from captioning.generation import GenerationSettings, generate, get_settings
-from captioning.images import ImageLoadError, load_image
+from captioning.generation import GenerationSettings, get_settings
+from captioning.pipeline import caption_images, read_images
 from captioning.zoo import ZooModel
 
 from .data import Split, object_accuracy
@@ -27,32 +27,28 @@ from .metrics import compute_metrics, metrics_info
 def caption_split(model: ZooModel, split: Split, settings: GenerationSettings, *, batch_size: int = 32,
                   max_images: int | None = None, features: Callable[[list[str]], torch.Tensor] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
-    """image_id -> first caption, for the split's images (sorted ids, first `max_images`).
+    """image_id -> first caption, for the split's images (sorted ids, first `max_images`), made by
+    `captioning.caption_images`.
 
-    features(image_ids) may supply precomputed encoder features (the trainer's embedding cache);
-    otherwise images are loaded with the shared loader and encoded once per batch.
+    features(image_ids) may supply precomputed encoder features (the trainer's embedding cache); otherwise
+    each batch's images are read by the library's rule (`read_images`: unreadable ones are reported as
+    `skipped:` lines on stderr and left out) and encoded once.
     """
     ids = sorted(split.image_paths)[: max_images or None]
     captions: dict[str, str] = {}
     for start in range(0, len(ids), batch_size):
         batch_ids = ids[start:start + batch_size]
         if features is not None:
-            feats = features(batch_ids)
+            results = caption_images([model], None, names=batch_ids, settings=settings, batch_size=batch_size,
+                                     features={model.encoder_key: features})
         else:
-            images, kept = [], []
-            for image_id in batch_ids:
-                try:
-                    images.append(load_image(split.image_paths[image_id]))
-                    kept.append(image_id)
-                except ImageLoadError as e:
-                    print(f"skipped: {e}", file=sys.stderr)
-            batch_ids = kept
-            if not images:
+            read = read_images((image_id, split.image_paths[image_id]) for image_id in batch_ids)
+            read.report()
+            if not read.images:
                 continue
-            feats = model.encode(model.preprocess(images))
-        out = generate(model.model, feats.to(model.device), settings)
-        for image_id, token_lists in zip(batch_ids, out.tokens):
-            captions[image_id] = model.decode(token_lists[0])
+            results = caption_images([model], read.images, names=read.names, settings=settings,
+                                     batch_size=batch_size)
+        captions.update((r.image_name, r.caption) for r in results)
         if progress:
             progress(min(start + batch_size, len(ids)), len(ids))
     return captions

@@ -24,7 +24,7 @@ What each number is, exactly (so results stored next to the weights mean somethi
 - **METEOR** (Banerjee & Lavie, 2005): pycocoevalcap's METEOR 1.5 jar. It needs Java; without Java, or if the
   jar fails, :func:`meteor` logs a warning and returns ``None``.
 
-BLEU, CIDEr and METEOR are computed on captions passed through :func:`normalize_caption` (lower case, no
+BLEU, CIDEr and METEOR are computed on captions passed through :func:`scoring_text` (lower case, no
 punctuation, single spaces) and :func:`tokenize`, a plain regex tokenizer: the COCO toolkit's PTBTokenizer needs
 a Java subprocess and nltk's ``word_tokenize`` needs the punkt data, which we cannot download. BERTScore sees
 the captions with only their whitespace collapsed, because its model was trained on cased, punctuated text.
@@ -66,7 +66,7 @@ _WORD = re.compile(r"[^\W_]+")
 # Text normalisation
 # ----------------------------------------------------------------------------------------------------
 
-def normalize_caption(text: str) -> str:
+def scoring_text(text: str) -> str:
     """Lower-case ``text``, strip punctuation and collapse whitespace: ``"A Dog's  ball!"`` -> ``"a dogs ball"``."""
     text = _APOSTROPHES.sub("", text.lower())
     text = _PUNCTUATION.sub(" ", text)
@@ -75,7 +75,7 @@ def normalize_caption(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Split a caption into normalised word tokens: ``"Two cats, sleeping."`` -> ``["two", "cats", "sleeping"]``."""
-    return _WORD.findall(normalize_caption(text))
+    return _WORD.findall(scoring_text(text))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def meteor(
         logger.warning("METEOR skipped: cannot import pycocoevalcap (%s).", error)
         return None
 
-    gts = {i: [normalize_caption(r) for r in refs if tokenize(r)] for i, refs in enumerate(references)}
-    res = {i: [normalize_caption(p)] for i, p in enumerate(predictions)}
+    gts = {i: [scoring_text(r) for r in refs if tokenize(r)] for i, refs in enumerate(references)}
+    res = {i: [scoring_text(p)] for i, p in enumerate(predictions)}
     try:
         scorer = Meteor()  # starts the JVM; loading the paraphrase table takes a few seconds
     except Exception as error:

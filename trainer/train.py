@@ -4,8 +4,8 @@
 
 One run = one folder `<output_dir>/<name>/` holding the resolved config, TensorBoard logs, the training
 state for `--resume` (written every `save_every_epochs`, and on Ctrl-C), and the best epoch as a zoo
-entry; at the end that entry is scored on the test split and copied into `<zoo_dir>/<name>/` with
-`metrics.json`, `curves.png` and a filled-in model card.
+entry; at the end that entry is scored on the test split and saved into `<zoo_dir>/<name>/` with its
+metrics, curves, experiment config and model card (`captioning.zoo.save_entry`, one atomic save).
 
 Devices and precision come from Accelerate: CPU, one GPU, or `accelerate launch -m trainer.train ...`
 for several; bf16/fp16 mixed precision, gradient accumulation and clipping. With a frozen encoder, image
@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from captioning.config import MapperConfig, grid_side
+from captioning.config import MapperConfig
 from captioning.generation import get_settings
-from captioning.images import ImageLoadError, load_image
-from captioning.model import PrefixCaptioner, encode_captions, module_fingerprint
-from captioning.zoo import KIND_PREFIX, ZooModel, save_entry
+from captioning.model import PrefixCaptioner
+from captioning.zoo import ZooModel, save_entry
 
 from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
-from .data import DatasetError, Split, SubsetSampler, load_dataset
+from .data import CaptionDataset, DatasetError, Split, SubsetSampler, drop_unreadable, load_dataset, make_collate
 from .evaluate import evaluate_split
 
 STATE_DIR = "state"
@@ -94,76 +93,6 @@ def build_components(cfg: ExperimentConfig):
     image_size = m.image_size or (CLIPVisionConfig(**{k: v for k, v in encoder_config.items() if k != "model_type"}).image_size
                                   if encoder_type == "clip" else encoder_config.get("image_size", 224))
     return model, tokenizer, make_image_processor(encoder_type, image_size)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Data
-
-
-PIXEL_MEMO_BYTES = 2 * 1024**3  # preprocessed images are kept in memory when they all fit in this budget
-
-
-class CaptionDataset(Dataset):
-    """(image, caption) pairs; yields pixel values, or the cached embedding when one is given.
-
-    Preprocessing is deterministic (no augmentation), so when the split's preprocessed images fit in
-    PIXEL_MEMO_BYTES each image is decoded and preprocessed once, not once per caption per epoch.
-    """
-
-    def __init__(self, split: Split, image_processor, embeddings: dict[str, torch.Tensor] | None = None):
-        self.records = split.records
-        self.image_processor = image_processor
-        self.embeddings = embeddings
-        crop = getattr(image_processor, "crop_size", None) or image_processor.size
-        side = max(crop.get("height", 0), crop.get("width", 0), crop.get("shortest_edge", 0)) or 224
-        self._memo: dict[str, torch.Tensor] | None = (
-            {} if len(split.image_paths) * 3 * side * side * 4 <= PIXEL_MEMO_BYTES else None)
-
-    def pixels(self, image_id: str, path) -> torch.Tensor:
-        if self._memo is not None and image_id in self._memo:
-            return self._memo[image_id]
-        pixel_values = self.image_processor(images=[load_image(path)], return_tensors="pt")["pixel_values"][0]
-        if self._memo is not None:
-            self._memo[image_id] = pixel_values
-        return pixel_values
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        item: dict[str, Any] = {"caption": record.caption, "image_id": record.image_id}
-        if self.embeddings is not None:
-            item["image_embeds"] = self.embeddings[record.image_id]
-        else:
-            item["pixel_values"] = self.pixels(record.image_id, record.image_path)
-        return item
-
-
-def make_collate(tokenizer, max_tokens: int):
-    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = encode_captions(tokenizer, [it["caption"] for it in items], max_tokens)
-        key = "image_embeds" if "image_embeds" in items[0] else "pixel_values"
-        batch[key] = torch.stack([it[key] for it in items])
-        return batch
-    return collate
-
-
-def drop_unreadable(split: Split) -> Split:
-    """Images that exist but cannot be decoded are dropped (and counted) before training starts."""
-    bad = set()
-    for image_id, path in split.image_paths.items():
-        try:
-            load_image(path)
-        except ImageLoadError as e:
-            bad.add(image_id)
-            split.report.notes.append(f"unreadable image skipped: {e}")
-    if bad:
-        split.records = [r for r in split.records if r.image_id not in bad]
-        split.image_paths = {k: v for k, v in split.image_paths.items() if k not in bad}
-        split.references = {k: v for k, v in split.references.items() if k not in bad}
-        split.report.missing_images += len(bad)
-    return split
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -257,7 +186,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     if model.config.freeze_encoder and d.cache_embeddings:
         from .cache import EmbeddingCache
 
-        cache = EmbeddingCache(d.cache_dir, encoder_key(model, image_processor, cfg))
+        cache = EmbeddingCache.for_model(d.cache_dir, model, image_processor)
         wanted = {**train_split.image_paths, **val_split.image_paths}
         started = time.perf_counter()
         embeddings = cache.get_or_compute(wanted, model, image_processor, device=accelerator.device,
@@ -400,22 +329,6 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     return finish(cfg, run_dir, state, counts, train_split, val_split)
 
 
-def encoder_key(model: PrefixCaptioner, image_processor, cfg: ExperimentConfig) -> str:
-    """What makes two embeddings of the same image equal: encoder weights, features taken, revision, preprocessing."""
-    import hashlib
-
-    parts = [module_fingerprint(model.encoder), "patches" if model.uses_patches else "pooled", str(cfg.model.encoder),
-             str(cfg.model.encoder_revision), json.dumps(image_processor.to_dict(), sort_keys=True, default=str)]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-
-
-def as_zoo_model(name: str, model: PrefixCaptioner, tokenizer, image_processor) -> ZooModel:
-    """Wrap an in-memory model so the engine's batched captioning path can run it (validation)."""
-    return ZooModel(name=name, path=Path("."), kind=KIND_PREFIX, model=model, tokenizer=tokenizer,
-                    image_processor=image_processor, config=model.config.to_dict(), metrics=None, weights_hash="",
-                    encoder_fingerprint="")
-
-
 @torch.no_grad()
 def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_processor, embeddings, settings,
              accelerator) -> dict[str, float]:
@@ -432,7 +345,7 @@ def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_proc
     wanted = [m for m in cfg.evaluation.metrics if m != "loss"]
     if wanted and accelerator.is_main_process:
         e = cfg.evaluation
-        zoo_model = as_zoo_model(cfg.experiment.name, unwrapped, tokenizer, image_processor)
+        zoo_model = ZooModel.from_model(cfg.experiment.name, unwrapped, tokenizer, image_processor)
         features = (lambda ids: torch.stack([embeddings[i] for i in ids])) if embeddings is not None else None
         with accelerator.autocast():
             scores, _ = evaluate_split(zoo_model, val_split, settings=settings, metrics=wanted,
@@ -482,17 +395,15 @@ def finish(cfg: ExperimentConfig, run_dir: Path, state: RunState, counts: dict[s
     metrics["info"] = metrics_info(bertscore_model=e.bertscore_model, bertscore_num_layers=e.bertscore_num_layers,
                                    use_bertscore="bertscore" in e.metrics, use_meteor="meteor" in e.metrics)
     metrics["history"] = state.history
-    curves = run_dir / "curves.png"
+    curves = run_dir / "curves.png"  # the run folder's copy; the entry's name for it is the zoo's business
     plot_curves(state.history, curves, title=cfg.experiment.name)
     training = {"data": d.path, "format": d.format, "splits": {"train": train_split.report.counts(),
                                                                "val": val_split.report.counts(), "test": test_report},
                 "epochs": cfg.training.epochs, "best_epoch": state.best_epoch,
                 "best_metric": e.best_metric, "parameters": counts, "config": config_to_dict(cfg)}
-    card = model_card(cfg, best, metrics, training)
     entry = Path(cfg.experiment.zoo_dir) / cfg.experiment.name
-    save_entry(best.model, best.tokenizer, best.image_processor, entry, metrics=metrics, card=card,
-               training=training, extra_files={"curves.png": curves}, overwrite=True)
-    (Path(entry) / "experiment.yaml").write_text((run_dir / "config.yaml").read_text())
+    save_entry(best.model, best.tokenizer, best.image_processor, entry, metrics=metrics, training=training,
+               experiment=(run_dir / "config.yaml").read_text(), curves=curves, overwrite=True)
     return {"run_dir": str(run_dir), "entry": str(entry), "best_epoch": state.best_epoch, "metrics": metrics}
 
 
@@ -520,42 +431,6 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> N
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def model_card(cfg: ExperimentConfig, best: ZooModel, metrics: dict[str, Any], training: dict[str, Any]) -> str:
-    c = best.model.config
-    counts = training["parameters"]
-    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    lines = [
-        f"# {cfg.experiment.name}", "",
-        "A prefix image captioner (ClipCap-style) trained with Caption Zoo: " + (
-            f"the encoder's patch tokens are pooled to a {grid_side(c.prefix_length)} x {grid_side(c.prefix_length)} "
-            f"grid of regions, each mapped to one of K={c.prefix_length} prefix embeddings"
-            if c.mapper.type == "grid" else
-            f"the image embedding goes through a {c.mapper.type} mapping network into K={c.prefix_length} prefix embeddings"
-        ) + " that GPT-2 reads before the caption.", "",
-        "## Model", "",
-        f"- Vision encoder: `{c.encoder_name}` ({c.encoder_type}), {'frozen' if c.freeze_encoder else 'trained'}",
-        f"- Decoder: `{c.decoder_name}`, frozen: {c.freeze_decoder}",
-        f"- Mapper: {c.mapper.type}; prefix length K = {c.prefix_length}",
-        f"- Parameters: {counts['total']:,} ({counts['trainable']:,} trainable, {counts['frozen']:,} frozen)", "",
-        "## Data", "",
-        f"- Dataset: `{training['data']}` (format {training['format']})",
-    ]
-    for name, report in training["splits"].items():
-        if report:
-            lines.append(f"- {name}: {report['images']} images, {report['captions']} captions")
-    lines += ["", f"## Metrics ({metrics.get('split')} split, best epoch {training['best_epoch']} by {training['best_metric']})", "",
-              "| metric | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in shown.items()]
-    info = metrics.get("info", {})
-    lines += ["", "## Decoding", "", f"`{json.dumps(metrics['decoding'])}`", "",
-              "BLEU is nltk's corpus BLEU (smoothing method 1) over all references; CIDEr-D is pycocoevalcap's; "
-              f"BERTScore uses {json.dumps(info.get('bertscore', info.get('bertscore_model', 'n/a')), default=str)} "
-              "without baseline rescaling.", "",
-              "## Reproduce", "", f"```\npython -m trainer.train {cfg.experiment.name}.yaml  # the config is saved as experiment.yaml beside this card\n```", "",
-              "![training curves](curves.png)", ""]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------

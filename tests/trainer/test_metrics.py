@@ -21,7 +21,7 @@ from trainer.metrics import (
     compute_metrics,
     default_bertscore_model_path,
     meteor,
-    normalize_caption,
+    scoring_text,
     tokenize,
 )
 
@@ -57,10 +57,10 @@ UNRELATED = [
 # ------------------------------------------------------------------------------------------------
 
 def test_normalize_caption_lowercases_strips_punctuation_and_collapses_spaces():
-    assert normalize_caption("  A Dog's   BALL!!  ") == "a dogs ball"
-    assert normalize_caption("Black-and-white photo, of a cat.") == "black and white photo of a cat"
-    assert normalize_caption("snake_case\tand\nnewlines") == "snake case and newlines"
-    assert normalize_caption("...!?") == ""
+    assert scoring_text("  A Dog's   BALL!!  ") == "a dogs ball"
+    assert scoring_text("Black-and-white photo, of a cat.") == "black and white photo of a cat"
+    assert scoring_text("snake_case\tand\nnewlines") == "snake case and newlines"
+    assert scoring_text("...!?") == ""
 
 
 def test_tokenize_returns_normalised_words():

@@ -1,0 +1,80 @@
+"""The model card: the one writer of a zoo entry's README.md text, for entries saved by hand and by the trainer.
+
+`model_card` takes the entry's config, its metrics and (optionally) the training record the trainer keeps in
+config.json, and writes: what the model is (grid or mapping network), its parts and parameters, the data it
+was trained on, the metrics table, the decoding settings with notes on how the metrics are computed, the
+command that reproduces it and the training curves. It knows no file names: `captioning.zoo` passes the
+curves image's name and the reproduce command.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .config import CaptionerConfig, grid_side
+
+
+def describe(config: CaptionerConfig) -> str:
+    """One sentence: how the image reaches GPT-2 (grid of regions, or a mapping network)."""
+    k = config.prefix_length
+    if config.mapper.type == "grid":
+        g = grid_side(k)
+        how = (f"the encoder's patch tokens are pooled to a {g} x {g} grid of regions, each mapped to one of "
+               f"K={k} prefix embeddings")
+    else:
+        how = f"the image embedding goes through a {config.mapper.type} mapping network into K={k} prefix embeddings"
+    return how + " that GPT-2 reads before the caption."
+
+
+def _value(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def model_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | None = None,
+               training: dict[str, Any] | None = None, *, parameters: dict[str, int] | None = None,
+               reproduce: str | None = None, curves_file: str | None = None) -> str:
+    """The card's Markdown.
+
+    metrics: what metrics.json holds (numbers go in the table; `decoding` and `info` describe them).
+    training: the trainer's record (`data`, `format`, `splits`, `best_epoch`, `best_metric`, `parameters`).
+    parameters: counts (`total`, `trainable`, `frozen`) when training does not carry them.
+    reproduce: the command that retrains the entry; curves_file: the curves image beside the card.
+    """
+    training = training or {}
+    metrics = metrics or {}
+    counts = training.get("parameters") or parameters
+    made = "trained with" if training.get("best_epoch") is not None else "from"
+    lines = [f"# {name}", "", f"A prefix image captioner (ClipCap-style) {made} Caption Zoo: {describe(config)}", "",
+             "## Model", "",
+             f"- Vision encoder: `{config.encoder_name}` ({config.encoder_type}), "
+             f"{'frozen' if config.freeze_encoder else 'trained'}",
+             f"- Decoder: `{config.decoder_name}`, frozen: {config.freeze_decoder}",
+             f"- Mapper: {config.mapper.type}; prefix length K = {config.prefix_length}"]
+    if counts:
+        lines.append(f"- Parameters: {counts['total']:,} ({counts['trainable']:,} trainable, {counts['frozen']:,} frozen)")
+    if training.get("data") is not None:
+        fmt = f" (format {training['format']})" if training.get("format") else ""
+        lines += ["", "## Data", "", f"- Dataset: `{training['data']}`{fmt}"]
+        for split, report in (training.get("splits") or {}).items():
+            if report:
+                lines.append(f"- {split}: {report['images']} images, {report['captions']} captions")
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if shown:
+        title = "## Metrics"
+        if training.get("best_epoch") is not None:
+            title += (f" ({metrics.get('split')} split, best epoch {training['best_epoch']} by "
+                      f"{training.get('best_metric')})")
+        lines += ["", title, "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {_value(v)} |" for k, v in shown.items()]
+    if "decoding" in metrics:
+        info = metrics.get("info") or {}
+        bertscore = json.dumps(info.get("bertscore", info.get("bertscore_model", "n/a")), default=str)
+        lines += ["", "## Decoding", "", f"`{json.dumps(metrics['decoding'])}`", "",
+                  "BLEU is nltk's corpus BLEU (smoothing method 1) over all references; CIDEr-D is pycocoevalcap's; "
+                  f"BERTScore uses {bertscore} without baseline rescaling."]
+    if reproduce:
+        lines += ["", "## Reproduce", "", "From the repository root:", "", f"```\n{reproduce}\n```"]
+    if curves_file:
+        lines += ["", f"![training curves]({curves_file})"]
+    return "\n".join(lines) + "\n"
