@@ -1,10 +1,11 @@
-"""Tests for trainer/data.py: every dataset reader, format detection, the inspect CLI, the shapes
+"""Tests for trainer/data/: every dataset reader, format detection, the inspect CLI, the shapes
 dataset generator, the object-accuracy metric and the per-epoch subset sampler.
 
 They protect: what counts as a kept/skipped/missing/dropped caption or image in each format (so training
 never sees a missing file or an empty caption, and the user is told what was left out), that split names
 and seeded splits are stable, that the CLI fails with one line instead of a traceback, and that the
-shapes dataset is deterministic and its captions agree with the objects drawn. All data is generated in
+shapes dataset is deterministic and its captions agree with the objects drawn, and that one file named
+two ways (or through a symlink) is one image in one split in every reader. All data is generated in
 tmp_path; nothing is downloaded.
 """
 from __future__ import annotations
@@ -533,3 +534,94 @@ def test_subset_indices_fresh_each_epoch_and_reproducible():
     order = list(sampler)
     assert len(order) == len(sampler) == 10
     assert sorted(order) == subset_indices(50, 0.2, epoch=2, seed=1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One file named two ways is one image, in every reader
+# ----------------------------------------------------------------------------------------------------
+
+
+def _resolved_by_split(root: Path) -> dict[str, set[Path]]:
+    return {name: {p.resolve() for p in load_dataset(root, split=name).image_paths.values()}
+            for name in ("train", "val", "test")}
+
+
+def test_coco_one_file_under_two_ids_is_one_image(tmp_path):
+    root = _make_coco(tmp_path / "coco")
+    data = json.loads((root / "annotations" / "captions_train2014.json").read_text())
+    data["images"].append({"id": 5, "file_name": "./COCO_train2014_1.jpg"})
+    data["annotations"].append({"id": 30, "image_id": 5, "caption": "The same dog, again."})
+    (root / "annotations" / "captions_train2014.json").write_text(json.dumps(data))
+    train = load_dataset(root, split="train", max_caption_tokens=8)
+    assert (train.report.images, train.report.captions) == (2, 4)
+    assert train.references["1"] == ["A dog runs on grass.", "A brown dog outside.", "The same dog, again."]
+    assert "5" not in train.references
+    assert any("'5' is '1'" in note for note in train.report.notes)
+
+
+def test_karpathy_one_file_named_two_ways_is_one_image(tmp_path):
+    root = _make_karpathy(tmp_path / "karpathy")
+    data = json.loads((root / "dataset_flickr8k.json").read_text())
+    data["images"].append({"filename": "./img0.jpg", "split": "train", "sentences": [{"raw": "caption 0 c"}]})
+    (root / "dataset_flickr8k.json").write_text(json.dumps(data))
+    train = load_dataset(root, split="train")
+    assert sorted(train.references) == ["img0.jpg", "img1.jpg", "img4.jpg"]
+    assert train.references["img0.jpg"] == ["caption 0 a", "caption 0 b", "caption 0 c"]
+    assert inspect_dataset(root)["splits"]["train"]["images"] == 3
+
+
+def test_flickr_token_file_one_file_named_two_ways_is_one_image(tmp_path):
+    root = _make_flickr_token(tmp_path / "flickr")
+    token = root / "Flickr8k_text" / "Flickr8k.token.txt"
+    token.write_text(token.read_text() + "./a.jpg#2\tThe same child .\n")
+    (root / "Flickr8k_text" / "Flickr_8k.trainImages.txt").write_text("a.jpg\n./b.jpg\n")  # split list says ./b.jpg
+    train = load_dataset(root, split="train")
+    assert train.references == {"a.jpg": ["A child in a pink dress .", "A girl climbing stairs .", "The same child ."],
+                                "b.jpg": ["A black dog ."]}
+    assert inspect_dataset(root)["splits"]["train"]["images"] == 2
+
+
+def test_kaggle_seeded_split_keeps_every_name_of_a_file_together(tmp_path):
+    root = _make_kaggle(tmp_path / "kaggle", n_images=10)
+    with open(root / "captions.txt", "a", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([[f"./k{i}.jpg", f"again {i}"] for i in range(10)])
+    by_split = _resolved_by_split(root)
+    assert sum(map(len, by_split.values())) == 10  # ten files, each counted once
+    assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"])
+    train = load_dataset(root, split="train")
+    assert all(len(captions) == 3 for captions in train.references.values())
+
+
+def _folder_named_two_ways(root: Path, n: int = 20) -> Path:
+    lines = ["image,caption"]
+    for index in range(n):
+        _png(root / "imgs" / f"p{index}.png")
+        lines += [f"imgs/p{index}.png,picture {index}", f"./imgs/p{index}.png,the same picture {index}"]
+    (root / "captions.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_folder_file_named_two_ways_is_one_image_in_one_split(tmp_path):
+    root = _folder_named_two_ways(tmp_path / "two")
+    (root / "imgs" / "link.png").symlink_to(root / "imgs" / "p0.png")  # a third name, through a symlink
+    with open(root / "captions.csv", "a") as handle:
+        handle.write("imgs/link.png,still picture 0\n")
+    by_split = _resolved_by_split(root)
+    assert sum(map(len, by_split.values())) == 20
+    assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"]) \
+        and not (by_split["val"] & by_split["test"]), "a train/test leak"
+    summary = inspect_dataset(root)
+    assert sum(s["images"] for s in summary["splits"].values()) == 20
+    assert sum(s["captions"] for s in summary["splits"].values()) == 41
+    split_of_p0 = next(name for name, paths in by_split.items() if (root / "imgs" / "p0.png").resolve() in paths)
+    p0 = load_dataset(root, split=split_of_p0).references["imgs/p0.png"]
+    assert p0 == ["picture 0", "the same picture 0", "still picture 0"]
+
+
+def test_inspect_cli_counts_a_file_named_two_ways_once(tmp_path):
+    root = _folder_named_two_ways(tmp_path / "two", n=10)
+    done = _run_cli("inspect", str(root), "--json")
+    assert done.returncode == 0, done.stderr
+    splits = json.loads(done.stdout)["splits"]
+    assert sum(s["images"] for s in splits.values()) == 10
+    assert sum(s["captions"] for s in splits.values()) == 20

@@ -76,7 +76,7 @@ def _read_coco_file(json_path: Path, split: str, image_root: Path | None, check_
     locator = ImageLocator(roots, probe=check_images)
 
     skips = LineSkips(json_path.name)
-    raw = RawSplit()
+    raw = RawSplit(resolve=check_images)
     entries: dict[str, tuple[Path, list[dict] | None]] = {}
     for index, image in enumerate(data["images"]):
         if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):

@@ -7,7 +7,17 @@ import csv
 import io
 from pathlib import Path
 
-from .reading import ImageLocator, LineSkips, RawSplit, ReadResult, read_text, seeded_split, seeded_split_note
+from .reading import (
+    ImageLocator,
+    LineSkips,
+    RawSplit,
+    ReadResult,
+    first_names,
+    image_identity,
+    read_text,
+    seeded_split,
+    seeded_split_note,
+)
 from .records import SPLITS, DatasetError
 
 
@@ -84,30 +94,39 @@ def read_flickr8k(path: Path, wanted: set[str], image_root: Path | None, check_i
     else:
         captions = _parse_flickr_token(caption_file, skips)
 
+    roots = [image_root] if image_root is not None else [
+        root / "Flicker8k_Dataset", root / "Flickr8k_Dataset", root / "Images", root / "images", root]
+    locator = ImageLocator(roots, probe=check_images)
+    first = first_names(captions, locator.locate, check_images)  # every name of one file -> its first name
+    names_of: dict[str, list[str]] = {}
+    for name, image_id in first.items():
+        names_of.setdefault(image_id, []).append(name)
+
     text_dir = caption_file.parent
     split_files = {s: text_dir / f for s, f in _FLICKR_SPLIT_FILES.items() if (text_dir / f).is_file()}
     notes: list[str] = []
     if split_files:
-        members = {s: [n.strip() for n in read_text(p).splitlines() if n.strip()] for s, p in split_files.items()}
+        by_file = {image_identity(locator.locate(n), check_images): image_id for n, image_id in first.items()}
+        members = {s: [by_file.get(image_identity(locator.locate(n), check_images), n)
+                       for n in (line.strip() for line in read_text(p).splitlines()) if n]
+                   for s, p in split_files.items()}
     else:
-        assignment = seeded_split(captions)
-        members = {s: [n for n in captions if assignment[n] == s] for s in SPLITS}
+        assignment = seeded_split(names_of)
+        members = {s: [n for n in names_of if assignment[n] == s] for s in SPLITS}
         notes.append(seeded_split_note(caption_file.name))
 
-    roots = [image_root] if image_root is not None else [
-        root / "Flicker8k_Dataset", root / "Flickr8k_Dataset", root / "Images", root / "images", root]
-    locator = ImageLocator(roots, probe=check_images)
     splits: dict[str, RawSplit] = {}
     for split in sorted(wanted & set(members)):
-        raw = splits[split] = RawSplit(notes=list(notes))
+        raw = splits[split] = RawSplit(notes=list(notes), resolve=check_images)
         without_captions = 0
-        for name in members[split]:
-            if name not in captions:
+        for image_id in dict.fromkeys(members[split]):
+            if image_id not in names_of:
                 without_captions += 1
                 continue
-            image_path = locator.locate(name)
-            for caption in captions[name]:
-                raw.add(name, image_path, caption)
+            for name in names_of[image_id]:
+                image_path = locator.locate(name)
+                for caption in captions[name]:
+                    raw.add(name, image_path, caption)
         if without_captions:
             raw.notes.append(f"{without_captions} image(s) listed in {split_files[split].name} have no caption "
                              f"in {caption_file.name}")

@@ -8,7 +8,16 @@ import io
 import json
 from pathlib import Path
 
-from .reading import ImageLocator, LineSkips, RawSplit, ReadResult, read_text, seeded_split, seeded_split_note
+from .reading import (
+    ImageLocator,
+    LineSkips,
+    RawSplit,
+    ReadResult,
+    first_names,
+    read_text,
+    seeded_split,
+    seeded_split_note,
+)
 from .records import SPLIT_ALIASES, SPLITS, DatasetError
 
 _IMAGE_KEYS = ("image", "file_name", "filename", "image_id")
@@ -102,10 +111,14 @@ def read_folder(path: Path, wanted: set[str], image_root: Path | None, check_ima
         else:
             kept.append((image, caption, SPLIT_ALIASES[split.lower()] if split is not None else None))
 
+    root = image_root if image_root is not None else caption_file.parent
+    locator = ImageLocator([root, root / "images"], probe=check_images)
     notes: list[str] = []
     if kept and all(split is None for _, _, split in kept):
-        assignment = seeded_split(image for image, _, _ in kept)
-        kept = [(image, caption, assignment[image]) for image, caption, _ in kept]
+        # Split by file, not by name: every name of one file (imgs/p0.png, ./imgs/p0.png) lands in one split.
+        first = first_names((image for image, _, _ in kept), locator.locate, check_images)
+        assignment = seeded_split(first.values())
+        kept = [(image, caption, assignment[first[image]]) for image, caption, _ in kept]
         notes.append(seeded_split_note(caption_file.name))
     elif any(split is None for _, _, split in kept):
         # A split column that is filled in for some rows only: the others cannot be placed.
@@ -114,12 +127,10 @@ def read_folder(path: Path, wanted: set[str], image_root: Path | None, check_ima
         skips.count += missing
         notes.append(f"skipped {missing} row(s) of {caption_file.name} with an empty split")
 
-    root = image_root if image_root is not None else caption_file.parent
-    locator = ImageLocator([root, root / "images"], probe=check_images)
     splits: dict[str, RawSplit] = {}
     available = sorted({split for _, _, split in kept}) if kept else list(SPLITS)
     for split in sorted(wanted & set(available)):
-        raw = splits[split] = RawSplit(notes=list(notes))
+        raw = splits[split] = RawSplit(notes=list(notes), resolve=check_images)
         for image, caption, image_split in kept:
             if image_split == split:
                 raw.add(image, locator.locate(image), caption)

@@ -51,7 +51,7 @@ def read_karpathy(path: Path, wanted: set[str], image_root: Path | None, check_i
         else:
             image_path = flickr_locator.locate(image["filename"])
         image_id = str(image["cocoid"]) if "cocoid" in image else image["filename"]
-        raw = splits.setdefault(split, RawSplit())
+        raw = splits.setdefault(split, RawSplit(resolve=check_images))
         sentences = image.get("sentences") if isinstance(image.get("sentences"), list) else []
         if not sentences:
             skips.skip(f"images[{index}]", "entry without 'sentences'")

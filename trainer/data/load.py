@@ -72,6 +72,10 @@ def _build_split(name: str, raw: RawSplit, *, max_caption_tokens: int | None,
         report.notes.append(f"skipped {len(empty)} empty caption(s), e.g. for image {empty[0]}")
     if report.dropped_captions:
         report.notes.append(f"dropped {report.dropped_captions} caption(s) longer than {max_caption_tokens} tokens")
+    if raw.aliases:
+        alias, image_id = next(iter(raw.aliases.items()))
+        report.notes.append(f"{len(raw.aliases)} image name(s) name a file another name already names (e.g. {alias!r} "
+                            f"is {image_id!r}); each file counts once, with all its captions")
     if no_caption_left:
         report.notes.append(f"left out {no_caption_left} image(s) with no caption left")
     if not records:

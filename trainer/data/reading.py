@@ -7,11 +7,30 @@ import difflib
 import json
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .records import AUTO_SPLIT_FRACTIONS, AUTO_SPLIT_SEED, FORMATS, MAX_LINE_NOTES, SPLIT_ALIASES, DatasetError
+
+
+def image_identity(path: Path, resolve: bool = True) -> str:
+    """What identifies an image: its resolved file path (".", "..", repeated slashes and symlinks followed), so a
+    file named two ways (``imgs/p0.png``, ``./imgs/p0.png``) is one image. With ``resolve=False`` (readers
+    called with ``check_images=False``, which make no per-image file-system calls) the path is only
+    normalised as text."""
+    return os.path.realpath(path) if resolve else os.path.abspath(path)
+
+
+def first_names(names: Iterable[str], locate: Callable[[str], Path], resolve: bool) -> dict[str, str]:
+    """name -> the first of `names` that names the same file (what readers use as the image's id, so that a
+    seeded split puts every name of one file in the same split)."""
+    first: dict[str, str] = {}
+    by_file: dict[str, str] = {}
+    for name in names:
+        if name not in first:
+            first[name] = by_file.setdefault(image_identity(locate(name), resolve), name)
+    return first
 
 
 @dataclass
@@ -24,14 +43,20 @@ class RawImage:
 
 @dataclass
 class RawSplit:
-    images: dict[str, RawImage] = field(default_factory=dict)  # image_id -> image, in file order
+    images: dict[str, RawImage] = field(default_factory=dict)  # image identity -> image, in file order
     skipped_lines: int = 0
     notes: list[str] = field(default_factory=list)
+    resolve: bool = True  # see `image_identity`
+    aliases: dict[str, str] = field(default_factory=dict)  # image id -> id of the image that file already has
 
     def add(self, image_id: str, path: Path, caption: str, objects: list[dict] | None = None) -> None:
-        image = self.images.get(image_id)
+        """One caption of one image; an image id naming a file already added joins that image (one id)."""
+        key = image_identity(path, self.resolve)
+        image = self.images.get(key)
         if image is None:
-            image = self.images[image_id] = RawImage(image_id, path, objects=objects)
+            image = self.images[key] = RawImage(image_id, path, objects=objects)
+        elif image_id != image.image_id:
+            self.aliases.setdefault(image_id, image.image_id)
         image.captions.append(caption)
 
 
