@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from captioning import caption_images, get_settings, list_zoo, load_entry, save_entry
 from captioning.preprocessing import make_image_processor
 from captioning.tokenization import train_bpe_tokenizer
-from captioning.zoo import ModelCache, ZooError
+from captioning.zoo import CARD_FILE, CONFIG_FILE, METRICS_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE, ModelCache, ZooError
 from helpers import tiny_captioner
 
 CAPTIONS = ["a red circle", "a large blue square on the left", "two green triangles", "a small yellow star"] * 5
@@ -44,8 +44,8 @@ def make_entry(tmp_path, tokenizer, name="m", seed=0, **kw):
                                                     ("vit", "grid", 4)])
 def test_save_then_load_gives_identical_captions(tmp_path, tokenizer, images, encoder_type, mapper, k):
     model, path = make_entry(tmp_path, tokenizer, encoder_type=encoder_type, mapper=mapper, prefix_length=k)
-    assert sorted(p.name for p in path.iterdir()) >= ["README.md", "config.json", "metrics.json", "model.safetensors",
-                                                       "preprocessor_config.json", "tokenizer.json"]
+    assert sorted(p.name for p in path.iterdir()) >= sorted([CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE,
+                                                              PREPROCESSOR_FILE, "tokenizer.json"])
     assert not [p for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pkl")]
     loaded = load_entry(path)
     for name, tensor in model.state_dict().items():
@@ -64,31 +64,31 @@ def test_loading_is_strict_and_explains(tmp_path, tokenizer):
     with pytest.raises(ZooError, match="does not exist"):
         load_entry(tmp_path / "nope")
     # unknown mapper
-    cfg = json.loads((path / "config.json").read_text())
+    cfg = json.loads((path / CONFIG_FILE).read_text())
     cfg["mapper"]["type"] = "lstm"
-    (path / "config.json").write_text(json.dumps(cfg))
+    (path / CONFIG_FILE).write_text(json.dumps(cfg))
     with pytest.raises(ZooError, match="Unknown mapper 'lstm'"):
         load_entry(path)
     # shape mismatch: a config that says K=4 with weights for K=3
     cfg["mapper"]["type"] = "mlp"
     cfg["prefix_length"] = 4
-    (path / "config.json").write_text(json.dumps(cfg))
+    (path / CONFIG_FILE).write_text(json.dumps(cfg))
     with pytest.raises(ZooError, match="shape mismatches"):
         load_entry(path)
     cfg["prefix_length"] = 3
-    (path / "config.json").write_text(json.dumps(cfg))
+    (path / CONFIG_FILE).write_text(json.dumps(cfg))
     load_entry(path)
     # missing and corrupt weights
-    state = {k: v.clone() for k, v in load_file(path / "model.safetensors").items()}  # not mmapped: we overwrite the file
-    (path / "model.safetensors").write_bytes(b"not a safetensors file")
+    state = {k: v.clone() for k, v in load_file(path / WEIGHTS_FILE).items()}  # not mmapped: we overwrite the file
+    (path / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
     with pytest.raises(ZooError, match="not a readable safetensors"):
         load_entry(path)
     del state["mapper.net.0.weight"]
-    save_file(state, path / "model.safetensors")
+    save_file(state, path / WEIGHTS_FILE)
     with pytest.raises(ZooError, match="missing"):
         load_entry(path)
-    (path / "model.safetensors").unlink()
-    with pytest.raises(ZooError, match="missing model.safetensors"):
+    (path / WEIGHTS_FILE).unlink()
+    with pytest.raises(ZooError, match=f"missing {WEIGHTS_FILE}"):
         load_entry(path)
 
 
@@ -101,7 +101,7 @@ class Boom:
 def test_pickles_are_never_unpickled(tmp_path, tokenizer, monkeypatch, suffix):
     monkeypatch.chdir(tmp_path)
     _, path = make_entry(tmp_path, tokenizer)
-    (path / "model.safetensors").unlink()
+    (path / WEIGHTS_FILE).unlink()
     (path / f"weights{suffix}").write_bytes(pickle.dumps(Boom()))
     with pytest.raises(ZooError, match="never unpickles") as err:
         load_entry(path)
@@ -119,7 +119,7 @@ def test_pickles_are_never_unpickled(tmp_path, tokenizer, monkeypatch, suffix):
 def test_list_zoo_reports_entries_and_survives_broken_ones(tmp_path, tokenizer):
     model, _ = make_entry(tmp_path, tokenizer, name="good")
     (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "config.json").write_text("{not json")
+    (tmp_path / "broken" / CONFIG_FILE).write_text("{not json")
     rows = {r["name"]: r for r in list_zoo(tmp_path)}
     good = rows["good"]
     counts = model.parameter_counts()
@@ -133,10 +133,10 @@ def test_list_zoo_reports_entries_and_survives_broken_ones(tmp_path, tokenizer):
 
 def test_save_refuses_to_overwrite_by_default(tmp_path, tokenizer):
     model, path = make_entry(tmp_path, tokenizer)
-    before = (path / "model.safetensors").read_bytes()
+    before = (path / WEIGHTS_FILE).read_bytes()
     with pytest.raises(ZooError, match="already exists"):
         save_entry(model, tokenizer, make_image_processor("clip", 32), path)
-    assert (path / "model.safetensors").read_bytes() == before
+    assert (path / WEIGHTS_FILE).read_bytes() == before
     save_entry(model, tokenizer, make_image_processor("clip", 32), path, overwrite=True)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp folders left behind"
 
@@ -144,9 +144,9 @@ def test_save_refuses_to_overwrite_by_default(tmp_path, tokenizer):
 def test_cache_bounds_models_and_shares_identical_encoders(tmp_path, tokenizer, images):
     paths = [make_entry(tmp_path, tokenizer, name=f"m{i}", seed=i)[1] for i in range(3)]
     # give m1 the encoder weights of m0: the cache should then share one encoder module
-    s0, s1 = ({k: v.clone() for k, v in load_file(p / "model.safetensors").items()} for p in paths[:2])
+    s0, s1 = ({k: v.clone() for k, v in load_file(p / WEIGHTS_FILE).items()} for p in paths[:2])
     s1.update({k: v for k, v in s0.items() if k.startswith("encoder.")})
-    save_file(s1, paths[1] / "model.safetensors")
+    save_file(s1, paths[1] / WEIGHTS_FILE)
     cache = ModelCache(max_models=2)
     a, b = cache.get(paths[0]), cache.get(paths[1])
     assert a.encoder_key == b.encoder_key and a.model.encoder is b.model.encoder
@@ -160,9 +160,9 @@ def test_cache_bounds_models_and_shares_identical_encoders(tmp_path, tokenizer, 
 
 def test_encoder_runs_once_per_batch_for_shared_encoders(tmp_path, tokenizer, images, monkeypatch):
     paths = [make_entry(tmp_path, tokenizer, name=f"m{i}", seed=i)[1] for i in range(2)]
-    s0, s1 = ({k: v.clone() for k, v in load_file(p / "model.safetensors").items()} for p in paths[:2])
+    s0, s1 = ({k: v.clone() for k, v in load_file(p / WEIGHTS_FILE).items()} for p in paths[:2])
     s1.update({k: v for k, v in s0.items() if k.startswith("encoder.")})
-    save_file(s1, paths[1] / "model.safetensors")
+    save_file(s1, paths[1] / WEIGHTS_FILE)
     models = [load_entry(p) for p in paths]
     calls = []
     for m in models:
@@ -205,11 +205,59 @@ def test_pooled_and_grid_models_never_share_encoder_features(tmp_path, tokenizer
     # Same encoder weights, but the grid mapper reads patch tokens: features computed for one must not feed the other.
     (_pooled, p0), (_grid, p1) = make_entry(tmp_path, tokenizer, name="pooled"), make_entry(
         tmp_path, tokenizer, name="grid", mapper="grid", prefix_length=4)
-    s0, s1 = (load_file(p / "model.safetensors") for p in (p0, p1))
+    s0, s1 = (load_file(p / WEIGHTS_FILE) for p in (p0, p1))
     s1.update({k: v for k, v in s0.items() if k.startswith("encoder.")})
-    save_file(s1, p1 / "model.safetensors")
+    save_file(s1, p1 / WEIGHTS_FILE)
     a, b = load_entry(p0), load_entry(p1)
     assert a.encoder_fingerprint == b.encoder_fingerprint and a.encoder_key != b.encoder_key
     together = caption_images([a, b], images, settings="greedy")
     alone = caption_images([b], images, settings="greedy")
     assert [r.captions for r in together if r.model_name == "grid"] == [r.captions for r in alone]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The captioning pipeline: precomputed features and the rule for unreadable images
+
+
+def test_precomputed_features_skip_preprocessing_and_give_the_same_captions(tmp_path, tokenizer, images, monkeypatch):
+    from captioning.zoo import ZooModel
+
+    (_m0, p0), (_m1, p1) = make_entry(tmp_path, tokenizer, name="a"), make_entry(tmp_path, tokenizer, name="b", seed=1)
+    models = [load_entry(p0), load_entry(p1)]
+    names = [f"im{i}" for i in range(len(images))]
+    settings = get_settings("consistent", max_new_tokens=8)
+    expected = caption_images(models, images, names=names, settings=settings, batch_size=2)
+    stored = {m.encoder_key: dict(zip(names, m.encode(m.preprocess(images)))) for m in models}
+    asked = []
+
+    def source(key):
+        return lambda batch: asked.append((key, list(batch))) or torch.stack([stored[key][n] for n in batch])
+
+    for m in models:  # neither preprocessing nor the encoder may run
+        monkeypatch.setattr(m, "preprocess", lambda *_: pytest.fail("preprocessed although features were given"))
+        monkeypatch.setattr(m.model, "encode_images", lambda *_: pytest.fail("encoded although features were given"))
+    got = caption_images(models, None, names=names, settings=settings, batch_size=2,
+                         features={key: source(key) for key in stored})
+    assert [(r.image_name, r.model_name, r.captions) for r in got] == \
+        [(r.image_name, r.model_name, r.captions) for r in expected]
+    assert [batch for _, batch in asked if _ == models[0].encoder_key] == [names[0:2], names[2:4], names[4:5]]
+    with pytest.raises(ValueError, match="none for \\['b'\\]"):
+        caption_images(models, None, names=names, features={models[0].encoder_key: source(models[0].encoder_key)})
+    # an in-memory model wraps the same way the trainer's validation does, with the same key as when loaded
+    wrapped = ZooModel.from_model("a", _m0, tokenizer, make_image_processor("clip", 32))
+    assert wrapped.encoder_key == models[0].encoder_key
+
+
+def test_read_images_leaves_unreadable_images_out_and_names_them(tmp_path, capsys):
+    from captioning.pipeline import read_images
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(good)
+    (tmp_path / "broken.jpg").write_text("not a picture")
+    read = read_images([("good", good), ("broken", tmp_path / "broken.jpg"), ("gone", tmp_path / "gone.png")])
+    assert read.names == ["good"] and [im.size for im in read.images] == [(8, 8)]
+    assert sorted(read.problems) == ["broken", "gone"]
+    assert "broken.jpg" in read.problems["broken"] and "gone.png" in read.problems["gone"]
+    read.report()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("skipped: ") for line in lines)

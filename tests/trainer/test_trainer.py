@@ -15,7 +15,17 @@ from transformers import CLIPVisionModelWithProjection, GPT2Config, GPT2LMHeadMo
 
 from captioning.preprocessing import make_image_processor
 from captioning.tokenization import train_bpe_tokenizer
-from captioning.zoo import list_zoo, load_entry
+from captioning.zoo import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    EXPERIMENT_FILE,
+    METRICS_FILE,
+    PREPROCESSOR_FILE,
+    WEIGHTS_FILE,
+    list_zoo,
+    load_entry,
+)
 from helpers import tiny_vision_config
 from trainer.config import load_config
 from trainer.data import write_shapes_dataset
@@ -55,14 +65,14 @@ def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     summary = train(cfg, quiet=True)
     entry = Path(summary["entry"])
     names = {p.name for p in entry.iterdir()}
-    assert {"config.json", "model.safetensors", "metrics.json", "README.md", "curves.png", "tokenizer.json",
-            "preprocessor_config.json", "experiment.yaml"} <= names
-    metrics = json.loads((entry / "metrics.json").read_text())
+    assert {CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE, CURVES_FILE, "tokenizer.json",
+            PREPROCESSOR_FILE, EXPERIMENT_FILE} <= names
+    metrics = json.loads((entry / METRICS_FILE).read_text())
     assert metrics["split"] == "test" and 0 <= metrics["object_accuracy"] <= 1 and "bleu4" in metrics
     assert len(metrics["history"]) == 2 and metrics["decoding"]["preset"] == "consistent"
     # one caption per image per epoch: 32 training images / batch 16 = 2 steps per epoch (not 160 / 16)
     assert [h["step"] for h in metrics["history"]] == [2, 4]
-    card = (entry / "README.md").read_text()
+    card = (entry / CARD_FILE).read_text()
     assert "## Metrics" in card and "pooled to a 2 x 2 grid of regions" in card
     assert (tmp_path / "runs" / "tiny" / "config.yaml").is_file()
     assert list((tmp_path / "runs" / "tiny" / "tensorboard").iterdir())
