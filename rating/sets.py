@@ -45,7 +45,7 @@ from rating.results import agreement, summary_table
 from rating.store import RatingStore, validate_name
 
 DEFAULT_PRESET = "consistent"
-PAGE_SIZE = 10  # image rows per page of the rating grid
+PAGE_SIZE = 10  # image rows per page of the rating grid: ~10 x (1 + 2 per model) widgets keeps a page responsive
 CAPTION_BATCH = 8  # images read and captioned at a time: bounds memory however many photos come in one go
 DISPLAY_SIDE = 640  # longest side of the display copies, pixels
 MIN_DISPLAY_SIDE = 256  # smaller images are enlarged for display (whole factor, nearest neighbour)
