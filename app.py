@@ -6,7 +6,9 @@ Run it (offline; nothing is downloaded, no share link, no analytics):
     python app.py [--zoo model_zoo] [--db ratings.sqlite] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS]
 
 How it is put together (the usual Gradio order): the handler functions first, each a thin layer over the
-`captioning` and `rating` libraries; then `build_app`, which lays out the page with `gr.Blocks` and wires the
+`captioning` and `rating` libraries (the evaluation-set workflow itself, from opening a set to paging the
+grid, is `rating.sets`, shared with other front ends); they add only the page's wording, warnings and
+errors; then `build_app`, which lays out the page with `gr.Blocks` and wires the
 events; then `main`. App-level objects (the rating store, the model cache, the folders) live in one
 `AppContext`; everything that belongs to one browser session (rater, evaluation set, page, blind reveal)
 lives in a `gr.State` dict, never in module globals.
@@ -18,19 +20,20 @@ Where things are kept:
 - images: an upright, downsized PNG copy per image, named by the hash of the file's bytes, in a cache folder
   (default: <system temp>/caption-zoo/images). That folder is what the page shows; the zoo folder and the
   database are never served (Gradio serves only its upload cache, its own cache and `allowed_paths`, and
-  both are passed as `blocked_paths` as well).
+  both are passed as `blocked_paths` as well). A file input naming a server path instead of an upload is
+  refused with a message that names no path (`CaptionZooBlocks`).
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import hashlib
 import html
 import os
-import random
-import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -49,21 +52,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import gradio as gr
 import pandas as pd
-from PIL import Image
+from gradio.exceptions import InvalidPathError  # raised by gradio itself for a file input it refuses
 
-from captioning.generation import PRESETS, get_settings
-from captioning.images import (
-    ImageLoadError,
-    find_images,
-    image_content_hash,
-    load_image,
-    prepare_for_display,
-)
-from captioning.pipeline import caption_images
+from captioning.generation import PRESETS
+from captioning.images import IMAGE_EXTENSIONS, ImageLoadError, find_images
 from captioning.zoo import ModelCache, ZooError, list_zoo
-from rating.exports import export_csv, export_xlsx
-from rating.imports import read_captions_csv
-from rating.results import accuracy_chart, agreement, summary_table
+from rating import sets
+from rating.results import accuracy_chart
+from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView
 from rating.store import RatingStore, validate_name
 
 ROOT = Path(__file__).resolve().parent
@@ -72,13 +68,12 @@ DEFAULT_DB = "ratings.sqlite"
 DEFAULT_SAMPLES = ROOT / "sample_images"
 DEFAULT_IMAGE_CACHE = Path(tempfile.gettempdir()) / "caption-zoo" / "images"
 DEFAULT_MAX_FILE_SIZE = "25mb"  # per uploaded file; a phone photo is 3-12 MB
-DEFAULT_PRESET = "consistent"
-PAGE_SIZE = 10  # image rows per page of the rating grid: ~10 x (1 + 2 per model) components stays responsive
 MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
-DISPLAY_SIDE = 640  # longest side of the display copies, pixels
-MIN_DISPLAY_SIDE = 256  # smaller images are enlarged for display (whole factor, nearest neighbour)
-CAPTION_BATCH = 8  # images per forward pass; the progress bar moves once per batch and model
 MAX_MODELS_IN_MEMORY = 6
+# What the upload boxes accept: exactly the suffixes the image loader reads (phone formats included when it
+# reads them). Listed as suffixes, not "image", because browsers do not map every photo format to image/*.
+IMAGE_FILE_TYPES = sorted(IMAGE_EXTENSIONS)
+UPLOADS_ONLY = "Only files uploaded through this page can be used; upload the file instead."
 
 SCORE_LABELS = {0: "unrelated", 1: "partly right", 2: "fully accurate"}
 SCORE_CHOICES = [(f"{score} · {label}", score) for score, label in SCORE_LABELS.items()]
@@ -263,20 +258,16 @@ def refresh_sets(ctx: AppContext) -> tuple[Any, Any]:
 
 
 def ensure_session(ctx: AppContext, session: dict[str, Any] | None, rater: str, set_name: str, blind: bool,
-                   preset: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+                   preset: str | None) -> tuple[dict[str, Any], sets.SetInfo]:
     """Open (or create) the evaluation set for this rater; returns the session and the stored set.
 
     An existing set keeps the blind flag and preset it was created with, so every rater rates the same way.
     """
-    rater = validate_name(rater, "rater name")
-    set_name = validate_name(set_name, "evaluation set name")
-    preset = preset if preset in PRESETS else DEFAULT_PRESET
-    info = ctx.store.create_or_open_set(set_name, blind=bool(blind), preset=preset,
-                                        settings=get_settings(preset).to_dict())
+    info = sets.open_set(ctx.store, set_name, rater, bool(blind), preset if preset in PRESETS else DEFAULT_PRESET)
     session = dict(session or new_session())
-    if session.get("eval_set") != set_name or session.get("rater") != rater:
-        session.update(new_session(), eval_set=set_name, rater=rater, version=session.get("version", 0) + 1)
-    session["blind"] = info["blind"]
+    if session.get("eval_set") != info.name or session.get("rater") != info.rater:
+        session.update(new_session(), eval_set=info.name, rater=info.rater, version=session.get("version", 0) + 1)
+    session["blind"] = info.blind
     return session, info
 
 
@@ -284,14 +275,10 @@ def session_summary(ctx: AppContext, session: dict[str, Any]) -> str:
     """One line about the open set: mode, preset, images, captions and how many this rater has rated."""
     if not session or not session.get("eval_set"):
         return "No evaluation set open. Type your rater name and a set name (new or existing), then click **Open set**."
-    name, rater = session["eval_set"], session["rater"]
-    info = ctx.store.get_set(name)
-    captions = ctx.store.get_captions(name)
-    unrated = len(ctx.store.unrated_captions(name, rater))
-    images = len({c["image_hash"] for c in captions})
-    mode = "blind (model names hidden, columns shuffled)" if info["blind"] else "model names shown"
-    return (f"Set **{_esc(name)}** · {mode} · preset `{info['preset']}` · rater **{_esc(rater)}** · "
-            f"{images} images · {len(captions)} captions · you rated {len(captions) - unrated} of {len(captions)}")
+    counts = sets.set_summary(ctx.store, session["eval_set"], session["rater"])
+    mode = "blind (model names hidden, columns shuffled)" if counts.blind else "model names shown"
+    return (f"Set **{_esc(counts.name)}** · {mode} · preset `{counts.preset}` · rater **{_esc(session['rater'])}** · "
+            f"{counts.images} images · {counts.captions} captions · you rated {counts.rated} of {counts.captions}")
 
 
 @user_errors
@@ -300,10 +287,10 @@ def open_set(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str
     """The Open set button: returns the session, a status line, and the set's preset and blind flag."""
     session, info = ensure_session(ctx, session, rater, set_name, blind, preset)
     session["version"] += 1  # redraw the grid from the store even when the same set is opened again
-    if bool(blind) != info["blind"]:
-        gr.Info(f"Set '{_esc(info['name'])}' was created {'blind' if info['blind'] else 'with names shown'}; "
+    if bool(blind) != info.blind:
+        gr.Info(f"Set '{_esc(info.name)}' was created {'blind' if info.blind else 'with names shown'}; "
                 "it stays that way so that every rater rates under the same conditions.")
-    return session, session_summary(ctx, session), info["preset"] or DEFAULT_PRESET, info["blind"]
+    return session, session_summary(ctx, session), info.preset, info.blind
 
 
 def remember(session: dict[str, Any]) -> dict[str, Any]:
@@ -330,67 +317,7 @@ def restore_session(ctx: AppContext, remembered: dict[str, Any] | None) -> tuple
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Images
-
-
-@dataclass
-class LoadedImage:
-    content_hash: str
-    name: str
-    image: Any  # PIL.Image.Image, upright RGB
-
-
-def display_path(ctx: AppContext, content_hash: str) -> Path:
-    return ctx.image_dir / f"{content_hash}.png"
-
-
-def display_copy(image: Any) -> Any:
-    """What the grid shows: at most DISPLAY_SIDE pixels; small images (e.g. 64x64 shapes) are enlarged by a
-    whole factor with nearest-neighbour, so that they are big enough to judge and keep their exact pixels."""
-    display = prepare_for_display(image, DISPLAY_SIDE)
-    longest = max(display.size)
-    if longest < MIN_DISPLAY_SIDE:
-        factor = -(-MIN_DISPLAY_SIDE // longest)
-        display = display.resize((display.width * factor, display.height * factor), Image.Resampling.NEAREST)
-    return display
-
-
-def add_image(ctx: AppContext, path: str | os.PathLike, name: str) -> LoadedImage:
-    """Load one image (ImageLoadError if unreadable), keep its display copy and record it in the store."""
-    image = load_image(path, name=name)
-    content_hash = image_content_hash(path)
-    target = display_path(ctx, content_hash)
-    if not target.exists():
-        # Written beside the target and renamed: a concurrent reader never sees half a PNG.
-        partial_file = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}")
-        display_copy(image).save(partial_file, format="PNG")
-        os.replace(partial_file, target)
-    ctx.store.add_image(content_hash, name, image.width, image.height)
-    return LoadedImage(content_hash, name, image)
-
-
-def load_images(ctx: AppContext, sources: list[tuple[str, str]]) -> tuple[list[LoadedImage], list[str]]:
-    """Load (path, name) pairs; returns the images (duplicates by content dropped) and one message per bad file."""
-    loaded, problems, seen = [], [], set()
-    for path, name in sources:
-        try:
-            item = add_image(ctx, path, name)
-        except (ImageLoadError, OSError) as e:
-            problems.append(str(e))
-            continue
-        if item.content_hash not in seen:
-            seen.add(item.content_hash)
-            loaded.append(item)
-    return loaded, problems
-
-
-def one_line(caption: str) -> str:
-    """A caption as one line: runs of whitespace (line breaks, tabs, form feeds) become one space.
-
-    A caption is a sentence; a stray carriage return from a half-trained model would otherwise split a
-    row of the CSV export in two for many readers.
-    """
-    return " ".join(caption.split())
+# Uploaded files
 
 
 def _file_path(file: Any) -> str:
@@ -418,10 +345,8 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
     """The Caption button: caption every image with every chosen model and save the captions in the set.
 
     Returns the session (its version bumped so the grid redraws), a status line and the session line.
-    Pairs (image, model) the set already has a caption for are kept, not regenerated, so adding a model or
-    more images to a set only does the new work and never changes a caption someone has rated.
-    Images are read CAPTION_BATCH at a time (full size, as the CLI reads them), so memory stays bounded
-    however many photos are dropped at once.
+    The work is `rating.sets.caption_into_set`: pairs (image, model) the set already has a caption for are
+    kept, not regenerated, and images are read CAPTION_BATCH at a time so memory stays bounded.
     """
     validate_name(rater, "rater name")
     validate_name(set_name, "evaluation set name")
@@ -447,11 +372,10 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
                        "Caption in several runs into the same set, or use `python -m captioning caption` and "
                        "import the CSV.")
     session, info = ensure_session(ctx, session, rater, set_name, blind, preset)
-    if info["preset"] and info["preset"] != preset:
-        gr.Warning(f"Set '{_esc(info['name'])}' uses preset '{info['preset']}' (fixed when it was created, "
+    if info.preset != preset:
+        gr.Warning(f"Set '{_esc(info.name)}' uses preset '{info.preset}' (fixed when it was created, "
                    f"so all its captions are made the same way); captioning with it. Start a new set to "
                    f"compare another preset.")
-        preset = info["preset"]
 
     start = time.perf_counter()
     progress(0, desc="Loading models")
@@ -468,41 +392,21 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
         _warn_each(problems)
         raise gr.Error("None of the chosen models could be loaded: " + _esc("; ".join(problems)))
 
-    existing = {(c["image_hash"], c["model_name"]) for c in ctx.store.get_captions(session["eval_set"])}
-    total, done, saved, seen = len(sources) * len(loaded_models), 0, 0, set()
-    for first in range(0, len(sources), CAPTION_BATCH):
-        progress((done, total), desc="Reading images", unit="captions")
-        chunk, chunk_problems = load_images(ctx, sources[first:first + CAPTION_BATCH])
-        problems += chunk_problems
-        chunk = [i for i in chunk if i.content_hash not in seen]  # the same picture uploaded twice
-        seen.update(i.content_hash for i in chunk)
-        todo_models = [m for m in loaded_models if any((i.content_hash, m.name) not in existing for i in chunk)]
-        todo_images = [i for i in chunk if any((i.content_hash, m.name) not in existing for m in todo_models)]
-        if todo_models and todo_images:
-            def report(step: int, steps: int, before: int = done, todo_models=todo_models) -> None:  # steps: this chunk's captions
-                progress((before + step * len(loaded_models) // len(todo_models), total),
-                         desc=f"Captioning {len(sources)} images x {len(loaded_models)} models", unit="captions")
-
-            results = caption_images(todo_models, [i.image for i in todo_images],
-                                     names=[i.content_hash for i in todo_images], settings=preset,
-                                     batch_size=CAPTION_BATCH, progress=report)
-            for r in results:
-                if (r.image_name, r.model_name) not in existing:
-                    ctx.store.save_caption(session["eval_set"], r.image_name, r.model_name, one_line(r.caption),
-                                           weights_hash=r.weights_hash, decoding=r.settings)
-                    saved += 1
-        done = min(total, first + CAPTION_BATCH) * len(loaded_models)
+    desc = f"Captioning {len(sources)} images x {len(loaded_models)} models"
+    run = sets.caption_into_set(
+        ctx.store, info.name, loaded_models, sources, info.preset, batch_size=CAPTION_BATCH, image_dir=ctx.image_dir,
+        progress=lambda done, total: progress((done, total), desc=desc, unit="captions"))
+    problems += run.problems
     _warn_each(problems)
-    if not seen:
+    if not run.images:
         raise gr.Error("None of the images could be read: " + _esc("; ".join(problems)))
 
-    kept = len(seen) * len(loaded_models) - saved
     session["version"] += 1
     session["page"] = 0
-    message = (f"Captioned {len(seen)} image(s) x {len(loaded_models)} model(s) with preset `{preset}`: "
-               f"{saved} new caption(s) in {time.perf_counter() - start:.1f} s")
-    if kept:
-        message += f"; {kept} already in the set (kept)"
+    message = (f"Captioned {run.images} image(s) x {len(loaded_models)} model(s) with preset `{run.preset}`: "
+               f"{run.saved} new caption(s) in {time.perf_counter() - start:.1f} s")
+    if run.kept:
+        message += f"; {run.kept} already in the set (kept)"
     if problems:
         message += f"; {len(problems)} problem(s): " + _esc(" | ".join(problems[:3]))
     return session, message, session_summary(ctx, session)
@@ -512,77 +416,12 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
 # The rating grid
 
 
-@dataclass
-class GridCell:
-    label: str  # what the rater sees above the caption: the model name, or "Caption B" in blind mode
-    model_name: str  # never sent to the page in blind mode; only the server-side handler knows it
-    caption: str
-    score: int | None
-
-
-@dataclass
-class GridRow:
-    image_hash: str
-    file_name: str
-    image_path: str | None  # None when the display copy is gone (e.g. the temp folder was cleared)
-    cells: list[GridCell]
-
-
-@dataclass
-class GridView:
-    rows: list[GridRow]
-    page: int
-    pages: int
-    images: int
-    rated: int
-    captions: int
-    blind: bool
-    revealed: bool
-
-
-def column_order(eval_set: str, image_hash: str, models: list[str]) -> list[str]:
-    """Blind mode's per-image column order: shuffled, but the same every time the set is opened."""
-    order = sorted(models)
-    seed = hashlib.sha256(f"{eval_set}\x00{image_hash}".encode()).hexdigest()
-    random.Random(seed).shuffle(order)
-    return order
-
-
-def _natural_key(text: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
 def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SIZE) -> GridView:
     """The page of the caption grid for this session, drawn from the store (captions and this rater's scores)."""
     if not session or not session.get("eval_set"):
-        return GridView([], 0, 0, 0, 0, 0, False, False)
-    name, rater = session["eval_set"], session["rater"]
-    blind = bool(ctx.store.get_set(name)["blind"])
-    revealed = bool(session.get("revealed"))
-    captions = ctx.store.get_captions(name)
-    ratings = ctx.store.ratings(name, rater)
-    scores = {(h, m): int(s) for h, m, s in zip(ratings["image_hash"], ratings["model_name"], ratings["score"])}
-    by_image: dict[str, dict[str, dict[str, Any]]] = {}
-    for c in captions:
-        by_image.setdefault(c["image_hash"], {})[c["model_name"]] = c
-    # Natural order of file names (img2 before img10): stable, and what a file browser shows.
-    order = sorted(by_image, key=lambda h: (_natural_key(next(iter(by_image[h].values()))["file_name"] or ""), h))
-    pages = max(1, -(-len(order) // page_size))
-    page = min(max(0, int(session.get("page") or 0)), pages - 1)
-    rows = []
-    for image_hash in order[page * page_size:(page + 1) * page_size]:
-        models = by_image[image_hash]
-        names = column_order(name, image_hash, list(models)) if blind else sorted(models)
-        cells = []
-        for index, model in enumerate(names):
-            label = model
-            if blind:
-                label = f"Caption {chr(ord('A') + index)}" + (f" = {model}" if revealed else "")
-            cells.append(GridCell(label, model, models[model]["caption"], scores.get((image_hash, model))))
-        path = display_path(ctx, image_hash)
-        file_name = next(iter(models.values()))["file_name"] or image_hash[:12]
-        rows.append(GridRow(image_hash, file_name, str(path) if path.exists() else None, cells))
-    return GridView(rows, page, pages, len(order), len(scores), len(captions), blind, revealed)
+        return sets.EMPTY_GRID
+    return sets.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
+                          revealed=bool(session.get("revealed")), image_dir=ctx.image_dir)
 
 
 @user_errors
@@ -596,10 +435,9 @@ def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     if score is None:
         return "Choose 0, 1 or 2.", gr.skip()
     ctx.store.rate(eval_set, rater, image_hash, model_name, score)
-    total = len(ctx.store.get_captions(eval_set))
-    rated = total - len(ctx.store.unrated_captions(eval_set, rater))
-    return (f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {_esc(label)} · you rated {rated} of {total}",
-            session_summary(ctx, session))
+    counts = sets.set_summary(ctx.store, eval_set, rater)
+    return (f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {_esc(label)} · you rated {counts.rated} of "
+            f"{counts.captions}", session_summary(ctx, session))
 
 
 def change_page(ctx: AppContext, session: dict[str, Any], delta: int) -> dict[str, Any]:
@@ -658,46 +496,24 @@ def agreement_text(result: dict[str, Any], raters: list[str]) -> str:
 def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> tuple[pd.DataFrame, str, Any]:
     """The Results button: per-model accuracy table (model names revealed), agreement and the chart."""
     name = _chosen_set(session, eval_set)
-    ratings = ctx.store.ratings(name)
-    summary = summary_table(ratings)
-    figure = accuracy_chart(summary, title=f"Caption accuracy by model: {name}")
-    text = agreement_text(agreement(ratings), ctx.store.raters(name))
-    if ratings.empty:
+    found = sets.set_results(ctx.store, name)
+    figure = accuracy_chart(found.summary, title=f"Caption accuracy by model: {name}")
+    text = agreement_text(found.agreement, found.raters)
+    if found.ratings.empty:
         text = "No ratings in this set yet. " + text
-    return results_table(summary), text, figure
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "ratings"
+    return results_table(found.summary), text, figure
 
 
 @user_errors
 def export(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> list[str]:
     """The Export button: summary + every raw rating as CSV (two files) and as one XLSX workbook."""
     name = _chosen_set(session, eval_set)
-    ratings = ctx.store.ratings(name)
-    summary = summary_table(ratings)
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=ctx.work_dir))
-    slug = _slug(name)
-    paths = export_csv(summary, ratings, folder / f"{slug}.csv")
-    paths.append(export_xlsx(summary, ratings, folder / f"{slug}.xlsx", agreement=agreement(ratings)))
-    return [str(p) for p in paths]
+    return [str(p) for p in sets.export_set(ctx.store, name, folder)]
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Importing captions made elsewhere
-
-
-IMPORT_SKIP_COLUMNS = {"image_id", "model_name", "caption", "image_path", "weights_hash", "score", "caption_index"}
-
-
-def _plain_value(text: str) -> Any:
-    """'5' -> 5, '0.55' -> 0.55, 'true' -> True, anything else stays text (CSV cells are all text)."""
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d*\.\d+(e-?\d+)?", text, flags=re.I):
-        return float(text)
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 @user_errors
@@ -714,42 +530,35 @@ def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_na
     for f in image_files:
         source = Path(_file_path(f))
         shutil.copyfile(source, folder / source.name)
-    csv_path = _file_path(csv_file)
-    result = read_captions_csv(csv_path, image_folder=folder)
-    frame = result.captions
-    problems = [f"Image '{i}' named in the CSV was not uploaded" for i in result.missing_images]
-    hashes: dict[str, str] = {}
-    for image_id, path in dict(zip(frame["image_id"], frame["image_path"])).items():
-        if path is None:
-            continue
-        try:
-            hashes[image_id] = add_image(ctx, path, Path(path).name).content_hash
-        except (ImageLoadError, OSError) as e:
-            problems.append(str(e))
-    source_name = Path(csv_path).name
-    saved = 0
-    for record in frame.to_dict("records"):
-        if record["image_id"] not in hashes:
-            continue
-        decoding = {k: _plain_value(str(v)) for k, v in record.items()
-                    if k not in IMPORT_SKIP_COLUMNS and v not in (None, "")}
-        decoding["source"] = f"imported from {source_name}"
-        ctx.store.save_caption(session["eval_set"], hashes[record["image_id"]], record["model_name"],
-                               one_line(record["caption"]), weights_hash=record.get("weights_hash") or None,
-                               decoding=decoding)
-        saved += 1
-    _warn_each(problems)
-    if not saved:
-        raise gr.Error("No caption could be imported: " + _esc(" | ".join(problems[:5]) or result.message))
+    done = sets.import_captions_file(ctx.store, session["eval_set"], _file_path(csv_file), folder,
+                                     image_dir=ctx.image_dir)
+    _warn_each(done.problems)
+    if not done.saved:
+        raise gr.Error("No caption could be imported: " + _esc(" | ".join(done.problems[:5]) or done.message))
     session["version"] += 1
     session["page"] = 0
-    message = f"Imported {saved} caption(s) for {len(hashes)} image(s) into set '{_esc(session['eval_set'])}'. " \
-              f"{_esc(result.message)}."
+    message = (f"Imported {done.saved} caption(s) for {done.images} image(s) into set '{_esc(done.set_name)}'. "
+               f"{_esc(done.message)}.")
     return session, message, session_summary(ctx, session)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
+
+
+class CaptionZooBlocks(gr.Blocks):
+    """gr.Blocks whose refusal of a file input that was not uploaded names no server path.
+
+    An API caller can send any server path as a file input; Gradio refuses it before a handler runs, but
+    its message names the path as the server resolved it and, for a blocked one, every blocked path (the
+    zoo folder, the database files). The refusal stays Gradio's; only its words change.
+    """
+
+    async def preprocess_data(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except InvalidPathError:
+            raise gr.Error(UPLOADS_ONLY, print_exception=False) from None
 
 
 def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLike = DEFAULT_DB, *,
@@ -760,7 +569,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
     entries, zoo_note = zoo_entries(ctx)
     samples = sample_names(ctx)
 
-    with gr.Blocks(title="Caption Zoo", analytics_enabled=False) as demo:  # no version check, no telemetry
+    with CaptionZooBlocks(title="Caption Zoo", analytics_enabled=False) as demo:  # no version check, no telemetry
         session = gr.State(new_session())
         # Rater and set name survive a page reload (and a server restart: the secret is stable per database).
         remembered = gr.BrowserState({}, storage_key="caption-zoo-session",
@@ -780,7 +589,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
             with gr.Tab("Compare & rate", id="compare"):
                 with gr.Row():
                     uploads = gr.File(label="Images (drop several files)", file_count="multiple",
-                                      file_types=["image"], elem_id="uploads", height=160)
+                                      file_types=IMAGE_FILE_TYPES, elem_id="uploads", height=160)
                     sample_picks = gr.CheckboxGroup(
                         choices=samples, label="…or sample images", show_select_all=bool(samples),
                         info=None if samples else f"No sample images in {ctx.samples_dir}", elem_id="samples")
@@ -864,7 +673,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                 with gr.Row():
                     import_csv = gr.File(label="Captions CSV", file_types=[".csv", ".txt", ".tsv"],
                                          elem_id="import-csv")
-                    import_images = gr.File(label="Its images", file_count="multiple", file_types=["image"],
+                    import_images = gr.File(label="Its images", file_count="multiple", file_types=IMAGE_FILE_TYPES,
                                             elem_id="import-images")
                 import_btn = gr.Button("Import captions", variant="primary", elem_id="import-btn")
                 import_status = gr.Markdown(elem_id="import-status")
@@ -963,16 +772,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server cannot listen on host:port, as one line naming the fix; None when it can."""
+    if not 1 <= port <= 65535:
+        return f"--port must be between 1 and 65535, got {port}"
+    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As the server's own socket does: a port left in TIME_WAIT by a previous run counts as free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(where)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return (f"port {port} is already in use on {host} (another program, or another Caption Zoo, is "
+                    f"listening there); start on a free port with --port, e.g. --port {port + 1 if port < 65535 else 7860}")
+        return (f"cannot listen on {host}:{port} ({e.strerror or e}); use an address of this machine with --host "
+                "(default 127.0.0.1) and a free port with --port")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         auth = parse_auth(args.auth)
+        problem = port_problem(args.host, args.port)  # before anything is opened: a busy port fails at once
+        if problem:
+            raise ValueError(problem)
         demo = build_app(args.zoo, args.db, samples_dir=args.samples, image_dir=args.image_cache)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     demo.queue(default_concurrency_limit=4)
-    demo.launch(**launch_options(demo.ctx, host=args.host, port=args.port, auth=auth, max_file_size=args.max_file_size))
+    try:
+        demo.launch(**launch_options(demo.ctx, host=args.host, port=args.port, auth=auth,
+                                     max_file_size=args.max_file_size))
+    except OSError as e:  # taken between the check and the start: Gradio says "Cannot find empty port"
+        print(f"error: {port_problem(args.host, args.port) or e}", file=sys.stderr)
+        return 2
     return 0
 
 

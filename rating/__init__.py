@@ -7,6 +7,9 @@ these functions; this package never imports gradio.
     results.py  summary_table (accuracy, rank, bootstrap CI), agreement (Krippendorff, Cohen), accuracy_chart
     exports.py  export_csv / export_xlsx, with spreadsheet formula injection neutralised
     imports.py  read_captions_csv: tolerant reader for hand-made or Excel-saved caption CSVs
+    sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
+                import_captions_file, grid_page, set_summary, export_set (imported on its own, as
+                `from rating import sets`: it loads the captioning library and torch)
 
 Typical use::
 

@@ -1,7 +1,8 @@
 """Protects the running app as clients see it, through `gradio_client` and plain HTTP.
 
 The named endpoints (open_set, caption, captions, rate, results, export, import_captions) work end to end;
-errors come back as messages, not crashes; the database and the zoo are never served as files; several
+errors come back as messages, not crashes; the database and the zoo are never served as files, and a file
+input naming a server path is refused with a message that names no server path; several
 clients rating at once lose nothing; and killing the app mid-session (SIGKILL) and starting it again on the
 same database keeps every rating and brings the rater's session back.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -201,3 +203,34 @@ def test_login_and_upload_limit(tmp_path):
     finally:
         demo.close()
         demo.ctx.store.close()
+
+
+def _raw_call(demo, api_name: str, data: list) -> dict:
+    """One call through plain HTTP (`/gradio_api/call/...`), which, unlike gradio_client, sends file inputs
+    exactly as given: a client can name any path on the server this way. Returns the final event's data."""
+    with httpx.Client(base_url=demo.local_url, timeout=60) as http:
+        event = http.post(f"/gradio_api/call/{api_name}", json={"data": data}).json()["event_id"]
+        stream = http.get(f"/gradio_api/call/{api_name}/{event}").text
+    kind, _, payload = stream.strip().rpartition("event: ")[2].partition("\ndata: ")
+    return {"event": kind.strip(), **(json.loads(payload) if payload.strip().startswith("{") else {})}
+
+
+def test_a_server_path_is_refused_without_naming_server_paths(server):
+    demo, root = server
+    ctx = demo.ctx
+    db = ctx.store.path.resolve()
+    private = [str(root), str(ctx.zoo_dir.resolve()), str(db), str(ctx.image_dir.resolve()),
+               str(ctx.work_dir.resolve()), str(Path.cwd()), "blocked_paths"]
+    display = next(ctx.image_dir.glob("*.png"), ctx.image_dir / "none.png")
+    attempts = [str(db), str(db) + "-wal", str(ctx.zoo_dir / "alpha" / "config.json"), "ratings.sqlite",
+                str(display), "/etc/hostname"]
+    for path in attempts:
+        given = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        for api_name, data in [("caption", ["eve", "api-set", False, [given], [], ["alpha"], "greedy"]),
+                               ("import_captions", ["eve", "api-set", False, "greedy", given, [given]])]:
+            answer = _raw_call(demo, api_name, data)
+            assert answer["event"] == "error", (path, answer)
+            message = answer["error"]
+            assert message == app.UPLOADS_ONLY, (path, message)
+            assert not any(p in message for p in private) and "/" not in message
+    assert client_for(demo).predict("api-set", api_name="/captions")  # and the app keeps serving

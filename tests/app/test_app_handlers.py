@@ -3,7 +3,9 @@
 Captioning fills the grid (images x models) from the store, with images upright and bad files reported
 while the rest goes on; blind mode hides names and shuffles columns the same way every time; each rating is
 saved at once and comes back after a "restart" (a new store on the same file); results, agreement, exports
-(formula cells neutralised) and caption imports work; every bad input gives a clear gr.Error.
+(formula cells neutralised) and caption imports work; every bad input gives a clear gr.Error; the upload
+boxes take every image format the loader reads; a busy port is one clear line, not a traceback.
+The workflow underneath (rating.sets) has its own gradio-free tests in tests/rating/test_sets.py.
 
 The tiny zoo, test images, free port and app subprocess come from tests/helpers.py.
 """
@@ -13,6 +15,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -353,3 +359,39 @@ def test_command_line_mistakes_are_one_clear_line(capsys, tmp_path):
     assert "--auth must look like USER:PASS" in capsys.readouterr().err
     assert app.main(["--db", str(tmp_path), "--image-cache", str(tmp_path / "c")]) == 2  # a folder, not a file
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_busy_port_is_one_clear_line_not_a_traceback(zoo, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "app.py"), "--zoo", str(zoo), "--db", str(tmp_path / "r.sqlite"),
+             "--image-cache", str(tmp_path / "display"), "--port", str(port)],
+            cwd=ROOT, capture_output=True, text=True, timeout=180,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert f"port {port} is already in use" in lines[0] and "--port" in lines[0]
+    assert not (tmp_path / "r.sqlite").exists()  # it stopped before opening anything
+    assert app.port_problem("127.0.0.1", 0) == "--port must be between 1 and 65535, got 0"
+    assert app.port_problem("127.0.0.1", free_port()) is None
+
+
+def test_uploads_accept_exactly_the_image_files_the_loader_reads(ctx):
+    from gradio_client.utils import is_valid_file
+
+    from captioning.images import IMAGE_EXTENSIONS
+
+    demo = app.build_app(context=ctx)
+    boxes = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None) in ("uploads", "import-images")}
+    assert set(boxes) == {"uploads", "import-images"}
+    for box in boxes.values():
+        assert box.file_types == sorted(IMAGE_EXTENSIONS)
+        assert all(is_valid_file(f"IMG_0001{suffix.upper()}", box.file_types) for suffix in IMAGE_EXTENSIONS)
+        assert not is_valid_file("notes.txt", box.file_types)
+        # phone photos (HEIC/HEIF, AVIF) are taken exactly when the loader reads them
+        for suffix in (".heic", ".heif", ".avif"):
+            assert is_valid_file(f"IMG_0001{suffix}", box.file_types) == (suffix in IMAGE_EXTENSIONS)

@@ -1,0 +1,487 @@
+"""The evaluation-set workflow: open a set, add images, caption them into it, import captions, page the grid.
+
+Every front end calls these plain functions: the Gradio app (`app.py`), and later a REST server and a
+`python -m rating` command line. They take a `RatingStore` and plain values, return dataclasses, report
+user mistakes as ValueError (ImageLoadError for unreadable images, FileNotFoundError for missing files) and
+never import a UI.
+
+    open_set(store, name, rater, blind, preset)        -> SetInfo (an existing set keeps its blind flag/preset)
+    set_summary(store, name, rater)                    -> SetSummary (images, captions, rated by this rater)
+    new_pairs(store, name, image_hashes, model_names)  -> the (image, model) pairs with no caption yet
+    add_image(store, path, name, image_dir)            -> AddedImage (loaded, hashed, display copy, recorded)
+    caption_into_set(store, name, models, images, ...) -> CaptionRun (captioned, saved, kept, problems)
+    import_captions_file(store, name, csv, folder)     -> ImportRun (saved, images, problems, message)
+    grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
+    column_order(name, image_hash, models)             -> blind mode's per-image column order
+    set_results(store, name) / export_set(store, name, folder)
+
+Images: every picture is named by the sha256 of its file's bytes (`image_content_hash`), so the same photo
+uploaded twice, or under two names, is one image. Its display copy is an upright PNG of at most
+DISPLAY_SIDE pixels named `<hash>.png` in an image folder the caller passes (the app serves that folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from captioning.generation import get_settings
+from captioning.images import ImageLoadError, image_content_hash, load_image, prepare_for_display
+from captioning.pipeline import caption_images
+from captioning.zoo import ZooModel
+from rating.exports import export_csv, export_xlsx
+from rating.imports import read_captions_csv
+from rating.results import agreement, summary_table
+from rating.store import RatingStore, validate_name
+
+DEFAULT_PRESET = "consistent"
+PAGE_SIZE = 10  # image rows per page of the rating grid: ~10 x (1 + 2 per model) widgets keeps a page responsive
+CAPTION_BATCH = 8  # images read and captioned at a time: bounds memory however many photos come in one go
+DISPLAY_SIDE = 640  # longest side of the display copies, pixels
+MIN_DISPLAY_SIDE = 256  # smaller images are enlarged for display (whole factor, nearest neighbour)
+
+# CSV columns that are per caption, not decoding settings, so they are not copied into `decoding`.
+IMPORT_SKIP_COLUMNS = {"image_id", "model_name", "caption", "image_path", "weights_hash", "score", "caption_index"}
+
+ImageSources = Sequence[tuple[str | os.PathLike, str]]  # (path of the file, name to show and store)
+Progress = Callable[[int, int], None]  # progress(done, total), counted in captions
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sets
+
+
+@dataclass(frozen=True)
+class SetInfo:
+    """An evaluation set as stored, and who opened it."""
+
+    name: str
+    rater: str
+    blind: bool
+    preset: str
+    settings: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """Counts for a set's status line."""
+
+    name: str
+    blind: bool
+    preset: str
+    images: int
+    captions: int
+    rated: int  # captions this rater has scored
+
+
+def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, preset: str | None = None) -> SetInfo:
+    """Open the evaluation set `name` for `rater`, creating it (blind or not, with `preset`) if it is new.
+
+    An existing set keeps the blind flag and preset it was created with, so every rater rates under the
+    same conditions; the returned SetInfo shows the stored values. Raises ValueError for a bad name or an
+    unknown preset.
+    """
+    rater = validate_name(rater, "rater name")
+    name = validate_name(name, "evaluation set name")
+    preset = preset or DEFAULT_PRESET
+    settings = get_settings(preset).to_dict()  # ValueError naming the presets for an unknown one
+    info = store.create_or_open_set(name, blind=bool(blind), preset=preset, settings=settings)
+    return SetInfo(name=info["name"], rater=rater, blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
+                   settings=info["settings"], created_at=info["created_at"])
+
+
+def set_summary(store: RatingStore, name: str, rater: str) -> SetSummary:
+    """How many images and captions the set has, and how many of the captions `rater` has rated."""
+    info = store.get_set(name)
+    captions = store.get_captions(name)
+    unrated = len(store.unrated_captions(name, rater))
+    return SetSummary(name=info["name"], blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
+                      images=len({c["image_hash"] for c in captions}), captions=len(captions),
+                      rated=len(captions) - unrated)
+
+
+def new_pairs(store: RatingStore, name: str, image_hashes: Iterable[str], model_names: Iterable[str]
+              ) -> list[tuple[str, str]]:
+    """The (image hash, model name) pairs the set has no caption for yet, image by image, then model by model."""
+    existing = {(c["image_hash"], c["model_name"]) for c in store.get_captions(name)}
+    models = list(model_names)
+    return [(h, m) for h in dict.fromkeys(image_hashes) for m in models if (h, m) not in existing]
+
+
+def one_line(caption: str) -> str:
+    """A caption as one line: runs of whitespace (line breaks, tabs, form feeds) become one space.
+
+    A caption is a sentence; a stray carriage return from a half-trained model would otherwise split a
+    row of the CSV export in two for many readers.
+    """
+    return " ".join(caption.split())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Images and their display copies
+
+
+@dataclass
+class AddedImage:
+    """An image recorded in the store. `image` is the full-size upright RGB picture; drop it once used."""
+
+    content_hash: str
+    name: str
+    width: int
+    height: int
+    image: Image.Image | None = None
+
+
+def display_path(image_dir: str | os.PathLike, content_hash: str) -> Path:
+    """Where the display copy of the image with this content hash lives (it may not exist)."""
+    return Path(image_dir) / f"{content_hash}.png"
+
+
+def display_copy(image: Image.Image) -> Image.Image:
+    """What the grid shows: at most DISPLAY_SIDE pixels; small images (e.g. 64x64 shapes) are enlarged by a
+    whole factor with nearest-neighbour, so that they are big enough to judge and keep their exact pixels."""
+    display = prepare_for_display(image, DISPLAY_SIDE)
+    longest = max(display.size)
+    if longest < MIN_DISPLAY_SIDE:
+        factor = -(-MIN_DISPLAY_SIDE // longest)
+        display = display.resize((display.width * factor, display.height * factor), Image.Resampling.NEAREST)
+    return display
+
+
+def save_display_copy(image: Image.Image, image_dir: str | os.PathLike, content_hash: str) -> Path:
+    """Write the display copy of `image` as `<hash>.png` in `image_dir` unless it is there already."""
+    target = display_path(image_dir, content_hash)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside the target and renamed: a concurrent reader never sees half a PNG.
+        partial_file = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}")
+        try:
+            display_copy(image).save(partial_file, format="PNG")
+            os.replace(partial_file, target)
+        finally:
+            partial_file.unlink(missing_ok=True)
+    return target
+
+
+def read_image(path: str | os.PathLike, name: str) -> Image.Image:
+    """The one place the workflow decodes a picture (full size, upright RGB, as the CLI reads it).
+
+    Everything downstream needs far fewer pixels (the models' input size, DISPLAY_SIDE for the grid), so
+    this is where a decode-at-needed-size option of load_image belongs once it exists.
+    """
+    return load_image(path, name=name)
+
+
+def add_image(store: RatingStore, path: str | os.PathLike, name: str, image_dir: str | os.PathLike | None = None,
+              *, content_hash: str | None = None) -> AddedImage:
+    """Load one image (ImageLoadError if unreadable), write its display copy into `image_dir` (if given) and
+    record it in the store. The full-size picture comes back in `.image` for the caller to use and drop."""
+    image = read_image(path, name)
+    content_hash = content_hash or image_content_hash(path)
+    if image_dir is not None:
+        save_display_copy(image, image_dir, content_hash)
+    store.add_image(content_hash, name, image.width, image.height)
+    return AddedImage(content_hash, name, image.width, image.height, image)
+
+
+def _hash_or_none(path: str | os.PathLike) -> str | None:
+    try:
+        return image_content_hash(path)
+    except ImageLoadError:
+        return None  # missing or a folder: load_image says so in its own, clearer words
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Captioning into a set
+
+
+@dataclass
+class CaptionRun:
+    """What caption_into_set did."""
+
+    set_name: str
+    preset: str  # the set's own preset, which is what was used
+    models: list[str]
+    image_hashes: list[str] = field(default_factory=list)  # distinct readable images, in the order given
+    saved: int = 0  # new captions written
+    problems: list[str] = field(default_factory=list)  # one message per file that could not be used
+
+    @property
+    def images(self) -> int:
+        return len(self.image_hashes)
+
+    @property
+    def kept(self) -> int:
+        """Pairs that already had a caption in the set, left as they were."""
+        return self.images * len(self.models) - self.saved
+
+
+def caption_into_set(store: RatingStore, set_name: str, models: Sequence[ZooModel], images: ImageSources,
+                     preset: str | None = None, *, progress: Progress | None = None,
+                     batch_size: int = CAPTION_BATCH, image_dir: str | os.PathLike | None = None) -> CaptionRun:
+    """Caption every image with every model and save the new captions in the set `set_name` (which must exist).
+
+    images: (path, name) pairs; the name is what the grid and the exports show. The same picture given twice
+        (same bytes) is one image. A file that cannot be read becomes a message in `problems`; the rest go on.
+    preset: used for a set that has none stored; a set's stored preset always wins, so that all of its
+        captions are made the same way (CaptionRun.preset says which was used).
+    progress(done, total): called as the work advances, in captions; ends with done == total.
+    image_dir: where the display copies go (None: none are written).
+
+    A pair (image, model) the set already has a caption for is kept, never regenerated, so adding a model or
+    more images only does the new work and never changes a caption someone has rated. Images are read
+    `batch_size` at a time, and each picture's full-size pixels are let go once its display copy exists and
+    its batch is captioned, so memory stays bounded however many photos come in one call.
+    """
+    if not models:
+        raise ValueError("caption_into_set needs at least one model; load zoo entries with ModelCache.get")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    info = store.get_set(set_name)
+    run = CaptionRun(set_name=info["name"], preset=info["preset"] or preset or DEFAULT_PRESET,
+                     models=[m.name for m in models])
+    settings = get_settings(run.preset)
+    sources = list(images)
+    total = len(sources) * len(models)
+    report = progress or (lambda done, total: None)
+    existing = {(c["image_hash"], c["model_name"]) for c in store.get_captions(run.set_name)}
+    seen: set[str] = set()
+    report(0, total)
+    for first in range(0, len(sources), batch_size):
+        batch_sources = sources[first:first + batch_size]
+        before = first * len(models)
+        todo: list[AddedImage] = []  # this batch's new pictures that still lack a caption from some model
+        for path, name in batch_sources:
+            content_hash = _hash_or_none(path)
+            if content_hash is not None and content_hash in seen:
+                continue  # the same picture twice: no second decode
+            try:
+                added = add_image(store, path, name, image_dir, content_hash=content_hash)
+            except (ImageLoadError, OSError) as e:
+                run.problems.append(str(e))
+                continue
+            seen.add(added.content_hash)
+            run.image_hashes.append(added.content_hash)
+            if all((added.content_hash, m.name) in existing for m in models):
+                added.image = None  # nothing to caption: the display copy was all it was needed for
+            else:
+                todo.append(added)
+        todo_models = [m for m in models if any((i.content_hash, m.name) not in existing for i in todo)]
+        if todo:
+            steps_here = len(batch_sources) * len(models)
+
+            def step(done: int, steps: int, before: int = before, steps_here: int = steps_here) -> None:
+                report(before + done * steps_here // max(1, steps), total)
+
+            results = caption_images(todo_models, [i.image for i in todo], names=[i.content_hash for i in todo],
+                                     settings=settings, batch_size=batch_size, progress=step)
+            for i in todo:
+                i.image = None  # the batch is captioned: let its full-size pixels go
+            for r in results:
+                if (r.image_name, r.model_name) not in existing:
+                    store.save_caption(run.set_name, r.image_name, r.model_name, one_line(r.caption),
+                                       weights_hash=r.weights_hash, decoding=r.settings)
+                    existing.add((r.image_name, r.model_name))
+                    run.saved += 1
+        report(min(total, (first + len(batch_sources)) * len(models)), total)
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Importing captions made elsewhere
+
+
+@dataclass
+class ImportRun:
+    """What import_captions_file did."""
+
+    set_name: str
+    saved: int  # captions written
+    images: int  # distinct images the saved captions belong to
+    problems: list[str]  # images named in the CSV but missing or unreadable
+    message: str  # how the CSV was read (separator, encoding, skipped rows...), one line
+
+
+def _plain_value(text: str) -> Any:
+    """'5' -> 5, '0.55' -> 0.55, 'true' -> True, anything else stays text (CSV cells are all text)."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d*\.\d+(e-?\d+)?", text, flags=re.I):
+        return float(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.PathLike,
+                         image_folder: str | os.PathLike, *, image_dir: str | os.PathLike | None = None,
+                         source_name: str | None = None) -> ImportRun:
+    """Read a captions CSV (`image_id, model_name, caption`, see rating.imports) and save its captions, with
+    the images it names from `image_folder`, into the existing set `set_name`.
+
+    Other columns become the captions' decoding settings, plus `source: imported from <file name>`
+    (`source_name`, default the CSV's file name). Images that are missing or unreadable are listed in
+    `problems` and their captions skipped; the rest are imported. Raises ValueError for a CSV without the
+    required columns.
+    """
+    set_name = store.get_set(set_name)["name"]
+    result = read_captions_csv(csv_path, image_folder=image_folder)
+    frame = result.captions
+    problems = [f"Image '{i}' named in the CSV was not found among the images given" for i in result.missing_images]
+    hashes: dict[str, str] = {}
+    for image_id, path in dict(zip(frame["image_id"], frame["image_path"])).items():
+        if path is None:
+            continue
+        try:
+            hashes[image_id] = add_image(store, path, Path(path).name, image_dir).content_hash
+        except (ImageLoadError, OSError) as e:
+            problems.append(str(e))
+    source = source_name or Path(csv_path).name
+    saved = 0
+    for record in frame.to_dict("records"):
+        if record["image_id"] not in hashes:
+            continue
+        decoding = {k: _plain_value(str(v)) for k, v in record.items()
+                    if k not in IMPORT_SKIP_COLUMNS and v not in (None, "")}
+        decoding["source"] = f"imported from {source}"
+        store.save_caption(set_name, hashes[record["image_id"]], record["model_name"], one_line(record["caption"]),
+                           weights_hash=record.get("weights_hash") or None, decoding=decoding)
+        saved += 1
+    images = len({hashes[i] for i in frame["image_id"] if i in hashes})
+    return ImportRun(set_name=set_name, saved=saved, images=images, problems=problems, message=result.message)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The rating grid
+
+
+@dataclass
+class GridCell:
+    label: str  # what the rater sees above the caption: the model name, or "Caption B" in blind mode
+    model_name: str  # never sent to the page in blind mode; only the server-side handler knows it
+    caption: str
+    score: int | None
+
+
+@dataclass
+class GridRow:
+    image_hash: str
+    file_name: str
+    image_path: str | None  # None when the display copy is gone (e.g. the temp folder was cleared)
+    cells: list[GridCell]
+
+
+@dataclass
+class GridView:
+    rows: list[GridRow]
+    page: int
+    pages: int
+    images: int
+    rated: int
+    captions: int
+    blind: bool
+    revealed: bool
+
+
+EMPTY_GRID = GridView([], 0, 0, 0, 0, 0, False, False)
+
+
+def column_order(eval_set: str, image_hash: str, models: list[str]) -> list[str]:
+    """Blind mode's per-image column order: shuffled, but the same every time the set is opened.
+
+    Seeded by set and image only, so every rater, every restart and every version of this code shows the
+    same columns (changing it would silently reorder the columns of sets already being rated).
+    """
+    order = sorted(models)
+    seed = hashlib.sha256(f"{eval_set}\x00{image_hash}".encode()).hexdigest()
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def natural_key(text: str) -> list:
+    """Sort key for file names in the order a file browser shows them: img2 before img10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def grid_page(store: RatingStore, set_name: str, rater: str, page: int = 0, page_size: int = PAGE_SIZE, *,
+              revealed: bool = False, image_dir: str | os.PathLike | None = None) -> GridView:
+    """One page of the caption grid, drawn from the store: images in natural file-name order, each with its
+    captions and `rater`'s scores.
+
+    Blind mode is the set's own flag (not a parameter, so no caller can show a blind set's names by
+    accident): labels are "Caption A", "Caption B"... in `column_order`, with " = <model>" added when
+    `revealed`. `page` is clamped to the pages there are. Image paths are display copies in `image_dir`.
+    """
+    if page_size < 1:
+        raise ValueError(f"page_size must be >= 1, got {page_size}")
+    blind = bool(store.get_set(set_name)["blind"])
+    captions = store.get_captions(set_name)
+    ratings = store.ratings(set_name, rater)
+    scores = {(h, m): int(s) for h, m, s in zip(ratings["image_hash"], ratings["model_name"], ratings["score"])}
+    by_image: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in captions:
+        by_image.setdefault(c["image_hash"], {})[c["model_name"]] = c
+    order = sorted(by_image, key=lambda h: (natural_key(next(iter(by_image[h].values()))["file_name"] or ""), h))
+    pages = max(1, -(-len(order) // page_size))
+    page = min(max(0, int(page or 0)), pages - 1)
+    rows = []
+    for image_hash in order[page * page_size:(page + 1) * page_size]:
+        models = by_image[image_hash]
+        names = column_order(set_name, image_hash, list(models)) if blind else sorted(models)
+        cells = []
+        for index, model in enumerate(names):
+            label = model
+            if blind:
+                label = f"Caption {chr(ord('A') + index)}" + (f" = {model}" if revealed else "")
+            cells.append(GridCell(label, model, models[model]["caption"], scores.get((image_hash, model))))
+        path = display_path(image_dir, image_hash) if image_dir is not None else None
+        file_name = next(iter(models.values()))["file_name"] or image_hash[:12]
+        rows.append(GridRow(image_hash, file_name, str(path) if path is not None and path.exists() else None, cells))
+    return GridView(rows, page, pages, len(order), len(scores), len(captions), blind, bool(revealed))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results and exports
+
+
+@dataclass
+class SetResults:
+    """Everything the results view shows: the raw ratings, the per-model summary and rater agreement."""
+
+    ratings: pd.DataFrame
+    summary: pd.DataFrame  # rating.results.summary_table
+    agreement: dict[str, Any]  # rating.results.agreement
+    raters: list[str]
+
+
+def set_results(store: RatingStore, set_name: str) -> SetResults:
+    """Per-model accuracy (model names shown, also for blind sets) and agreement over every rater's scores."""
+    ratings = store.ratings(set_name)
+    return SetResults(ratings=ratings, summary=summary_table(ratings), agreement=agreement(ratings),
+                      raters=store.raters(set_name))
+
+
+def file_slug(name: str) -> str:
+    """A set name made safe as a file name: 'coco val/50' -> 'coco-val-50'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "ratings"
+
+
+def export_set(store: RatingStore, set_name: str, folder: str | os.PathLike) -> list[Path]:
+    """Write `<slug>_summary.csv`, `<slug>_ratings.csv` and `<slug>.xlsx` (summary, every raw rating and, with
+    two or more raters, agreement) into `folder`; returns their paths in that order."""
+    results = set_results(store, set_name)
+    folder = Path(folder)
+    slug = file_slug(set_name)
+    paths = export_csv(results.summary, results.ratings, folder / f"{slug}.csv")
+    paths.append(export_xlsx(results.summary, results.ratings, folder / f"{slug}.xlsx", agreement=results.agreement))
+    return paths
+
