@@ -32,9 +32,9 @@ from pathlib import Path
 
 BASE_CONFIG = Path(__file__).parent / "configs" / "demo_shapes_base.yaml"
 ENTRIES = {  # in order of expected training time: with --jobs, the longest starts first
-    "shapes-clip-grid-k9": ["model.mapper=grid", "model.prefix_length=9", "model.freeze_encoder=false"],
-    "shapes-clip-mlp-k4": ["model.mapper=mlp", "model.prefix_length=4", "model.freeze_encoder=false"],
-    "shapes-frozen-clip-k4": ["model.mapper=mlp", "model.prefix_length=4", "model.freeze_encoder=true"],
+    "shapes-clip-grid-k9": ["model.mapper.type=grid", "model.prefix_length=9", "model.freeze_encoder=false"],
+    "shapes-clip-mlp-k4": ["model.mapper.type=mlp", "model.prefix_length=4", "model.freeze_encoder=false"],
+    "shapes-frozen-clip-k4": ["model.mapper.type=mlp", "model.prefix_length=4", "model.freeze_encoder=true"],
 }
 TRAIN_SEED, FRESH_TEST_SEED = 0, 12345
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         overrides = [f"experiment.name={name}", f"experiment.output_dir={work / 'runs'}", f"experiment.zoo_dir={args.zoo}",
                      f"data.path={data}", f"model.tokenizer={data / 'tokenizer'}", f"data.cache_dir={work / 'cache'}",
-                     f"model.image_size={args.image_size}", f"model.encoder_config.image_size={args.image_size}",
+                     f"model.image_size={args.image_size}",
                      *ENTRIES[name], *args.overrides]
         jobs.append((name, overrides))
     if args.jobs == 1:

@@ -38,9 +38,7 @@ experiment:
 model:
   encoder: tests/tiny-clip
   prefix_length: 4
-  mapper: transformer
-  mapper_num_layers: 2
-  mapper_num_heads: 2
+  mapper: {type: transformer, num_layers: 2, num_heads: 2}
   freeze_decoder: 3
   from_scratch: true
   encoder_config: {hidden_size: 32, num_hidden_layers: 2}
@@ -94,8 +92,8 @@ def test_minimal_config_gets_documented_defaults():
     assert cfg.experiment.name == "tiny-run"
     assert cfg.experiment.output_dir == "runs" and cfg.experiment.zoo_dir == "model_zoo"
     assert cfg.model.encoder == "openai/clip-vit-base-patch32" and cfg.model.decoder == "gpt2"
-    assert cfg.model.prefix_length == 10 and cfg.model.mapper == "mlp" and cfg.model.freeze_decoder == "none"
-    assert cfg.model.mapper_hidden_size is None
+    assert cfg.model.prefix_length == 10 and cfg.model.mapper.type == "mlp" and cfg.model.freeze_decoder == "none"
+    assert cfg.model.mapper.hidden_size is None
     assert cfg.data.format == "auto" and cfg.data.test_split == "test" and cfg.data.max_caption_tokens == 40
     assert cfg.training.learning_rate == 2e-5 and cfg.training.scheduler == "linear"
     assert cfg.evaluation.metrics == ["loss", "bleu", "cider", "bertscore"]
@@ -109,7 +107,7 @@ def test_minimal_config_gets_documented_defaults():
 def test_full_yaml_loads_with_types(tmp_path):
     cfg = load_config(write(tmp_path, FULL_YAML))
     assert cfg.experiment.name == "clipcap_tiny.v1" and cfg.experiment.seed == 7
-    assert cfg.model.mapper == "transformer" and cfg.model.freeze_decoder == 3
+    assert cfg.model.mapper.type == "transformer" and cfg.model.freeze_decoder == 3
     assert cfg.model.decoder_config == {"n_embd": 32, "n_layer": 2, "n_head": 2}
     assert cfg.data.test_split is None and cfg.data.subset_ratio == 0.25
     assert cfg.training.learning_rate == pytest.approx(1e-4) and isinstance(cfg.training.learning_rate, float)
@@ -266,15 +264,15 @@ def test_type_errors(section, key, value, message):
 
 
 def test_python_none_spelling_gets_a_hint():
-    (message,) = errors_of(with_values(model={"mapper_hidden_size": "None"}))
+    (message,) = errors_of(with_values(model={"mapper": {"hidden_size": "None"}}))
     assert message == (
-        "model.mapper_hidden_size: expected int or null, got str 'None' (write null, unquoted, for no value)"
+        "model.mapper.hidden_size: expected int or null, got str 'None' (write null, unquoted, for no value)"
     )
 
 
 def test_bad_choice_lists_choices_and_suggests():
-    assert errors_of(with_values(model={"mapper": "mpl"})) == [
-        "model.mapper: must be one of 'mlp', 'transformer', 'grid', got 'mpl' (did you mean 'mlp'?)"
+    assert errors_of(with_values(model={"mapper": {"type": "mpl"}})) == [
+        "model.mapper.type: must be one of 'mlp', 'transformer', 'grid', got 'mpl' (did you mean 'mlp'?)"
     ]
     (message,) = errors_of(with_values(evaluation={"preset": "creative"}))
     assert "got 'creative'" in message and "(did you mean 'creative_diverse'?)" in message
@@ -289,8 +287,9 @@ def test_bad_choice_lists_choices_and_suggests():
         ("data", {"subset_ratio": 1.5}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 1.5"),
         ("data", {"subset_ratio": 0}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 0"),
         ("data", {"num_workers": -2}, "data.num_workers: must be >= 0, got -2"),
-        ("model", {"mapper": "grid", "prefix_length": 10},
-         "model.prefix_length: the grid mapper pools patches into a g x g grid, so it must be a square; got 10 (try 9 or 16)"),
+        ("model", {"mapper": {"type": "grid"}, "prefix_length": 10},
+         "model.prefix_length: the grid mapper pools patches into a g x g grid, so prefix_length must be a square; "
+         "got 10 (try 9 or 16)"),
         ("data", {"captions_per_image": 0}, "data.captions_per_image: must be 'all' or a number of captions >= 1, got 0"),
         ("training", {"max_steps": 0}, "training.max_steps: must be >= 1, got 0"),
         ("model", {"freeze_decoder": -1},
@@ -363,7 +362,7 @@ experiment:
   seed: many
 model:
   prefx_length: 5
-  mapper: mpl
+  mapper: {type: mpl}
 data:
   path: x.json
   subset_ratio: 2
@@ -381,7 +380,7 @@ training:
         "experiment.name is required",
         "experiment.seed: expected int, got str 'many'",
         "Unknown config key 'model.prefx_length' (did you mean 'model.prefix_length'?)",
-        "model.mapper: must be one of 'mlp', 'transformer', 'grid', got 'mpl'",
+        "model.mapper.type: must be one of 'mlp', 'transformer', 'grid', got 'mpl'",
         "data.subset_ratio: must be in (0, 1]",
         "training.learning_rate: must be > 0, got -1",
         "training.warmup_steps (10) and training.warmup_ratio (0.5) are both set",

@@ -38,7 +38,7 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
     base = {
         "experiment.name": name, "experiment.output_dir": str(tmp_path / "runs"), "experiment.zoo_dir": str(tmp_path / "zoo"),
         "data.path": str(shapes / "data"), "data.cache_dir": str(tmp_path / "cache"), "model.tokenizer": str(shapes / "tokenizer"),
-        "model.image_size": 32, "model.encoder_config.image_size": 32, "model.encoder_config.hidden_size": 32,
+        "model.image_size": 32, "model.encoder_config.hidden_size": 32,
         "model.encoder_config.projection_dim": 32, "model.decoder_config.n_embd": 32, "training.epochs": 2,
         "training.batch_size": 16, "training.log_every": 1, "training.num_threads": 1,
         "evaluation.metrics": "[loss, bleu, cider, object_accuracy]", "evaluation.max_new_tokens": 12,
@@ -51,7 +51,7 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
 def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     # the demo's best design: the grid mapper (patch tokens pooled to 2 x 2 regions, K=4)
     cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(
-        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper": "grid", "model.prefix_length": 4}))
+        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper.type": "grid", "model.prefix_length": 4}))
     summary = train(cfg, quiet=True)
     entry = Path(summary["entry"])
     names = {p.name for p in entry.iterdir()}
@@ -103,7 +103,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(shapes, tmp_path):
 @pytest.mark.parametrize("mapper,prefix_length", [("mlp", 2), ("grid", 4)])  # pooled embeddings vs patch tokens
 def test_embedding_cache_is_reused_across_runs(shapes, tmp_path, capsys, mapper, prefix_length):
     extra = {"model.freeze_encoder": "true", "training.epochs": 1, "evaluation.metrics": "[loss]",
-             "evaluation.best_metric": "val_loss", "model.mapper": mapper, "model.prefix_length": prefix_length}
+             "evaluation.best_metric": "val_loss", "model.mapper.type": mapper, "model.prefix_length": prefix_length}
     train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c1", **extra)))
     first = capsys.readouterr().out
     train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c2", **extra)))
@@ -168,7 +168,7 @@ def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
                  "model.image_size=32", "training.epochs=1", "training.batch_size=16", "training.mixed_precision=no",
                  "training.warmup_steps=0", "training.num_threads=1", f"data.cache_dir={tmp_path / 'cache'}",
                  "evaluation.metrics=[loss,bleu,cider]", "evaluation.max_val_images=4", "evaluation.max_new_tokens=8",
-                 "model.mapper_num_heads=4", "model.mapper_num_layers=1"]
+                 "model.mapper.num_heads=4", "model.mapper.num_layers=1"]
     if raw.training.warmup_ratio is not None:
         overrides.remove("training.warmup_steps=0")
     if raw.data.format == "karpathy":
@@ -181,7 +181,7 @@ def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
     summary = train(cfg, quiet=True)
     entry = load_entry(summary["entry"])
     assert entry.model.config.prefix_length == raw.model.prefix_length
-    assert entry.model.config.mapper.type == raw.model.mapper
+    assert entry.model.config.mapper.type == raw.model.mapper.type
     assert entry.model.config.freeze_decoder == raw.model.freeze_decoder
     counts = entry.model.parameter_counts()
     if raw.model.freeze_decoder == "all":
