@@ -163,7 +163,8 @@ def config_problems(values: Mapping[str, Any], *, decoder_width: int | None = No
     width = decoder_width if decoder_width is not None else _first(decoder_config, _WIDTH_KEYS)
     heads = decoder_heads if decoder_heads is not None else _first(decoder_config, _HEADS_KEYS)
     blocks = decoder_blocks if decoder_blocks is not None else _first(decoder_config, _BLOCKS_KEYS)
-    problem = heads_problem(width, heads, "its attention heads")
+    heads_key = next((k for k in _HEADS_KEYS if isinstance(decoder_config, Mapping) and k in decoder_config), "n_head")
+    problem = heads_problem(width, heads, heads_key)
     if problem:
         problems.append(f"decoder_config: {problem}")
     if mapper.get("type") == "transformer" and "num_heads" in mapper:

@@ -54,16 +54,17 @@ def load_pretrained(load: Callable[[], T], name: str, what: str) -> T:
     what: the part, for the message ("vision encoder", "decoder", "tokenizer").
     """
     path = Path(name).expanduser()
+    files = "the tokenizer files" if what == "tokenizer" else "config.json + weights"
     if not path.exists() and looks_like_path(name):
         raise PretrainedLoadError(f"folder {name!r} does not exist (looked from {Path.cwd()}); give the {what}'s "
-                                  "folder (config.json + weights, as save_pretrained writes them) or a hub id", what=what)
+                                  f"folder ({files}, as save_pretrained writes them) or a hub id", what=what)
     try:
         return load()
     except ConfigValueError:
         raise
     except (OSError, ValueError) as error:  # EnvironmentError is OSError; the hub's validation errors are ValueErrors
         if path.is_file():
-            raise PretrainedLoadError(f"{name!r} is a file; give the {what}'s folder (config.json + weights)", what=what) from None
+            raise PretrainedLoadError(f"{name!r} is a file; give the {what}'s folder ({files})", what=what) from None
         if path.is_dir():
             raise PretrainedLoadError(f"cannot load the {what} from folder {name!r} ({_first_line(error)}); the folder "
                                       "needs the files save_pretrained writes (config.json + weights, or the "
@@ -74,6 +75,6 @@ def load_pretrained(load: Callable[[], T], name: str, what: str) -> T:
             raise PretrainedLoadError(
                 f"{name!r} is not a local folder, and this machine is offline ({why}) and has no cached copy of the "
                 f"hub model; download it on a connected machine (or unset HF_HUB_OFFLINE), or point at a local "
-                f"folder with config.json + weights", what=what, offline=True) from None
+                f"folder with {files}", what=what, offline=True) from None
         raise PretrainedLoadError(f"{name!r} is neither a local folder nor a {what} on the Hugging Face hub "
                                   f"({_first_line(error)})", what=what) from None

@@ -69,6 +69,14 @@ def fresh_test(zoo: Path, names: list[str], root: Path, n: int, image_size: int)
     return results
 
 
+def entry_overrides(name: str, work: Path, zoo: str | Path, image_size: int, extra: list[str] = ()) -> list[str]:
+    """The overrides of BASE_CONFIG that make entry `name` (its data, tokenizer and cache under `work`)."""
+    data = work / "shapes-data"
+    return [f"experiment.name={name}", f"experiment.output_dir={work / 'runs'}", f"experiment.zoo_dir={zoo}",
+            f"data.path={data}", f"model.tokenizer={data / 'tokenizer'}", f"data.cache_dir={work / 'cache'}",
+            f"model.image_size={image_size}", *ENTRIES[name], *extra]
+
+
 def train_entry(name: str, overrides: list[str], log_path: str | None) -> tuple[str, float]:
     """Train one entry (in a worker process when jobs > 1, its log written to log_path)."""
     import contextlib
@@ -109,18 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--jobs must be >= 1; got {args.jobs}")
     work = Path(args.work)
     started = time.perf_counter()
-    data = build_data(work / "shapes-data", args.n, args.image_size, args.vocab_size)
+    build_data(work / "shapes-data", args.n, args.image_size, args.vocab_size)
     names = [n for n in ENTRIES if not args.only or n in args.only.split(",")]
     unknown = sorted(set(args.only.split(",")) - set(ENTRIES)) if args.only else []
     if unknown:
         parser.error(f"--only: unknown entries {unknown}; choose from {sorted(ENTRIES)}")
-    jobs = []
-    for name in names:
-        overrides = [f"experiment.name={name}", f"experiment.output_dir={work / 'runs'}", f"experiment.zoo_dir={args.zoo}",
-                     f"data.path={data}", f"model.tokenizer={data / 'tokenizer'}", f"data.cache_dir={work / 'cache'}",
-                     f"model.image_size={args.image_size}",
-                     *ENTRIES[name], *args.overrides]
-        jobs.append((name, overrides))
+    jobs = [(name, entry_overrides(name, work, args.zoo, args.image_size, args.overrides)) for name in names]
     if args.jobs == 1:
         for name, overrides in jobs:
             print(f"trained {name} in {train_entry(name, overrides, None)[1]:.0f}s", file=sys.stderr)
