@@ -117,8 +117,7 @@ class PrefixCaptioner(nn.Module):
 
     def __init__(self, config: CaptionerConfig, encoder: nn.Module | None = None, decoder: nn.Module | None = None):
         super().__init__()
-        config.validate()
-        # The decoder's sizes with transformers' defaults filled in, checked before any module is built.
+        # Every rule, with the decoder's sizes (transformers' defaults filled in), checked before any module is built.
         decoder_config = decoder.config if decoder is not None else decoder_config_from_dict(config.decoder_config)
         config.validate(decoder_width=getattr(decoder_config, "hidden_size", None),
                         decoder_heads=getattr(decoder_config, "num_attention_heads", None),
