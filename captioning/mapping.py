@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ConfigValueError, MapperConfig, grid_side
+from .config import ConfigValueError, MapperConfig, grid_side, heads_problem
 
 
 class MLPMapper(nn.Module):
@@ -42,11 +42,9 @@ class TransformerMapper(nn.Module):
     def __init__(self, embed_dim: int, n_embd: int, prefix_length: int, clip_length: int, num_layers: int,
                  num_heads: int):
         super().__init__()
-        if n_embd % num_heads != 0:
-            raise ConfigValueError(
-                f"transformer mapper: the decoder width {n_embd} is not divisible by mapper.num_heads={num_heads}; "
-                f"choose num_heads from the divisors of {n_embd}"
-            )
+        problem = heads_problem(n_embd, num_heads, "mapper.num_heads")
+        if problem:
+            raise ConfigValueError(f"transformer mapper: {problem}")
         self.prefix_length = prefix_length
         self.clip_length = clip_length
         self.n_embd = n_embd

@@ -30,7 +30,8 @@ from transformers import (
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from .config import PATCH_MAPPERS, CaptionerConfig, ConfigValueError, MapperConfig
+from .config import PATCH_MAPPERS, CaptionerConfig, ConfigValueError, MapperConfig, frozen_blocks_problem
+from .hub import load_pretrained
 from .mapping import build_mapper
 
 IGNORE_INDEX = -100  # labels at prefix and padding positions; never a real token id
@@ -73,14 +74,26 @@ def build_vision_encoder(encoder_type: str, config) -> nn.Module:
 
 
 def load_vision_encoder(name: str, encoder_type: str = "auto", revision: str | None = None) -> tuple[str, nn.Module]:
-    """Load pretrained encoder weights from a hub name or a local folder; returns (encoder_type, module)."""
-    if encoder_type == "auto":
-        encoder_type = detect_encoder_type(AutoConfig.from_pretrained(name, revision=revision).model_type)
-    if encoder_type == "clip":
-        return "clip", CLIPVisionModelWithProjection.from_pretrained(name, revision=revision)
-    if encoder_type == "vit":
+    """Load pretrained encoder weights from a hub name or a local folder; returns (encoder_type, module).
+
+    A folder that does not exist, or a hub name that is not available (offline), raises PretrainedLoadError."""
+    if encoder_type not in ("auto", "clip", "vit"):
+        raise ConfigValueError(f"Unknown encoder type {encoder_type!r}; allowed: 'auto', 'clip', 'vit'")
+
+    def load() -> tuple[str, nn.Module]:
+        kind = encoder_type
+        if kind == "auto":
+            kind = detect_encoder_type(AutoConfig.from_pretrained(name, revision=revision).model_type)
+        if kind == "clip":
+            return "clip", CLIPVisionModelWithProjection.from_pretrained(name, revision=revision)
         return "vit", ViTModel.from_pretrained(name, revision=revision, add_pooling_layer=True)
-    raise ConfigValueError(f"Unknown encoder type {encoder_type!r}; allowed: 'auto', 'clip', 'vit'")
+
+    return load_pretrained(load, name, "vision encoder")
+
+
+def load_decoder(name: str) -> nn.Module:
+    """Load a pretrained GPT-2-family decoder from a hub name or a local folder (PretrainedLoadError if it cannot)."""
+    return load_pretrained(lambda: AutoModelForCausalLM.from_pretrained(name), name, "decoder")
 
 
 def decoder_config_from_dict(config: dict[str, Any]):
@@ -104,12 +117,15 @@ class PrefixCaptioner(nn.Module):
 
     def __init__(self, config: CaptionerConfig, encoder: nn.Module | None = None, decoder: nn.Module | None = None):
         super().__init__()
-        config.validate()
+        # Every rule, with the decoder's sizes (transformers' defaults filled in), checked before any module is built.
+        decoder_config = decoder.config if decoder is not None else decoder_config_from_dict(config.decoder_config)
+        config.validate(decoder_width=getattr(decoder_config, "hidden_size", None),
+                        decoder_heads=getattr(decoder_config, "num_attention_heads", None),
+                        decoder_blocks=getattr(decoder_config, "num_hidden_layers", None))
         self.config = config
         vision_config = vision_config_from_dict(config.encoder_type, config.encoder_config)
         self.encoder = encoder if encoder is not None else build_vision_encoder(config.encoder_type, vision_config)
-        self.decoder = decoder if decoder is not None else AutoModelForCausalLM.from_config(
-            decoder_config_from_dict(config.decoder_config))
+        self.decoder = decoder if decoder is not None else AutoModelForCausalLM.from_config(decoder_config)
         self.n_embd = self.decoder.get_input_embeddings().embedding_dim
         self.uses_patches = config.mapper.type in PATCH_MAPPERS
         self.embed_dim = encoder_embed_dim(config.encoder_type, self.encoder.config, self.uses_patches)
@@ -133,7 +149,7 @@ class PrefixCaptioner(nn.Module):
     ) -> PrefixCaptioner:
         """Pretrained encoder and decoder (hub names or local folders) and a fresh mapper: a training start."""
         encoder_type, encoder_module = load_vision_encoder(encoder, encoder_type, encoder_revision)
-        decoder_module = AutoModelForCausalLM.from_pretrained(decoder)
+        decoder_module = load_decoder(decoder)
         config = CaptionerConfig(
             encoder_type=encoder_type,
             encoder_config=encoder_module.config.to_dict(),
@@ -168,9 +184,9 @@ class PrefixCaptioner(nn.Module):
             self.decoder.requires_grad_(False)
         elif isinstance(fd, int) and fd > 0:
             blocks = self.decoder_blocks()
-            if fd > len(blocks):
-                raise ConfigValueError(
-                    f"freeze_decoder={fd} but the decoder has only {len(blocks)} blocks; use 'all' or a smaller N")
+            problem = frozen_blocks_problem(fd, len(blocks))
+            if problem:
+                raise ConfigValueError(f"freeze_decoder: {problem}")
             # Embeddings sit below block 0: freezing the first N blocks freezes them (and the tied LM head).
             self.decoder.get_input_embeddings().requires_grad_(False)
             for name in ("wpe", "embed_positions"):

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from .hub import load_pretrained
+
 EOS_TOKEN = "<|endoftext|>"  # GPT-2's end-of-text token, also its BOS and (for batching) pad
 
 
@@ -26,8 +28,9 @@ def prepare_tokenizer(tokenizer) -> PreTrainedTokenizerFast:
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
-    """A decoder's tokenizer from a hub name or a local folder."""
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(name_or_path))
+    """A decoder's tokenizer from a hub name or a local folder (PretrainedLoadError when it cannot be loaded)."""
+    return prepare_tokenizer(load_pretrained(lambda: AutoTokenizer.from_pretrained(name_or_path), name_or_path,
+                                             "tokenizer"))
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512, min_frequency: int = 1) -> PreTrainedTokenizerFast:

@@ -32,9 +32,9 @@ from pathlib import Path
 
 BASE_CONFIG = Path(__file__).parent / "configs" / "demo_shapes_base.yaml"
 ENTRIES = {  # in order of expected training time: with --jobs, the longest starts first
-    "shapes-clip-grid-k9": ["model.mapper=grid", "model.prefix_length=9", "model.freeze_encoder=false"],
-    "shapes-clip-mlp-k4": ["model.mapper=mlp", "model.prefix_length=4", "model.freeze_encoder=false"],
-    "shapes-frozen-clip-k4": ["model.mapper=mlp", "model.prefix_length=4", "model.freeze_encoder=true"],
+    "shapes-clip-grid-k9": ["model.mapper.type=grid", "model.prefix_length=9", "model.freeze_encoder=false"],
+    "shapes-clip-mlp-k4": ["model.mapper.type=mlp", "model.prefix_length=4", "model.freeze_encoder=false"],
+    "shapes-frozen-clip-k4": ["model.mapper.type=mlp", "model.prefix_length=4", "model.freeze_encoder=true"],
 }
 TRAIN_SEED, FRESH_TEST_SEED = 0, 12345
 
@@ -67,6 +67,14 @@ def fresh_test(zoo: Path, names: list[str], root: Path, n: int, image_size: int)
                                    metrics=["bleu", "cider", "bertscore", "object_accuracy"])
         results[name] = scores
     return results
+
+
+def entry_overrides(name: str, work: Path, zoo: str | Path, image_size: int, extra: list[str] = ()) -> list[str]:
+    """The overrides of BASE_CONFIG that make entry `name` (its data, tokenizer and cache under `work`)."""
+    data = work / "shapes-data"
+    return [f"experiment.name={name}", f"experiment.output_dir={work / 'runs'}", f"experiment.zoo_dir={zoo}",
+            f"data.path={data}", f"model.tokenizer={data / 'tokenizer'}", f"data.cache_dir={work / 'cache'}",
+            f"model.image_size={image_size}", *ENTRIES[name], *extra]
 
 
 def train_entry(name: str, overrides: list[str], log_path: str | None) -> tuple[str, float]:
@@ -109,18 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--jobs must be >= 1; got {args.jobs}")
     work = Path(args.work)
     started = time.perf_counter()
-    data = build_data(work / "shapes-data", args.n, args.image_size, args.vocab_size)
+    build_data(work / "shapes-data", args.n, args.image_size, args.vocab_size)
     names = [n for n in ENTRIES if not args.only or n in args.only.split(",")]
     unknown = sorted(set(args.only.split(",")) - set(ENTRIES)) if args.only else []
     if unknown:
         parser.error(f"--only: unknown entries {unknown}; choose from {sorted(ENTRIES)}")
-    jobs = []
-    for name in names:
-        overrides = [f"experiment.name={name}", f"experiment.output_dir={work / 'runs'}", f"experiment.zoo_dir={args.zoo}",
-                     f"data.path={data}", f"model.tokenizer={data / 'tokenizer'}", f"data.cache_dir={work / 'cache'}",
-                     f"model.image_size={args.image_size}", f"model.encoder_config.image_size={args.image_size}",
-                     *ENTRIES[name], *args.overrides]
-        jobs.append((name, overrides))
+    jobs = [(name, entry_overrides(name, work, args.zoo, args.image_size, args.overrides)) for name in names]
     if args.jobs == 1:
         for name, overrides in jobs:
             print(f"trained {name} in {train_entry(name, overrides, None)[1]:.0f}s", file=sys.stderr)

@@ -15,6 +15,7 @@ embeddings are computed once per unique image and cached on disk as safetensors 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from captioning.config import MapperConfig
+from captioning.config import ConfigValueError
 from captioning.generation import get_settings
 from captioning.model import PrefixCaptioner
 from captioning.zoo import ZooModel, save_entry
@@ -50,48 +51,84 @@ class TrainingError(RuntimeError):
 # Model, tokenizer and preprocessing from the config
 
 
-def build_components(cfg: ExperimentConfig):
-    """(model, tokenizer, image_processor) as the config describes: pretrained parts, or from scratch."""
-    from transformers import AutoConfig, CLIPVisionConfig
+# The config key a library loading error belongs to, by the part that failed (captioning.hub).
+PART_KEYS = {"vision encoder": "model.encoder", "image processor": "model.encoder", "decoder": "model.decoder"}
 
+
+def _model_error(error: ConfigValueError, key: str) -> TrainingError:
+    """The library's problems as config mistakes, one line each: field-keyed ones ("mapper.num_heads: ...")
+    under model., the others (a folder, a hub name) under ``key``."""
+    from captioning.config import CaptionerConfig
+
+    fields = {f.name for f in dataclasses.fields(CaptionerConfig)}
+    key = PART_KEYS.get(getattr(error, "what", ""), key)
+    lines = []
+    for problem in error.problems:
+        head = problem.split(":", 1)[0].split(".", 1)[0]
+        lines.append(f"model.{problem}" if head in fields and ":" in problem else f"{key}: {problem}")
+    if getattr(error, "offline", False):
+        lines[-1] += f" ({key}=/path/to/folder)"
+    return TrainingError("\n".join(lines))
+
+
+def build_components(cfg: ExperimentConfig):
+    """(model, tokenizer, image_processor) as the config describes: pretrained parts, or from scratch.
+
+    Runs before any data is read. Every user mistake here (a folder that does not exist, a hub model that is
+    not available offline, heads that do not divide the width, more frozen blocks than the decoder has)
+    raises TrainingError with one line per problem naming its config key.
+    """
+    from transformers import AutoConfig
+
+    from captioning.config import CaptionerConfig
+    from captioning.hub import load_pretrained
+    from captioning.model import detect_encoder_type, vision_config_from_dict
     from captioning.preprocessing import load_image_processor, make_image_processor
     from captioning.tokenization import load_tokenizer
 
     m = cfg.model
-    mapper = MapperConfig(type=m.mapper, hidden_size=m.mapper_hidden_size, num_layers=m.mapper_num_layers,
-                          num_heads=m.mapper_num_heads, clip_length=m.clip_length)
-    tokenizer = load_tokenizer(m.tokenizer or m.decoder)
-    if not m.from_scratch:
-        model = PrefixCaptioner.from_pretrained_parts(
-            m.encoder, m.decoder, prefix_length=m.prefix_length, mapper=mapper, encoder_type=m.encoder_type,
-            encoder_revision=m.encoder_revision, freeze_encoder=m.freeze_encoder, freeze_decoder=m.freeze_decoder)
-        if len(tokenizer) > model.vocab_size:
-            raise TrainingError(f"tokenizer {m.tokenizer or m.decoder!r} has {len(tokenizer)} tokens but decoder "
-                                f"{m.decoder!r} only {model.vocab_size} embeddings; use the decoder's own tokenizer")
-        return model, tokenizer, load_image_processor(m.encoder, m.image_size)
+    mapper = dataclasses.replace(m.mapper)  # the model's own copy, not shared with the config
+    try:
+        tokenizer = load_tokenizer(m.tokenizer or m.decoder)
+    except ConfigValueError as e:
+        raise _model_error(e, "model.tokenizer" if m.tokenizer else "model.decoder") from None
+    try:
+        if not m.from_scratch:
+            model = PrefixCaptioner.from_pretrained_parts(
+                m.encoder, m.decoder, prefix_length=m.prefix_length, mapper=mapper, encoder_type=m.encoder_type,
+                encoder_revision=m.encoder_revision, freeze_encoder=m.freeze_encoder, freeze_decoder=m.freeze_decoder)
+            if len(tokenizer) > model.vocab_size:
+                raise TrainingError(f"tokenizer {m.tokenizer or m.decoder!r} has {len(tokenizer)} tokens but decoder "
+                                    f"{m.decoder!r} only {model.vocab_size} embeddings; use the decoder's own tokenizer")
+            processor = load_pretrained(lambda: load_image_processor(m.encoder, m.image_size), m.encoder,
+                                        "image processor")
+            return model, tokenizer, processor
 
-    from captioning.config import CaptionerConfig
-    from captioning.model import detect_encoder_type
-
-    encoder_config = dict(m.encoder_config or AutoConfig.from_pretrained(m.encoder).to_dict())
-    encoder_type = m.encoder_type
-    if encoder_type == "auto":
-        encoder_type = detect_encoder_type(encoder_config.get("model_type", "clip_vision_model"))
-    if m.image_size is not None:
-        encoder_config["image_size"] = m.image_size
-    decoder_config = dict(m.decoder_config or AutoConfig.from_pretrained(m.decoder).to_dict())
-    decoder_config.setdefault("model_type", "gpt2")
-    # A decoder trained from scratch takes its vocabulary and special tokens from the tokenizer.
-    decoder_config.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
-                          eos_token_id=tokenizer.eos_token_id)
-    encoder_config.setdefault("model_type", "clip_vision_model" if encoder_type == "clip" else "vit")
-    config = CaptionerConfig(encoder_type=encoder_type, encoder_config=encoder_config, decoder_config=decoder_config,
-                             prefix_length=m.prefix_length, mapper=mapper,
-                             encoder_name=f"{m.encoder} (from scratch)", decoder_name=f"{m.decoder} (from scratch)",
-                             freeze_encoder=m.freeze_encoder, freeze_decoder=m.freeze_decoder)
-    model = PrefixCaptioner(config)
-    image_size = m.image_size or (CLIPVisionConfig(**{k: v for k, v in encoder_config.items() if k != "model_type"}).image_size
-                                  if encoder_type == "clip" else encoder_config.get("image_size", 224))
+        encoder_config = dict(m.encoder_config or load_pretrained(
+            lambda: AutoConfig.from_pretrained(m.encoder), m.encoder, "vision encoder").to_dict())
+        encoder_type = m.encoder_type
+        if encoder_type == "auto":
+            encoder_type = detect_encoder_type(encoder_config.get("model_type", "clip_vision_model"))
+        if m.image_size is not None:
+            encoder_config["image_size"] = m.image_size  # the one image-size key sets the encoder's input size
+        decoder_config = dict(m.decoder_config or load_pretrained(
+            lambda: AutoConfig.from_pretrained(m.decoder), m.decoder, "decoder").to_dict())
+        decoder_config.setdefault("model_type", "gpt2")
+        # A decoder trained from scratch takes its vocabulary and special tokens from the tokenizer.
+        decoder_config.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+                              eos_token_id=tokenizer.eos_token_id)
+        encoder_config.setdefault("model_type", "clip_vision_model" if encoder_type == "clip" else "vit")
+        config = CaptionerConfig(encoder_type=encoder_type, encoder_config=encoder_config,
+                                 decoder_config=decoder_config, prefix_length=m.prefix_length, mapper=mapper,
+                                 encoder_name=f"{m.encoder} (from scratch)", decoder_name=f"{m.decoder} (from scratch)",
+                                 freeze_encoder=m.freeze_encoder, freeze_decoder=m.freeze_decoder)
+        model = PrefixCaptioner(config)
+    except ConfigValueError as e:
+        raise _model_error(e, "model.encoder") from None
+    except ValueError as e:  # transformers' own checks of an architecture (e.g. the encoder's heads vs width)
+        keys = "model.encoder_config / model.decoder_config" if m.from_scratch else "model"
+        raise TrainingError(f"{keys}: cannot build the model: {e}") from None
+    image_size = vision_config_from_dict(encoder_type, encoder_config).image_size
     return model, tokenizer, make_image_processor(encoder_type, image_size)
 
 
@@ -156,15 +193,17 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     if not resume and (state_path / TRAINER_STATE).is_file():
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
                             f"experiment.name / delete the folder to start over")
+    set_seed(cfg.experiment.seed)
+    # The whole model is built and checked before anything is written or any data is read: a config mistake
+    # (a missing folder, an offline hub name, heads vs width, frozen blocks) stops here with one line.
+    model, tokenizer, image_processor = build_components(cfg)
     accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
                               cpu=t.device == "cpu")
-    set_seed(cfg.experiment.seed)
     log = accelerator.print if not quiet else (lambda *a, **k: None)
     run_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
 
-    model, tokenizer, image_processor = build_components(cfg)
     counts = model.parameter_counts()
     log(f"model: {counts['total']:,} parameters, {counts['trainable']:,} trainable, {counts['frozen']:,} frozen")
 
@@ -451,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: invalid config {args.config}:\n{e}", file=sys.stderr)
         return 2
-    except (TrainingError, DatasetError, FileNotFoundError) as e:
+    except (TrainingError, DatasetError, ConfigValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -38,9 +38,7 @@ experiment:
 model:
   encoder: tests/tiny-clip
   prefix_length: 4
-  mapper: transformer
-  mapper_num_layers: 2
-  mapper_num_heads: 2
+  mapper: {type: transformer, num_layers: 2, num_heads: 2}
   freeze_decoder: 3
   from_scratch: true
   encoder_config: {hidden_size: 32, num_hidden_layers: 2}
@@ -94,8 +92,8 @@ def test_minimal_config_gets_documented_defaults():
     assert cfg.experiment.name == "tiny-run"
     assert cfg.experiment.output_dir == "runs" and cfg.experiment.zoo_dir == "model_zoo"
     assert cfg.model.encoder == "openai/clip-vit-base-patch32" and cfg.model.decoder == "gpt2"
-    assert cfg.model.prefix_length == 10 and cfg.model.mapper == "mlp" and cfg.model.freeze_decoder == "none"
-    assert cfg.model.mapper_hidden_size is None
+    assert cfg.model.prefix_length == 10 and cfg.model.mapper.type == "mlp" and cfg.model.freeze_decoder == "none"
+    assert cfg.model.mapper.hidden_size is None
     assert cfg.data.format == "auto" and cfg.data.test_split == "test" and cfg.data.max_caption_tokens == 40
     assert cfg.training.learning_rate == 2e-5 and cfg.training.scheduler == "linear"
     assert cfg.evaluation.metrics == ["loss", "bleu", "cider", "bertscore"]
@@ -109,7 +107,7 @@ def test_minimal_config_gets_documented_defaults():
 def test_full_yaml_loads_with_types(tmp_path):
     cfg = load_config(write(tmp_path, FULL_YAML))
     assert cfg.experiment.name == "clipcap_tiny.v1" and cfg.experiment.seed == 7
-    assert cfg.model.mapper == "transformer" and cfg.model.freeze_decoder == 3
+    assert cfg.model.mapper.type == "transformer" and cfg.model.freeze_decoder == 3
     assert cfg.model.decoder_config == {"n_embd": 32, "n_layer": 2, "n_head": 2}
     assert cfg.data.test_split is None and cfg.data.subset_ratio == 0.25
     assert cfg.training.learning_rate == pytest.approx(1e-4) and isinstance(cfg.training.learning_rate, float)
@@ -266,15 +264,15 @@ def test_type_errors(section, key, value, message):
 
 
 def test_python_none_spelling_gets_a_hint():
-    (message,) = errors_of(with_values(model={"mapper_hidden_size": "None"}))
+    (message,) = errors_of(with_values(model={"mapper": {"hidden_size": "None"}}))
     assert message == (
-        "model.mapper_hidden_size: expected int or null, got str 'None' (write null, unquoted, for no value)"
+        "model.mapper.hidden_size: expected int or null, got str 'None' (write null, unquoted, for no value)"
     )
 
 
 def test_bad_choice_lists_choices_and_suggests():
-    assert errors_of(with_values(model={"mapper": "mpl"})) == [
-        "model.mapper: must be one of 'mlp', 'transformer', 'grid', got 'mpl' (did you mean 'mlp'?)"
+    assert errors_of(with_values(model={"mapper": {"type": "mpl"}})) == [
+        "model.mapper.type: must be one of 'mlp', 'transformer', 'grid', got 'mpl' (did you mean 'mlp'?)"
     ]
     (message,) = errors_of(with_values(evaluation={"preset": "creative"}))
     assert "got 'creative'" in message and "(did you mean 'creative_diverse'?)" in message
@@ -289,8 +287,9 @@ def test_bad_choice_lists_choices_and_suggests():
         ("data", {"subset_ratio": 1.5}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 1.5"),
         ("data", {"subset_ratio": 0}, "data.subset_ratio: must be in (0, 1] (a fraction of the split), got 0"),
         ("data", {"num_workers": -2}, "data.num_workers: must be >= 0, got -2"),
-        ("model", {"mapper": "grid", "prefix_length": 10},
-         "model.prefix_length: the grid mapper pools patches into a g x g grid, so it must be a square; got 10 (try 9 or 16)"),
+        ("model", {"mapper": {"type": "grid"}, "prefix_length": 10},
+         "model.prefix_length: the grid mapper pools patches into a g x g grid, so prefix_length must be a square; "
+         "got 10 (try 9 or 16)"),
         ("data", {"captions_per_image": 0}, "data.captions_per_image: must be 'all' or a number of captions >= 1, got 0"),
         ("training", {"max_steps": 0}, "training.max_steps: must be >= 1, got 0"),
         ("model", {"freeze_decoder": -1},
@@ -363,7 +362,7 @@ experiment:
   seed: many
 model:
   prefx_length: 5
-  mapper: mpl
+  mapper: {type: mpl}
 data:
   path: x.json
   subset_ratio: 2
@@ -381,7 +380,7 @@ training:
         "experiment.name is required",
         "experiment.seed: expected int, got str 'many'",
         "Unknown config key 'model.prefx_length' (did you mean 'model.prefix_length'?)",
-        "model.mapper: must be one of 'mlp', 'transformer', 'grid', got 'mpl'",
+        "model.mapper.type: must be one of 'mlp', 'transformer', 'grid', got 'mpl'",
         "data.subset_ratio: must be in (0, 1]",
         "training.learning_rate: must be > 0, got -1",
         "training.warmup_steps (10) and training.warmup_ratio (0.5) are both set",
@@ -473,12 +472,14 @@ def test_preset_names_match_the_generation_presets():
     assert set(DECODING_PRESETS) == set(PRESETS)
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "trainer" / "configs"
-SHIPPED_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = ROOT / "trainer" / "configs"
+# Every experiment config in the repository: the shipped recipes and the committed zoo entries' experiment.yaml.
+SHIPPED_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml")) + sorted((ROOT / "model_zoo").glob("*/experiment.yaml"))
 
 
 @pytest.mark.skipif(not SHIPPED_CONFIGS, reason="no trainer/configs/*.yaml yet")
-@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg.experiment.name
@@ -492,3 +493,115 @@ def test_bare_no_is_read_as_the_string_no(tmp_path):
     path.write_text("experiment:\n  name: x\ndata:\n  path: d\ntraining:\n  mixed_precision: no\n")
     assert load_config(path).training.mixed_precision == "no"
     assert load_config(path, ["training.mixed_precision=no"]).training.mixed_precision == "no"
+
+
+# ------------------------------------------------------------------------------------------------
+# The nested model.mapper section (captioning.config.MapperConfig) and the model rules from the library
+# ------------------------------------------------------------------------------------------------
+
+def test_mapper_is_a_nested_section_with_the_zoo_configs_keys(tmp_path):
+    from captioning.config import MapperConfig
+
+    cfg = load_config(write(tmp_path, FULL_YAML), ["model.mapper.type=grid", "model.mapper.hidden_size=0"])
+    assert cfg.model.mapper == MapperConfig(type="grid", hidden_size=0, num_layers=2, num_heads=2)
+    assert config_to_dict(cfg)["model"]["mapper"] == {"type": "grid", "hidden_size": 0, "num_layers": 2,
+                                                       "num_heads": 2, "clip_length": 10}
+    # the whole section can be given at once, and left out it is all defaults
+    cfg = load_config(write(tmp_path, FULL_YAML), ["model.mapper={type: mlp}"])
+    assert cfg.model.mapper == MapperConfig(type="mlp")
+    assert config_from_dict(MINIMAL).model.mapper == MapperConfig()
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+def test_single_linear_mapper_is_reachable_and_negative_widths_are_not():
+    assert config_from_dict(with_values(model={"mapper": {"hidden_size": 0}})).model.mapper.hidden_size == 0
+    (message,) = errors_of(with_values(model={"mapper": {"hidden_size": -1}}))
+    assert message.startswith("model.mapper.hidden_size: must be >= 0 or null") and message.endswith("got -1")
+
+
+@pytest.mark.parametrize(("mapper", "message"), [
+    ({"hiden_size": 5}, "Unknown config key 'model.mapper.hiden_size' (did you mean 'model.mapper.hidden_size'?)"),
+    ({"num_heads": 0}, "model.mapper.num_heads: must be >= 1, got 0"),
+    ({"num_layers": 0}, "model.mapper.num_layers: must be >= 1, got 0"),
+    ({"clip_length": "ten"}, "model.mapper.clip_length: expected int, got str 'ten'"),
+    ({"type": "transformer", "num_heads": "x"}, "model.mapper.num_heads: expected int, got str 'x'"),
+])
+def test_mapper_section_errors_name_the_nested_key(mapper, message):
+    assert errors_of(with_values(model={"mapper": mapper})) == [message]
+
+
+def test_model_rules_are_all_reported_at_once():
+    errors = errors_of(with_values(model={"prefix_length": 10, "freeze_decoder": -2,
+                                          "mapper": {"type": "grid", "num_layers": 0, "hidden_size": -3}}))
+    assert len(errors) == 4
+    assert errors[0].startswith("model.mapper.hidden_size: must be >= 0 or null")
+    assert "model.mapper.num_layers: must be >= 1, got 0" in errors
+    assert any(e.startswith("model.prefix_length: the grid mapper") and "(try 9 or 16)" in e for e in errors)
+    assert any(e.startswith("model.freeze_decoder: must be 'none', 'all'") for e in errors)
+
+
+@pytest.mark.parametrize(("old", "message"), [
+    ({"mapper": "grid"}, "model.mapper is now a section: use model.mapper.type: grid"),
+    ({"mapper_hidden_size": 0}, "model.mapper_hidden_size was renamed: use model.mapper.hidden_size"),
+    ({"mapper_num_layers": 2}, "model.mapper_num_layers was renamed: use model.mapper.num_layers"),
+    ({"mapper_num_heads": 2}, "model.mapper_num_heads was renamed: use model.mapper.num_heads"),
+    ({"clip_length": 4}, "model.clip_length was renamed: use model.mapper.clip_length"),
+])
+def test_old_flat_mapper_keys_are_refused_with_the_new_key(old, message):
+    assert errors_of(with_values(model=old)) == [message]
+
+
+def test_old_keys_in_overrides_name_the_new_key(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, FULL_YAML), ["model.mapper_num_heads=4"])
+    assert info.value.errors == [
+        "model.mapper_num_heads was renamed: use model.mapper.num_heads in override 'model.mapper_num_heads=4'"]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, FULL_YAML), ["model.mapper=grid"])
+    assert info.value.errors == ["model.mapper is now a section: use model.mapper.type: grid"]
+
+
+def test_image_size_has_one_key():
+    (message,) = errors_of(with_values(model={"from_scratch": True, "encoder_config": {"image_size": 48}}))
+    assert message.startswith("model.encoder_config.image_size:") and "model.image_size" in message
+    assert config_from_dict(with_values(model={"image_size": 48})).model.image_size == 48
+
+
+def test_model_rules_come_from_the_library():
+    """The trainer reports captioning.config's own messages (prefixed model.), so the rules live once."""
+    from captioning.config import MAPPER_TYPES, config_problems
+
+    for values in ({"prefix_length": 0}, {"freeze_decoder": -1}, {"mapper": {"num_heads": 0}},
+                   {"mapper": {"type": "grid"}, "prefix_length": 8}):
+        assert errors_of(with_values(model=values)) == [f"model.{p}" for p in config_problems(values)]
+    hints = typing.get_type_hints(config_module.ModelConfig)
+    assert typing.get_type_hints(hints["mapper"])["type"] == typing.Literal[MAPPER_TYPES]
+    source = Path(config_module.__file__).read_text()
+    assert "grid_side" not in source and '"mlp", "transformer"' not in source and "must be a square" not in source
+
+
+def test_describe_lists_the_nested_mapper_keys_with_docs():
+    description = describe_config()
+    for key in ("type", "hidden_size", "num_layers", "num_heads", "clip_length"):
+        (line,) = [x for x in description.splitlines() if x.strip().startswith(f"model.mapper.{key} (")]
+        assert line.split("): ", 1)[1], key
+    assert "model.mapper.type (one of 'mlp', 'transformer', 'grid'; default 'mlp')" in description
+    assert "model.mapper.hidden_size (int or null; default null)" in description
+
+
+def test_config_cli_describes_and_checks(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "trainer.config", "describe"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == describe_config()
+    good = subprocess.run([sys.executable, "-m", "trainer.config", "check", str(CONFIG_DIR / "coco_clip_gpt2.yaml"),
+                           "model.mapper.type=grid", "model.prefix_length=9"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert good.returncode == 0, good.stderr
+    bad = subprocess.run([sys.executable, "-m", "trainer.config", "check", str(CONFIG_DIR / "coco_clip_gpt2.yaml"),
+                          "model.mapper.type=grid"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "model.prefix_length: the grid mapper pools patches into a g x g grid" in bad.stderr

@@ -4,6 +4,7 @@ runs (with tiny local stand-ins for the hub models), the embedding cache is reus
 reproduces the trainer's test numbers. Nothing is downloaded."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from captioning.zoo import (
     load_entry,
 )
 from helpers import tiny_vision_config
-from trainer.config import load_config
+from trainer.config import config_to_dict, load_config
 from trainer.data import write_shapes_dataset
 from trainer.train import train
 
@@ -48,7 +49,7 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
     base = {
         "experiment.name": name, "experiment.output_dir": str(tmp_path / "runs"), "experiment.zoo_dir": str(tmp_path / "zoo"),
         "data.path": str(shapes / "data"), "data.cache_dir": str(tmp_path / "cache"), "model.tokenizer": str(shapes / "tokenizer"),
-        "model.image_size": 32, "model.encoder_config.image_size": 32, "model.encoder_config.hidden_size": 32,
+        "model.image_size": 32, "model.encoder_config.hidden_size": 32,
         "model.encoder_config.projection_dim": 32, "model.decoder_config.n_embd": 32, "training.epochs": 2,
         "training.batch_size": 16, "training.log_every": 1, "training.num_threads": 1,
         "evaluation.metrics": "[loss, bleu, cider, object_accuracy]", "evaluation.max_new_tokens": 12,
@@ -61,7 +62,7 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
 def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     # the demo's best design: the grid mapper (patch tokens pooled to 2 x 2 regions, K=4)
     cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(
-        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper": "grid", "model.prefix_length": 4}))
+        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper.type": "grid", "model.prefix_length": 4}))
     summary = train(cfg, quiet=True)
     entry = Path(summary["entry"])
     names = {p.name for p in entry.iterdir()}
@@ -113,7 +114,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(shapes, tmp_path):
 @pytest.mark.parametrize("mapper,prefix_length", [("mlp", 2), ("grid", 4)])  # pooled embeddings vs patch tokens
 def test_embedding_cache_is_reused_across_runs(shapes, tmp_path, capsys, mapper, prefix_length):
     extra = {"model.freeze_encoder": "true", "training.epochs": 1, "evaluation.metrics": "[loss]",
-             "evaluation.best_metric": "val_loss", "model.mapper": mapper, "model.prefix_length": prefix_length}
+             "evaluation.best_metric": "val_loss", "model.mapper.type": mapper, "model.prefix_length": prefix_length}
     train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c1", **extra)))
     first = capsys.readouterr().out
     train(load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(shapes, tmp_path, "c2", **extra)))
@@ -178,7 +179,7 @@ def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
                  "model.image_size=32", "training.epochs=1", "training.batch_size=16", "training.mixed_precision=no",
                  "training.warmup_steps=0", "training.num_threads=1", f"data.cache_dir={tmp_path / 'cache'}",
                  "evaluation.metrics=[loss,bleu,cider]", "evaluation.max_val_images=4", "evaluation.max_new_tokens=8",
-                 "model.mapper_num_heads=4", "model.mapper_num_layers=1"]
+                 "model.mapper.num_heads=4", "model.mapper.num_layers=1"]
     if raw.training.warmup_ratio is not None:
         overrides.remove("training.warmup_steps=0")
     if raw.data.format == "karpathy":
@@ -191,7 +192,7 @@ def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
     summary = train(cfg, quiet=True)
     entry = load_entry(summary["entry"])
     assert entry.model.config.prefix_length == raw.model.prefix_length
-    assert entry.model.config.mapper.type == raw.model.mapper
+    assert entry.model.config.mapper.type == raw.model.mapper.type
     assert entry.model.config.freeze_decoder == raw.model.freeze_decoder
     counts = entry.model.parameter_counts()
     if raw.model.freeze_decoder == "all":
@@ -219,3 +220,56 @@ def test_non_finite_loss_stops_with_a_clear_message(shapes, tmp_path):
 
     with pytest.raises(TrainingError, match="loss became"):
         train(cfg, quiet=True)
+
+
+PRETRAINED = ["model.from_scratch=false", "model.encoder_config=null", "model.decoder_config=null"]
+
+
+@pytest.mark.parametrize(("overrides", "line"), [
+    (["model.mapper.type=transformer", "model.mapper.num_heads=5"],
+     "error: model.mapper.num_heads: the decoder width 32 is not divisible by mapper.num_heads=5; "
+     "choose from the divisors of 32: 1, 2, 4, 8, 16, 32"),
+    (["model.decoder_config.n_head=5"],
+     "error: model.decoder_config: the decoder width 32 is not divisible by n_head=5; "
+     "choose from the divisors of 32: 1, 2, 4, 8, 16, 32"),
+    (["model.freeze_decoder=5"],
+     "error: model.freeze_decoder: 5 blocks to freeze but the decoder has only 2 blocks; use 'all' or a smaller N"),
+    (["model.tokenizer={tmp}/no-tokenizer"], "error: model.tokenizer: folder '{tmp}/no-tokenizer' does not exist"),
+    ([*PRETRAINED, "model.encoder={tmp}/no-encoder"], "error: model.encoder: folder '{tmp}/no-encoder' does not exist"),
+    ([*PRETRAINED, "model.encoder=openai/clip-vit-base-patch32"],
+     "error: model.encoder: 'openai/clip-vit-base-patch32' is not a local folder, and this machine is offline "
+     "(HF_HUB_OFFLINE is set)"),
+], ids=["mapper-heads", "decoder-heads", "frozen-blocks", "no-tokenizer", "no-encoder", "hub-offline"])
+def test_model_mistakes_stop_before_the_data_with_one_line(shapes, tmp_path, overrides, line):
+    # data.path does not exist and no run folder may appear: the model is built and checked first.
+    args = [f"model.tokenizer={shapes / 'tokenizer'}", f"data.path={tmp_path / 'no-data'}",
+            f"experiment.output_dir={tmp_path / 'runs'}", "model.decoder_config.n_embd=32",
+            *[o.format(tmp=tmp_path) for o in overrides]]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "trainer.train", str(CONFIGS / "demo_shapes_base.yaml"), *args],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    errors = [e for e in out.stderr.splitlines() if e.startswith("error:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(errors) == 1 and errors[0].startswith(line.format(tmp=tmp_path)), out.stderr
+    if "offline" in line:
+        assert "model.encoder=/path/to/folder" in errors[0] and "config.json + weights" in errors[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_recipe_rebuilds_the_committed_zoo_entries():
+    """trainer/demo_zoo.py's ENTRIES on the base config give each committed entry's experiment.yaml, and the
+    model they build has the committed config.json and preprocessing (so the schema change kept the values)."""
+    from trainer.demo_zoo import BASE_CONFIG, ENTRIES, entry_overrides
+    from trainer.train import build_components
+
+    for name in ENTRIES:
+        committed = ROOT / "model_zoo" / name
+        cfg = load_config(BASE_CONFIG, entry_overrides(name, Path("runs/demo"), "model_zoo", 48))
+        assert cfg == load_config(committed / "experiment.yaml"), name
+        model, _, processor = build_components(load_config(BASE_CONFIG, entry_overrides(
+            name, Path("runs/demo"), "model_zoo", 48, [f"model.tokenizer={committed}"])))
+        config = json.loads((committed / "config.json").read_text())
+        assert config["training"]["config"] == json.loads(json.dumps(config_to_dict(cfg))), name
+        expected = {k: v for k, v in config.items() if k not in ("training", "image_processor", "encoder_fingerprint")}
+        assert model.config.to_dict() == expected, name
+        assert json.loads(json.dumps(processor.to_dict())) == json.loads((committed / "preprocessor_config.json").read_text())
