@@ -101,7 +101,7 @@ def test_reproduce_command_of_a_trained_entry_runs_from_the_repository_root(tmp_
     overrides = {
         "experiment.name": "tiny", "experiment.output_dir": tmp_path / "runs", "experiment.zoo_dir": tmp_path / "zoo",
         "data.path": data, "data.cache_dir": tmp_path / "cache", "model.tokenizer": tmp_path / "tokenizer",
-        "model.image_size": 32, "model.encoder_config.image_size": 32, "model.encoder_config.hidden_size": 32,
+        "model.image_size": 32, "model.encoder_config.hidden_size": 32,
         "model.encoder_config.projection_dim": 32, "model.decoder_config.n_embd": 32, "training.epochs": 1,
         "training.batch_size": 16, "training.num_threads": 1, "evaluation.metrics": "[loss, bleu]", "evaluation.best_metric": "val_loss",
         "evaluation.max_new_tokens": 4, "evaluation.max_val_images": 2,
