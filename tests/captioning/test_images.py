@@ -744,6 +744,24 @@ def test_min_side_never_enlarges_and_keeps_the_checks(tmp_path):
             load_image(path, min_side=bad)
 
 
+@pytest.mark.parametrize("kind", ["cmyk", "mpo", "grey"])
+def test_min_side_of_other_jpeg_kinds_keeps_their_colours(tmp_path, kind):
+    path = tmp_path / f"{kind}.jpg"
+    if kind == "cmyk":
+        Image.new("CMYK", (400, 200), (255, 0, 0, 0)).save(path, format="JPEG", quality=95)  # cyan
+        colour = (0, 255, 255)
+    elif kind == "mpo":
+        Image.new("RGB", (400, 200), RED).save(path, "MPO", save_all=True,
+                                                append_images=[Image.new("RGB", (400, 200), BLUE)])
+        colour = RED
+    else:
+        Image.new("L", (400, 200), 90).save(path, format="JPEG", quality=95)
+        colour = (90, 90, 90)
+    loaded = load_image(path, min_side=40)
+    assert loaded.size == (80, 40) and loaded.mode == "RGB"
+    assert_close(loaded.getpixel((40, 20)), colour, tolerance=6)
+
+
 def test_min_side_of_a_heic_photo(tmp_path):
     stored = with_orientation(photo_like(320, 240), 6)
     path = save(stored, tmp_path / "IMG_0004.HEIC", format="HEIF", quality=90, exif=stored.info["exif_bytes"])
