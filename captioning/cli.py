@@ -2,7 +2,10 @@
 
 caption: every image in a folder x every chosen zoo model -> one CSV with `image_id, model_name, caption`
 (the layout other CLIP-GPT2 projects' batch inference writes) plus the decoding settings. A bad image is
-reported by name on stderr and skipped; user mistakes end with one clear line and a non-zero exit.
+reported by name on stderr and skipped, and so is every file in the folder that is not an image we read
+(`skipped: drawing.svg: SVG is a vector format; ...`). Images are decoded at the size the models read
+(`preprocessing.needed_side`), so a folder of 50-megapixel photos needs memory for a few small images only.
+User mistakes end with one clear line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .generation import get_settings
-    from .images import ImageLoadError, find_images, load_image
+    from .images import IMAGE_EXTENSIONS, ImageLoadError, load_image, scan_folder
     from .pipeline import caption_images
+    from .preprocessing import needed_side
     from .zoo import ModelCache, ZooError
 
     if args.threads:
@@ -57,15 +61,19 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                    "seed": args.seed}.items() if v is not None}
     try:
         settings = get_settings(args.preset, **overrides)
-        paths = find_images(args.images, recursive=args.recursive)
+        scan = scan_folder(args.images, recursive=args.recursive)
         model_paths = _select_models(Path(args.zoo), args.models)
         cache = ModelCache(max_models=max(len(model_paths), 1))
         models = [cache.get(p) for p in model_paths]
     except (ValueError, ZooError, ImageLoadError) as e:
         raise UserError(str(e)) from None
+    for file in scan.skipped:  # every file we pass over is named, so none goes missing unexplained
+        print(f"skipped: {file.path.relative_to(args.images)}: {file.reason}", file=sys.stderr)
+    paths = scan.images
     if not paths:
-        raise UserError(f"no images found in {args.images} (looked for common image extensions"
+        raise UserError(f"no images found in {args.images} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}"
                         f"{'' if args.recursive else '; add --recursive for sub-folders'})")
+    min_side = needed_side(models)  # None when a model reads the full image
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped = 0
@@ -79,7 +87,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
             images, names = [], []
             for path in paths[start:start + args.batch_size]:
                 try:
-                    images.append(load_image(path))
+                    images.append(load_image(path, min_side=min_side))
                     names.append(str(path.relative_to(args.images)))
                 except ImageLoadError as e:
                     skipped += 1
@@ -98,8 +106,13 @@ def cmd_caption(args: argparse.Namespace) -> int:
                     rows += 1
     progress.close()
     os.replace(tmp, out)
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} unreadable image(s)")
+    if scan.skipped:
+        notes.append(f"{len(scan.skipped)} file(s) that are not images")
     print(f"wrote {rows} captions ({len(paths) - skipped} images x {len(models)} models) to {out}"
-          + (f"; skipped {skipped} unreadable images" if skipped else ""), file=sys.stderr)
+          + (f"; skipped {' and '.join(notes)}" if notes else ""), file=sys.stderr)
     return 0 if rows else 1
 
 

@@ -6,8 +6,11 @@ merely ends in `.jpg`. A captioner trained on one normalisation and served with 
 so there is exactly one place that turns a user's file into pixels:
 
     load_image(source)          -> PIL.Image.Image, mode "RGB", fully decoded, upright, file closed
-    find_images(folder)         -> sorted list of image paths (by extension, hidden files skipped)
+    load_image(source, min_side=224) -> the same, shorter side reduced to 224 (JPEGs decoded reduced)
+    scan_folder(folder)         -> FolderScan: the image paths, and every other file with why it was skipped
+    find_images(folder)         -> sorted list of image paths (scan_folder(folder).images)
     is_image_file(path)         -> does the name look like an image we load?
+    IMAGE_EXTENSIONS            -> the suffixes we load (upload boxes and folder scans use this one list)
     image_content_hash(source)  -> sha256 hex, a stable key for ratings and embedding caches
     prepare_for_display(image)  -> downscaled RGB copy for UI thumbnails
 
@@ -18,6 +21,14 @@ What `load_image` guarantees, and why:
 - 16-bit and float greyscale are scaled to 8 bits (65535 -> 255); Pillow's plain `convert` clips them,
   which turns almost every 16-bit image solid white.
 - Animated images (GIF, APNG, WebP) give their first frame.
+- Phone photos load: HEIC/HEIF through pillow-heif (registered once, when this module is imported) and
+  AVIF through Pillow itself (when this Pillow was built with it). For HEIF the rotation lives in the
+  container (`irot`/`imir`), which libheif applies while decoding; pillow-heif then resets the EXIF
+  orientation to 1, so the shared EXIF step below leaves it alone and the rotation is applied once. Pillow's
+  AVIF reader turns `irot`/`imir` into an EXIF orientation instead, which the shared step applies.
+- `min_side` decodes only what is needed: a 50-megapixel photo is 150 MB as RGB, a caption model reads
+  224 pixels. JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (Pillow's draft mode) and then resized
+  exactly; other formats are decoded, then resized.
 - Pixel counts are checked from the header *before* decoding (decompression bombs), and truncated or
   corrupt files raise instead of silently coming back half grey. Pillow's global switches
   (`Image.MAX_IMAGE_PIXELS`, `ImageFile.LOAD_TRUNCATED_IMAGES`) are never changed.
@@ -29,24 +40,37 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+try:
+    import pillow_heif
+except ImportError:  # pinned in requirements.txt; without it HEIC files are reported as needing it
+    pillow_heif = None
+else:
+    pillow_heif.register_heif_opener()  # adds the "HEIF" format to Pillow; loading this module runs it once
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "FolderScan",
     "ImageLoadError",
     "ImageSource",
+    "SkippedFile",
     "find_images",
     "image_content_hash",
     "is_image_file",
     "load_image",
     "prepare_for_display",
+    "scan_folder",
+    "skip_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,10 +80,17 @@ class ImageLoadError(ValueError):
     """An image could not be loaded. The message names the file, says what was wrong and what to do."""
 
 
+_HEIF_READY = pillow_heif is not None
+_AVIF_READY = bool(features.check("avif"))
+
 # Lower-case, with the dot. `.jfif` is JPEG under another name; only listed if this Pillow knows it.
+# `.hif` is what Fujifilm and Canon cameras call their HEIF files. The `.heics`/`.avifs` sequences
+# (bursts, animations) are left out: they are not photos.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
     | ({".jfif"} if Image.registered_extensions().get(".jfif") == "JPEG" else set())
+    | ({".heic", ".heif", ".hif"} if _HEIF_READY else set())
+    | ({".avif"} if _AVIF_READY else set())
 )
 
 # Default decompression-bomb limit: 64 megapixels is above any phone or DSLR photo (a 60 MP camera
@@ -69,8 +100,15 @@ MAX_PIXELS: int = 64_000_000
 # Pillow format ids we are willing to decode; they match IMAGE_EXTENSIONS. Restricting `Image.open` to
 # these keeps exotic plugins (EPS runs Ghostscript, for one) away from untrusted uploads. "JPEG" also
 # opens the multi-picture JPEGs (MPO) many phones write; "DIB" is the headerless variant of BMP.
-_PILLOW_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF")
-_SUPPORTED_FOR_HUMANS = "JPEG, PNG, GIF, BMP, WebP, TIFF"
+# HEIF is tried before AVIF: Pillow's AVIF reader also claims the generic "mif1" brand some HEIC files carry.
+_PILLOW_FORMATS: tuple[str, ...] = (
+    ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF")
+    + (("HEIF",) if _HEIF_READY else ())
+    + (("AVIF",) if _AVIF_READY else ())
+)
+_SUPPORTED_FOR_HUMANS = "JPEG, PNG, GIF, BMP, WebP, TIFF" + (", HEIC/HEIF" if _HEIF_READY else "") + (
+    ", AVIF" if _AVIF_READY else "")
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # the formats whose decoder can scale down while decoding
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
@@ -86,6 +124,35 @@ _ALLOWED_SOURCES = "a path (str or pathlib.Path), bytes, a binary file object (o
 # --------------------------------------------------------------------------------------------------
 
 
+# Files that are never pictures but live beside them; `scan_folder` passes over them without a word.
+# Everything else that is not an image is reported, so a user never wonders where a file went.
+_QUIET_SUFFIXES = frozenset({".xmp", ".aae"})  # Lightroom/darktable edit sidecars, iPhone edit sidecars
+_QUIET_NAMES = frozenset({"thumbs.db", "desktop.ini"})  # written by Windows Explorer into picture folders
+
+_VECTOR_SUFFIXES = {".svg": "SVG", ".svgz": "SVG", ".eps": "EPS", ".ai": "Adobe Illustrator",
+                    ".emf": "EMF", ".wmf": "WMF"}
+_RAW_SUFFIXES = frozenset({".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dng", ".erf", ".iiq", ".kdc", ".mrw",
+                           ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".sr2", ".srf", ".srw",
+                           ".x3f"})
+_VIDEO_SUFFIXES = frozenset({".3gp", ".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mts", ".webm"})
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file in a scanned folder that is not loaded as an image, and why (a sentence saying what to do)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What `scan_folder` found: the image paths to load, and the other files with the reason for each."""
+
+    images: list[Path]
+    skipped: list[SkippedFile]
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     """True if `path`'s extension is one of IMAGE_EXTENSIONS (any case) and the name is not hidden.
 
@@ -98,11 +165,50 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def find_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Sorted paths of the image files in `folder` (see `is_image_file`); subfolders too if `recursive`.
+def skip_reason(path: str | os.PathLike) -> str | None:
+    """Why a file of this name is not loaded as an image, or None when it is (exactly when `is_image_file`).
 
-    Hidden subfolders (`.git`, `.ipynb_checkpoints`, ...) are not searched. Raises ImageLoadError if
-    `folder` does not exist or is not a folder.
+    Only the name is looked at. The reason says what the file is and what to do, e.g. "SVG is a vector
+    format; export it as PNG or JPEG" or "not an image file (.txt)".
+    """
+    name = Path(path).name
+    if is_image_file(name):
+        return None
+    suffix = Path(name).suffix.lower()
+    if name.startswith("."):
+        return "hidden file (the name starts with '.'; macOS writes such files beside photos)"
+    if suffix in _VECTOR_SUFFIXES:
+        return f"{_VECTOR_SUFFIXES[suffix]} is a vector format; export it as PNG or JPEG"
+    if suffix == ".pdf":
+        return "PDF is a document, not an image; export the page as PNG or JPEG"
+    if suffix in {".heic", ".heif", ".hif", ".heics", ".heifs"} and not _HEIF_READY:
+        return "HEIC/HEIF photos need the pillow-heif package (pip install pillow-heif); or export it as JPEG"
+    if suffix in {".avif", ".avifs"} and not _AVIF_READY:
+        return "this Pillow was built without AVIF support (install Pillow >= 11.3 wheels); or export it as JPEG"
+    if suffix in _RAW_SUFFIXES:
+        return f"camera RAW file ({suffix}); export it as JPEG or TIFF from your photo editor"
+    if suffix in _VIDEO_SUFFIXES:
+        return f"video file ({suffix}), not an image; save a frame as JPEG to caption it"
+    known = Image.registered_extensions().get(suffix)
+    if known:  # a raster format Pillow could open but we do not load (PPM, PSD, ICO, ...); see _PILLOW_FORMATS
+        return f"{known} images are not loaded (supported: {_SUPPORTED_FOR_HUMANS}); convert it to PNG or JPEG"
+    return f"not an image file ({suffix or 'no extension'})"
+
+
+def _skipped_quietly(name: str) -> bool:
+    """The files `scan_folder` does not report: hidden names and the sidecars in _QUIET_SUFFIXES/_QUIET_NAMES."""
+    return name.startswith(".") or Path(name).suffix.lower() in _QUIET_SUFFIXES or name.lower() in _QUIET_NAMES
+
+
+def scan_folder(folder: str | os.PathLike, recursive: bool = False) -> FolderScan:
+    """The image files in `folder` (sorted), and every other file with the reason it is not loaded.
+
+    Subfolders are searched too if `recursive`. Images are chosen by name (`is_image_file`); a file named
+    like an image that is not one is only found out by `load_image`. `skipped` lists every other file
+    (see `skip_reason`) except these, passed over quietly:
+      - hidden files and everything in hidden folders (`.DS_Store`, `._photo.jpg`, `.git/`, ...);
+      - sidecars that only describe a photo: `.xmp` and `.aae` files, `Thumbs.db`, `desktop.ini`.
+    Folders are never listed. Raises ImageLoadError if `folder` does not exist or is not a folder.
     """
     root = Path(folder)
     if not root.exists():
@@ -116,14 +222,31 @@ def find_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
             "(use load_image() to load a single file)."
         )
     candidates = root.rglob("*") if recursive else root.iterdir()
-    found = []
-    for path in candidates:
+    images, skipped = [], []
+    for path in sorted(candidates):
         # Skip anything under a hidden folder; parts[:-1] are the folders between root and the file.
         if any(part.startswith(".") for part in path.relative_to(root).parts[:-1]):
             continue
-        if is_image_file(path) and path.is_file():
-            found.append(path)
-    return sorted(found)
+        if path.is_dir() or _skipped_quietly(path.name):
+            continue
+        if not path.is_file():
+            skipped.append(SkippedFile(path, "not a regular file (a broken link, a pipe or a device)"))
+            continue
+        reason = skip_reason(path)
+        if reason is None:
+            images.append(path)
+        else:
+            skipped.append(SkippedFile(path, reason))
+    return FolderScan(images, skipped)
+
+
+def find_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Sorted paths of the image files in `folder` (see `is_image_file`); subfolders too if `recursive`.
+
+    Hidden subfolders (`.git`, `.ipynb_checkpoints`, ...) are not searched. Raises ImageLoadError if
+    `folder` does not exist or is not a folder. `scan_folder` also says which other files were skipped.
+    """
+    return scan_folder(folder, recursive).images
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,6 +259,7 @@ def load_image(
     *,
     max_pixels: int = MAX_PIXELS,
     name: str | None = None,
+    min_side: int | None = None,
 ) -> Image.Image:
     """Load `source` as an upright, fully decoded RGB image (mode "RGB"), with any file we opened closed.
 
@@ -147,6 +271,12 @@ def load_image(
             before anything is decoded), to stop decompression bombs.
         name: what to call the image in error messages; defaults to the path, the file object's
             `.name`, or "<bytes>".
+        min_side: if given, the result's shorter side is reduced to `min_side` pixels when it is longer
+            (aspect kept, the longer side rounded down as transformers' shortest-edge resize does; never
+            enlarged). JPEGs are decoded at the smallest 1/2, 1/4 or 1/8 scale that stays at least that
+            big, so memory follows the size needed, not the size of the photo; other formats are decoded
+            whole, then resized. `captioning.preprocessing.needed_side(models)` says what the models need.
+            `max_pixels` still applies to the full size in the header.
 
     Returns:
         A new PIL image in mode "RGB" with EXIF orientation applied, transparency composited onto
@@ -159,11 +289,12 @@ def load_image(
         TypeError: `source` is none of the types above.
     """
     _check_max_pixels(max_pixels)
+    _check_min_side(min_side)
 
     if isinstance(source, Image.Image):
         label = name or getattr(source, "filename", "") or "<PIL image>"
         _check_pixel_count(source.size, label, max_pixels)
-        return _normalise(source, label)
+        return _shrink(_normalise(source, label), min_side)
 
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -177,7 +308,7 @@ def load_image(
                 "Check that the file exists and that you may read it."
             ) from exc
         with file:  # closes the file however decoding ends; the returned image holds no reference to it
-            return _decode(file, label, max_pixels)
+            return _decode(file, label, max_pixels, min_side)
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
@@ -190,13 +321,18 @@ def load_image(
 
     if not data:
         raise ImageLoadError(f"Image '{label}' is empty (0 bytes); it holds no image. Check where it came from.")
-    return _decode(io.BytesIO(data), label, max_pixels)
+    return _decode(io.BytesIO(data), label, max_pixels, min_side)
 
 
 def _check_max_pixels(max_pixels: int) -> None:
     """Reject a nonsensical limit early, with the value received."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int (default {MAX_PIXELS:,}); got {max_pixels!r}.")
+
+
+def _check_min_side(min_side: int | None) -> None:
+    if min_side is not None and (isinstance(min_side, bool) or not isinstance(min_side, int) or min_side < 1):
+        raise ValueError(f"min_side must be None (full size) or a positive int (pixels); got {min_side!r}.")
 
 
 def _check_is_readable_file(path: Path, label: str) -> None:
@@ -254,8 +390,8 @@ def _check_pixel_count(size: tuple[int, int], label: str, max_pixels: int) -> No
         )
 
 
-def _decode(file: BinaryIO, label: str, max_pixels: int) -> Image.Image:
-    """Open `file` with Pillow, check its size from the header, then decode and normalise it."""
+def _decode(file: BinaryIO, label: str, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    """Open `file` with Pillow, check its size from the header, then decode (reduced, when it can) and normalise it."""
     try:
         # Pillow's own bomb guard warns at Image.MAX_IMAGE_PIXELS and raises at twice that. We turn its
         # warning into an error for the duration of this call (not globally) so that nothing large
@@ -279,7 +415,43 @@ def _decode(file: BinaryIO, label: str, max_pixels: int) -> Image.Image:
 
     with image:  # frees decoder state; does not close a file object we were given
         _check_pixel_count(image.size, label, max_pixels)
-        return _normalise(image, label)
+        if min_side is not None and image.format in _JPEG_FORMATS:
+            _draft_at_least(image, min_side)
+        return _shrink(_normalise(image, label), min_side)
+
+
+def _draft_at_least(image: Image.Image, min_side: int) -> None:
+    """Ask the JPEG decoder to scale by 1/2, 1/4 or 1/8 while decoding, staying at least `min_side` on the short side.
+
+    Called before anything is decoded. The header's size is the stored (not yet EXIF-rotated) one, but the
+    shorter side is the same either way, and both sides are asked for, so the rotated result is big enough.
+    The mode is left alone (None): CMYK and greyscale JPEGs are converted afterwards like any other.
+    """
+    width, height = image.size
+    short = min(width, height)
+    if short <= min_side:
+        return
+    scale = min_side / short
+    # libjpeg picks the largest power-of-two reduction whose result is at least this in both sides.
+    image.draft(None, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+
+
+def _shrink(image: Image.Image, min_side: int | None) -> Image.Image:
+    """`image` with its shorter side reduced to `min_side` (aspect kept), or `image` itself if it is not longer.
+
+    The longer side is computed as transformers' shortest-edge resize computes it (rounded down), and the
+    filter is bicubic as in CLIP's processor, so a model's own resize of the result changes nothing and,
+    for formats decoded whole, the model sees the same pixels as from the full image.
+    """
+    if min_side is None:
+        return image
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if short <= min_side:
+        return image
+    new_long = int(min_side * long / short)
+    size = (min_side, new_long) if width <= height else (new_long, min_side)
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def _unidentified_error(file: BinaryIO, label: str) -> ImageLoadError:
@@ -305,17 +477,40 @@ def _unidentified_error(file: BinaryIO, label: str) -> ImageLoadError:
             f"Image '{label}' is in {detected} format, which is not supported (supported: "
             f"{_SUPPORTED_FOR_HUMANS}); convert it to PNG or JPEG."
         )
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1",
+                                               b"msf1"):
+        if not _HEIF_READY:
+            return ImageLoadError(
+                f"Image '{label}' is a HEIC/HEIF photo (the iPhone default); reading it needs the pillow-heif "
+                "package (pip install pillow-heif), or export it as JPEG (on iPhone: Settings > Camera > "
+                "Formats > Most Compatible)."
+            )
         return ImageLoadError(
-            f"Image '{label}' is a HEIC/HEIF photo (the iPhone default), which is not supported "
-            f"(supported: {_SUPPORTED_FOR_HUMANS}); export it as JPEG (on iPhone: Settings > Camera > "
-            "Formats > Most Compatible) or convert it."
+            f"Image '{label}' is a HEIC/HEIF photo that could not be read: it is corrupt, truncated or uses "
+            "a codec this libheif lacks; export it again as HEIC or JPEG."
+        )
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return ImageLoadError(
+            f"Image '{label}' is an AVIF image that could not be read"
+            + (": it is corrupt or truncated; export it again." if _AVIF_READY else
+               ": this Pillow was built without AVIF support (install Pillow >= 11.3 wheels), or export it as JPEG.")
+        )
+    if b"<svg" in _text_head(file):
+        return ImageLoadError(
+            f"'{label}' is an SVG drawing: SVG is a vector format, which is not loaded; export it as PNG or "
+            f"JPEG (supported: {_SUPPORTED_FOR_HUMANS})."
         )
     return ImageLoadError(
         f"'{label}' is not an image file that can be read (it starts with {head[:16]!r}); it may be a "
         "renamed text/HTML file (e.g. an error page saved instead of the image) or be corrupt. "
         f"Supported formats: {_SUPPORTED_FOR_HUMANS}."
     )
+
+
+def _text_head(file: BinaryIO, size: int = 1024) -> bytes:
+    """The first `size` bytes of `file`, lower-cased, to recognise XML text such as SVG."""
+    file.seek(0)
+    return file.read(size).lower()
 
 
 def _normalise(image: Image.Image, label: str) -> Image.Image:
@@ -357,6 +552,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")  # P/L/RGB with a transparency entry become real alpha here
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode == "RGB":
+        return image  # already right; callers copy if it is someone else's, saving a full-size copy here
     # "1", "L", "P", "CMYK" (Adobe-inverted JPEGs are un-inverted by the JPEG decoder), "YCbCr", "LAB",
     # "HSV", "RGBX" and "RGB" itself: Pillow's converters are correct for all of these.
     return image.convert("RGB")

@@ -1,9 +1,14 @@
 """Image preprocessing for the vision encoders: resize, centre-crop, normalise (transformers' processors).
 
-The pure-PIL processors are used so that torchvision is never needed.
+The pure-PIL processors are used so that torchvision is never needed. `input_side` and `needed_side` say
+how many pixels the processors actually read, so callers can decode photos at that size
+(`captioning.images.load_image(path, min_side=needed_side(models))`) instead of at 50 megapixels.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from transformers import AutoImageProcessor
 
@@ -35,3 +40,49 @@ def load_image_processor(name_or_path: str, image_size: int | None = None):
         if getattr(processor, "crop_size", None):
             processor.crop_size = {"height": image_size, "width": image_size}
     return processor
+
+
+def _size_value(size: Any, key: str) -> int | None:
+    """`size[key]` for the dicts older processors keep and the SizeDicts newer ones do; None when unset."""
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
+
+
+def input_side(image_processor: Any) -> int | None:
+    """The shorter image side, in pixels, beyond which `image_processor` throws detail away; None = all of it.
+
+    - shortest-edge resize (CLIP): the shortest edge; the centre crop is taken from that.
+    - fixed height x width resize (ViT): the larger of the two, since the image is squashed to that box
+      and its shorter side must cover both.
+    - longest-edge / max box resizes: their largest side (an upper bound: enough for any aspect ratio).
+    - no resize (`do_resize` false) or a size it does not know: None, meaning the full image is needed.
+    """
+    if not getattr(image_processor, "do_resize", True):
+        return None
+    size = getattr(image_processor, "size", None)
+    if not size:
+        return None
+    shortest = _size_value(size, "shortest_edge")
+    if shortest:
+        return shortest
+    sides = [_size_value(size, key) for key in ("height", "width", "longest_edge", "max_height", "max_width")]
+    sides = [side for side in sides if side]
+    return max(sides) if sides else None
+
+
+def needed_side(models: Iterable[Any], display_side: int | None = None) -> int | None:
+    """The `min_side` to load images at so that every model (and a display copy) gets all the pixels it uses.
+
+    models: zoo models (anything with an `image_processor`) or image processors themselves.
+    display_side: also keep this many pixels on the shorter side (e.g. the longest side a page shows), or None.
+    Returns the largest side needed, or None when any model needs the full image (see `input_side`).
+    """
+    sides = [] if display_side is None else [int(display_side)]
+    for model in models:
+        side = input_side(getattr(model, "image_processor", model))
+        if side is None:
+            return None
+        sides.append(side)
+    if not sides:
+        raise ValueError("needed_side() got no models and no display_side; pass at least one model.")
+    return max(sides)

@@ -3,8 +3,10 @@
 They protect what a captioner silently suffers from when it breaks: photos shown sideways (EXIF
 orientation), transparent images turned black instead of white, CMYK and 16-bit images coming out with
 wrong colours or solid white, animations, decompression bombs decoded anyway, truncated or fake files
-returned as half-grey pictures instead of clear errors, and unstable cache keys. Every image is made
-here with Pillow (or, for a 16-bit RGB PNG, written byte by byte); nothing is downloaded.
+returned as half-grey pictures instead of clear errors, and unstable cache keys; phone photos (HEIC, AVIF)
+refused or rotated twice; files in a folder skipped without a word; and 50-megapixel photos decoded whole
+when a model reads 224 pixels. Every image is made here with Pillow / pillow-heif (or, for a 16-bit RGB PNG,
+written byte by byte); nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -17,18 +19,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, JpegImagePlugin, features
 
 from captioning.images import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
     ImageLoadError,
+    SkippedFile,
     find_images,
     image_content_hash,
     is_image_file,
     load_image,
     prepare_for_display,
+    scan_folder,
+    skip_reason,
 )
+from captioning.preprocessing import input_side, make_image_processor, needed_side
+
+AVIF = features.check("avif")
+needs_avif = pytest.mark.skipif(not AVIF, reason="this Pillow was built without AVIF")
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -111,6 +120,65 @@ def test_find_images_sorted_upper_case_extension_hidden_and_recursive(tmp_path):
     assert load_image(find_images(tmp_path)[1]).size == (2, 2)
 
 
+def test_phone_formats_are_listed_and_open_in_pillow():
+    assert {".heic", ".heif", ".hif"} <= IMAGE_EXTENSIONS
+    assert (".avif" in IMAGE_EXTENSIONS) is AVIF
+    assert is_image_file("IMG_0001.HEIC") and is_image_file("DSCF0001.HIF")
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("drawing.svg", "SVG is a vector format; export it as PNG or JPEG"),
+        ("notes.txt", "not an image file (.txt)"),
+        ("README", "not an image file (no extension)"),
+        ("IMG_0001.CR2", "camera RAW file (.cr2)"),
+        ("IMG_0001.MOV", "video file (.mov)"),
+        ("scan.pdf", "PDF is a document"),
+        ("old.ppm", "PPM images are not loaded"),
+        ("icon.ico", "ICO images are not loaded"),
+        (".DS_Store", "hidden file"),
+    ],
+)
+def test_skip_reason_says_what_the_file_is_and_what_to_do(name, reason):
+    assert reason in skip_reason(name)
+    assert not is_image_file(name)
+
+
+def test_skip_reason_is_none_exactly_for_image_files():
+    for name in ["a.jpg", "b.PNG", "c.heic", "d.webp", "e.tiff"]:
+        assert skip_reason(name) is None and is_image_file(name)
+
+
+def test_scan_folder_names_every_file_it_skips_except_hidden_files_and_sidecars(tmp_path):
+    tiny = Image.new("RGB", (2, 2), RED)
+    save(tiny, tmp_path / "a.png")
+    save(tiny, tmp_path / "b.heic", format="HEIF")
+    (tmp_path / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "IMG_0002.MOV").write_bytes(b"\0" * 8)
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: quiet
+    (tmp_path / "a.png.xmp").write_text("<x:xmpmeta/>")  # sidecars: quiet
+    (tmp_path / "IMG_0002.AAE").write_text("<plist/>")
+    (tmp_path / "Thumbs.db").write_bytes(b"\0")
+    (tmp_path / "folder.jpg").mkdir()  # folders are never listed
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep.txt").write_text("only seen when recursive")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+
+    scan = scan_folder(tmp_path)
+    assert scan.images == [tmp_path / "a.png", tmp_path / "b.heic"] == find_images(tmp_path)
+    reasons = {s.path.name: s.reason for s in scan.skipped}
+    assert sorted(reasons) == ["IMG_0002.MOV", "drawing.svg", "gone.jpg", "notes.txt"]  # sorted by path
+    assert reasons["drawing.svg"] == "SVG is a vector format; export it as PNG or JPEG"
+    assert reasons["notes.txt"] == "not an image file (.txt)"
+    assert "broken link" in reasons["gone.jpg"]
+    assert all(isinstance(s, SkippedFile) for s in scan.skipped)
+
+    deep = scan_folder(tmp_path, recursive=True)
+    assert tmp_path / "sub" / "deep.txt" in [s.path for s in deep.skipped]
+
+
 def test_find_images_missing_folder_or_file_raises_with_the_path(tmp_path):
     with pytest.raises(ImageLoadError, match="does not exist") as missing:
         find_images(tmp_path / "nope")
@@ -181,6 +249,61 @@ def test_exif_rotation_in_a_jpeg_photo_and_loading_twice_does_not_rotate_again(t
     again = load_image(loaded)
     assert again.size == (64, 32)
     np.testing.assert_array_equal(pixels(again), pixels(loaded))
+
+
+def four_blocks(width: int = 64, height: int = 32) -> np.ndarray:
+    """An upright picture in four solid blocks (lossy-codec-safe): red, green / blue, white."""
+    upright = np.zeros((height, width, 3), dtype=np.uint8)
+    half_h, half_w = height // 2, width // 2
+    upright[:half_h, :half_w], upright[:half_h, half_w:] = RED, GREEN
+    upright[half_h:, :half_w], upright[half_h:, half_w:] = BLUE, WHITE
+    return upright
+
+
+def assert_four_blocks(image: Image.Image, tolerance: int = 16) -> None:
+    assert image.size == (64, 32)
+    for (x, y), colour in {(8, 8): RED, (56, 8): GREEN, (8, 24): BLUE, (56, 24): WHITE}.items():
+        assert_close(image.getpixel((x, y)), colour, tolerance=tolerance)
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".HEIF", ".hif"])
+def test_heic_photo_loads(tmp_path, suffix):
+    path = save(Image.fromarray(four_blocks()), tmp_path / f"IMG_0001{suffix}", format="HEIF", quality=95)
+    loaded = load_image(path)
+    assert type(loaded) is Image.Image and loaded.mode == "RGB" and loaded.info == {}
+    assert_four_blocks(loaded)
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_heic_rotation_is_applied_once(tmp_path, orientation):
+    stored = with_orientation(four_blocks(), orientation)
+    path = save(stored, tmp_path / "IMG_0002.HEIC", format="HEIF", quality=95, exif=stored.info["exif_bytes"])
+    # pillow-heif writes the rotation into the container (irot) and libheif applies it when decoding,
+    # resetting the EXIF tag to 1: the raw file already opens upright.
+    with Image.open(path) as raw:
+        assert raw.size == (64, 32) and raw.getexif().get(0x0112, 1) == 1
+    loaded = load_image(path)
+    assert_four_blocks(loaded)
+    np.testing.assert_array_equal(pixels(load_image(loaded)), pixels(loaded))  # no second rotation
+
+
+@needs_avif
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_avif_photo_loads_upright(tmp_path, orientation):
+    stored = with_orientation(four_blocks(), orientation)
+    path = save(stored, tmp_path / "photo.avif", quality=95, exif=stored.info["exif_bytes"])
+    with Image.open(path) as raw:  # Pillow's AVIF reader leaves the rotation to the EXIF step
+        assert raw.format == "AVIF" and raw.size == (32, 64) and raw.getexif().get(0x0112) == orientation
+    loaded = load_image(path)
+    assert_four_blocks(loaded)
+    np.testing.assert_array_equal(pixels(load_image(loaded)), pixels(loaded))
+
+
+def test_heic_and_avif_from_bytes(tmp_path):
+    for format_ in ["HEIF"] + ["AVIF"] * AVIF:
+        buffer = io.BytesIO()
+        Image.fromarray(four_blocks()).save(buffer, format=format_, quality=95)
+        assert_four_blocks(load_image(buffer.getvalue(), name=f"upload.{format_.lower()}"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -504,6 +627,18 @@ def test_unsupported_formats_are_named(tmp_path):
         load_image(heic_header, name="IMG_0001.HEIC")
 
 
+def test_svg_and_broken_phone_photos_are_explained(tmp_path):
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"></svg>'
+    with pytest.raises(ImageLoadError, match="SVG is a vector format") as refused:
+        load_image(svg, name="logo.png")
+    assert "logo.png" in str(refused.value)
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), RED).save(buffer, format="HEIF")
+    with pytest.raises(ImageLoadError, match="HEIC/HEIF photo that could not be read") as broken:
+        load_image(buffer.getvalue()[:200], name="IMG_0003.HEIC")
+    assert "IMG_0003.HEIC" in str(broken.value)
+
+
 def test_wrong_source_type_and_text_mode_files_are_explained(tmp_path):
     with pytest.raises(TypeError, match="got a int"):
         load_image(42)
@@ -513,6 +648,147 @@ def test_wrong_source_type_and_text_mode_files_are_explained(tmp_path):
         load_image(text_file)
     with pytest.raises(ValueError, match="max_pixels"):
         load_image(b"x", max_pixels=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding at the size the models need (min_side)
+# --------------------------------------------------------------------------------------------------
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus mild noise, like a photo: JPEG keeps real detail, and resampling is comparable."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([255 * x / width, 255 * y / height, 127 + 100 * np.sin(x / 97.0 + y / 53.0)], axis=-1)
+    noise = np.random.default_rng(seed).integers(-12, 13, (height, width, 3), dtype=np.int16)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)  # (H, W, 3)
+
+
+@pytest.fixture(scope="module")
+def big_rotated_jpeg(tmp_path_factory) -> Path:
+    """A 4000x3000 (12 MP) upright photo, stored as a phone does: 3000x4000 pixels with EXIF orientation 6."""
+    stored = with_orientation(photo_like(4000, 3000), 6)
+    path = tmp_path_factory.mktemp("big") / "IMG_4000.jpg"
+    return save(stored, path, format="JPEG", quality=90, exif=stored.info["exif_bytes"])
+
+
+def test_min_side_decodes_a_big_jpeg_reduced_upright_and_close_to_the_full_decode(big_rotated_jpeg, monkeypatch):
+    decoded_sizes = []
+    original_load = JpegImagePlugin.JpegImageFile.load
+
+    def spy_load(self):  # the size libjpeg really decodes at (after any draft)
+        decoded_sizes.append(self.size)
+        return original_load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy_load)
+    small = load_image(big_rotated_jpeg, min_side=256)
+    assert decoded_sizes[0] == (375, 500)  # 3000x4000 stored, decoded at 1/8 scale: 64x fewer pixels
+    assert small.size == (341, 256) and small.mode == "RGB"  # upright (landscape), shorter side 256
+
+    decoded_sizes.clear()
+    full = load_image(big_rotated_jpeg)
+    assert decoded_sizes[0] == (3000, 4000) and full.size == (4000, 3000)
+    reference = full.resize(small.size, Image.Resampling.BICUBIC)
+    difference = np.abs(pixels(small) - pixels(reference))  # (256, 341, 3)
+    assert difference.mean() < 2.0, difference.mean()
+    # Orientation: a mirror or a 180-degree turn would give large differences.
+    assert np.abs(pixels(small) - pixels(reference.transpose(Image.Transpose.ROTATE_180))).mean() > 20
+
+
+def test_min_side_picks_the_largest_draft_scale_that_stays_big_enough(big_rotated_jpeg, monkeypatch):
+    decoded_sizes = []
+    original_load = JpegImagePlugin.JpegImageFile.load
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load",
+                        lambda self: decoded_sizes.append(self.size) or original_load(self))
+    for min_side, decoded in [(1000, (1500, 2000)), (1500, (1500, 2000)), (1501, (3000, 4000))]:
+        decoded_sizes.clear()
+        loaded = load_image(big_rotated_jpeg, min_side=min_side)
+        assert set(decoded_sizes) == {decoded}  # load() runs more than once; the first call decodes
+        assert min(loaded.size) == min_side and loaded.width > loaded.height
+
+
+def test_min_side_of_other_formats_equals_resizing_the_full_image(tmp_path):
+    path = save(Image.fromarray(photo_like(300, 200)), tmp_path / "wide.png")
+    full = load_image(path)
+    small = load_image(path, min_side=50)
+    assert small.size == (75, 50)
+    np.testing.assert_array_equal(pixels(small), pixels(full.resize((75, 50), Image.Resampling.BICUBIC)))
+    tall = load_image(full.transpose(Image.Transpose.ROTATE_90), min_side=50)  # a PIL image source
+    assert tall.size == (50, 75)
+
+
+def test_min_side_gives_a_model_the_same_pixels_as_the_full_image(tmp_path):
+    # The CLIP processor's own shortest-edge resize of the reduced image is a no-op, so a PNG reaches the
+    # model exactly as from the full image; a JPEG (decoded reduced) differs by resampling noise only.
+    processor = make_image_processor("clip", 32)
+    side = needed_side([processor])
+    array = photo_like(333, 250)
+    for name, tolerance in [("p.png", 0.0), ("p.jpg", 0.05)]:
+        path = save(Image.fromarray(array), tmp_path / name, quality=95)
+        full = processor(images=[load_image(path)], return_tensors="np")["pixel_values"]
+        reduced = processor(images=[load_image(path, min_side=side)], return_tensors="np")["pixel_values"]
+        assert full.shape == reduced.shape == (1, 3, 32, 32)
+        assert np.abs(full - reduced).mean() <= tolerance, (name, np.abs(full - reduced).mean())
+
+
+def test_min_side_never_enlarges_and_keeps_the_checks(tmp_path):
+    path = save(Image.fromarray(photo_like(40, 30)), tmp_path / "small.jpg")
+    assert load_image(path, min_side=256).size == (40, 30)
+    assert load_image(path, min_side=30).size == (40, 30)
+    with pytest.raises(ImageLoadError, match="max_pixels"):  # the limit is on the full size in the header
+        load_image(path, max_pixels=1000, min_side=8)
+    data = noise_jpeg_bytes()
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(data[: len(data) // 2], name="cut.jpg", min_side=8)
+    for bad in [0, -1, 2.5, True, "256"]:
+        with pytest.raises(ValueError, match="min_side"):
+            load_image(path, min_side=bad)
+
+
+@pytest.mark.parametrize("kind", ["cmyk", "mpo", "grey"])
+def test_min_side_of_other_jpeg_kinds_keeps_their_colours(tmp_path, kind):
+    path = tmp_path / f"{kind}.jpg"
+    if kind == "cmyk":
+        Image.new("CMYK", (400, 200), (255, 0, 0, 0)).save(path, format="JPEG", quality=95)  # cyan
+        colour = (0, 255, 255)
+    elif kind == "mpo":
+        Image.new("RGB", (400, 200), RED).save(path, "MPO", save_all=True,
+                                                append_images=[Image.new("RGB", (400, 200), BLUE)])
+        colour = RED
+    else:
+        Image.new("L", (400, 200), 90).save(path, format="JPEG", quality=95)
+        colour = (90, 90, 90)
+    loaded = load_image(path, min_side=40)
+    assert loaded.size == (80, 40) and loaded.mode == "RGB"
+    assert_close(loaded.getpixel((40, 20)), colour, tolerance=6)
+
+
+def test_min_side_of_a_heic_photo(tmp_path):
+    stored = with_orientation(photo_like(320, 240), 6)
+    path = save(stored, tmp_path / "IMG_0004.HEIC", format="HEIF", quality=90, exif=stored.info["exif_bytes"])
+    full = load_image(path)
+    small = load_image(path, min_side=60)
+    assert full.size == (320, 240) and small.size == (80, 60)
+    assert np.abs(pixels(small) - pixels(full.resize((80, 60), Image.Resampling.BICUBIC))).mean() < 1
+
+
+def test_input_side_reads_each_kind_of_processor():
+    assert input_side(make_image_processor("clip", 48)) == 48  # shortest edge, then crop
+    assert input_side(make_image_processor("vit", 224)) == 224  # squashed to 224 x 224
+    plain = {"size": {"height": 384, "width": 512}, "do_resize": True}
+    assert input_side(type("P", (), plain)()) == 512  # the shorter side must cover the larger box side
+    assert input_side(type("P", (), {"size": {"shortest_edge": 224}, "do_resize": False})()) is None
+    assert input_side(type("P", (), {"size": {}})()) is None
+
+
+def test_needed_side_takes_the_largest_and_none_wins():
+    clip48, vit64 = make_image_processor("clip", 48), make_image_processor("vit", 64)
+    model = type("Model", (), {"image_processor": clip48})()  # a ZooModel-like object
+    assert needed_side([model, vit64]) == 64
+    assert needed_side([model], display_side=512) == 512
+    full = type("P", (), {"size": {"shortest_edge": 224}, "do_resize": False})()
+    assert needed_side([model, full], display_side=512) is None
+    with pytest.raises(ValueError, match="no models"):
+        needed_side([])
 
 
 # --------------------------------------------------------------------------------------------------
