@@ -50,8 +50,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .generation import get_settings
-    from .images import IMAGE_EXTENSIONS, ImageLoadError, load_image, scan_folder
-    from .pipeline import caption_images
+    from .images import IMAGE_EXTENSIONS, ImageLoadError, scan_folder
+    from .pipeline import caption_images, read_images
     from .preprocessing import needed_side
     from .zoo import ModelCache, ZooError
 
@@ -84,19 +84,16 @@ def cmd_caption(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for start in range(0, len(paths), args.batch_size):
-            images, names = [], []
-            for path in paths[start:start + args.batch_size]:
-                try:
-                    images.append(load_image(path, min_side=min_side))
-                    names.append(str(path.relative_to(args.images)))
-                except ImageLoadError as e:
-                    skipped += 1
-                    progress.update(len(models))
-                    print(f"skipped: {e}", file=sys.stderr)
-            if not images:
+            batch = read_images([(str(path.relative_to(args.images)), path)
+                                 for path in paths[start:start + args.batch_size]], min_side=min_side)
+            batch.report()  # the one rule for unreadable images: named on stderr, the others go on
+            skipped += len(batch.problems)
+            progress.update(len(batch.problems) * len(models))
+            if not batch.images:
                 continue
             done_before = progress.n
-            results = caption_images(models, images, names=names, settings=settings, batch_size=args.batch_size,
+            results = caption_images(models, batch.images, names=batch.names, settings=settings,
+                                     batch_size=args.batch_size,
                                      progress=lambda done, total, before=done_before: progress.update(before + done - progress.n))
             for r in results:
                 for i, (caption, score) in enumerate(zip(r.captions, r.scores)):

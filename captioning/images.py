@@ -596,6 +596,26 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
 # --------------------------------------------------------------------------------------------------
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the image file as it is seen (EXIF orientation applied), read from its header only.
+
+    `load_image(..., min_side=...)` returns a reduced copy; this gives the size of the photo itself, without
+    decoding it. Raises ImageLoadError like load_image for a file Pillow cannot open.
+    """
+    path = Path(path)
+    _check_is_readable_file(path, str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is all we read
+            with Image.open(path, formats=_PILLOW_FORMATS) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1)
+    except Exception as exc:
+        raise ImageLoadError(f"Image '{path}' could not be opened to read its size ({type(exc).__name__}: {exc})"
+                             ) from exc
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def image_content_hash(source: ImageSource) -> str:
     """sha256 hex digest identifying an image, a stable key for ratings and embedding caches.
 

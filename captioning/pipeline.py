@@ -44,12 +44,16 @@ class ReadImages:
             print(f"skipped: {problem}", file=file if file is not None else sys.stderr)
 
 
-def read_images(sources: Iterable[tuple[str, ImageSource]]) -> ReadImages:
-    """Load (name, source) pairs with `load_image`; never raises for an unreadable image (see the module doc)."""
+def read_images(sources: Iterable[tuple[str, ImageSource]], *, min_side: int | None = None) -> ReadImages:
+    """Load (name, source) pairs with `load_image`; never raises for an unreadable image (see the module doc).
+
+    min_side: decode each image with its shorter side reduced to this (`captioning.preprocessing.needed_side`
+    of the models says how much they use); None = full size.
+    """
     out = ReadImages()
     for name, source in sources:
         try:
-            image = load_image(source)
+            image = load_image(source, min_side=min_side)
         except ImageLoadError as e:
             out.problems[name] = str(e)
             continue

@@ -26,6 +26,8 @@ from typing import BinaryIO
 
 import pandas as pd
 
+from captioning.images import IMAGE_EXTENSIONS
+
 REQUIRED_COLUMNS = ["image_id", "model_name", "caption"]
 # Normalised header (lower case, letters and digits only) -> canonical column.
 HEADER_ALIASES = {
@@ -36,7 +38,8 @@ HEADER_ALIASES = {
     "caption": "caption", "captions": "caption", "text": "caption", "captiontext": "caption",
     "generatedcaption": "caption", "prediction": "caption",
 }
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# When foo.jpg and foo.png both exist, the first listed wins; any other format the loader reads comes after.
+PREFERRED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
@@ -138,10 +141,11 @@ def _image_index(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
         if not path.is_file():
             continue
         by_name.setdefault(path.name.lower(), path)
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if path.suffix.lower() in IMAGE_EXTENSIONS:  # every format the library's loader reads (HEIC, AVIF, ...)
             by_stem.setdefault(path.stem.lower(), []).append(path)
+    order = {suffix: i for i, suffix in enumerate(PREFERRED_EXTENSIONS)}
     for paths in by_stem.values():  # prefer the most common formats when foo.jpg and foo.png both exist
-        paths.sort(key=lambda p: IMAGE_EXTENSIONS.index(p.suffix.lower()))
+        paths.sort(key=lambda p: (order.get(p.suffix.lower(), len(order)), p.suffix.lower()))
     return by_name, by_stem
 
 

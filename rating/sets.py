@@ -36,8 +36,9 @@ import pandas as pd
 from PIL import Image
 
 from captioning.generation import get_settings
-from captioning.images import ImageLoadError, image_content_hash, load_image, prepare_for_display
+from captioning.images import ImageLoadError, image_content_hash, image_size, load_image, prepare_for_display
 from captioning.pipeline import caption_images
+from captioning.preprocessing import needed_side
 from captioning.zoo import ZooModel
 from rating.exports import export_csv, export_xlsx
 from rating.imports import read_captions_csv
@@ -134,7 +135,8 @@ def one_line(caption: str) -> str:
 
 @dataclass
 class AddedImage:
-    """An image recorded in the store. `image` is the full-size upright RGB picture; drop it once used."""
+    """An image recorded in the store: width x height of the photo itself; `image` is the upright RGB picture
+    as decoded for this run (reduced to the side the models and the display need); drop it once used."""
 
     content_hash: str
     name: str
@@ -174,25 +176,29 @@ def save_display_copy(image: Image.Image, image_dir: str | os.PathLike, content_
     return target
 
 
-def read_image(path: str | os.PathLike, name: str) -> Image.Image:
-    """The one place the workflow decodes a picture (full size, upright RGB, as the CLI reads it).
+def read_image(path: str | os.PathLike, name: str, min_side: int | None = None) -> Image.Image:
+    """The one place the workflow decodes a picture: upright RGB, its shorter side reduced to `min_side`.
 
-    Everything downstream needs far fewer pixels (the models' input size, DISPLAY_SIDE for the grid), so
-    this is where a decode-at-needed-size option of load_image belongs once it exists.
+    Everything downstream needs far fewer pixels than a phone photo has (the models' input size, DISPLAY_SIDE
+    for the grid), so the picture is decoded at that size (JPEG draft mode, then an exact resize): eight
+    50-megapixel photos then cost megabytes, not gigabytes. None = full size.
     """
-    return load_image(path, name=name)
+    return load_image(path, name=name, min_side=min_side)
 
 
 def add_image(store: RatingStore, path: str | os.PathLike, name: str, image_dir: str | os.PathLike | None = None,
-              *, content_hash: str | None = None) -> AddedImage:
+              *, content_hash: str | None = None, min_side: int | None = DISPLAY_SIDE) -> AddedImage:
     """Load one image (ImageLoadError if unreadable), write its display copy into `image_dir` (if given) and
-    record it in the store. The full-size picture comes back in `.image` for the caller to use and drop."""
-    image = read_image(path, name)
+    record it in the store with the photo's own size. The picture, decoded with its shorter side reduced to
+    `min_side` (default: what the display copy needs; None = full size), comes back in `.image` for the
+    caller to use and drop."""
+    image = read_image(path, name, min_side)
     content_hash = content_hash or image_content_hash(path)
     if image_dir is not None:
         save_display_copy(image, image_dir, content_hash)
-    store.add_image(content_hash, name, image.width, image.height)
-    return AddedImage(content_hash, name, image.width, image.height, image)
+    width, height = image_size(path) if min_side is not None else image.size
+    store.add_image(content_hash, name, width, height)
+    return AddedImage(content_hash, name, width, height, image)
 
 
 def _hash_or_none(path: str | os.PathLike) -> str | None:
@@ -256,6 +262,8 @@ def caption_into_set(store: RatingStore, set_name: str, models: Sequence[ZooMode
     total = len(sources) * len(models)
     report = progress or (lambda done, total: None)
     existing = {(c["image_hash"], c["model_name"]) for c in store.get_captions(run.set_name)}
+    # Decode each picture only as large as the models and the display copy need (None: some model needs it all).
+    min_side = needed_side(models, display_side=DISPLAY_SIDE if image_dir is not None else None)
     seen: set[str] = set()
     report(0, total)
     for first in range(0, len(sources), batch_size):
@@ -267,7 +275,7 @@ def caption_into_set(store: RatingStore, set_name: str, models: Sequence[ZooMode
             if content_hash is not None and content_hash in seen:
                 continue  # the same picture twice: no second decode
             try:
-                added = add_image(store, path, name, image_dir, content_hash=content_hash)
+                added = add_image(store, path, name, image_dir, content_hash=content_hash, min_side=min_side)
             except (ImageLoadError, OSError) as e:
                 run.problems.append(str(e))
                 continue

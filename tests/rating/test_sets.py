@@ -84,7 +84,8 @@ def test_the_same_picture_twice_is_one_image(store, models, tmp_path, monkeypatc
     shutil.copyfile(files[0], copy)
     decoded = []
     real_read = sets.read_image
-    monkeypatch.setattr(sets, "read_image", lambda path, name: decoded.append(name) or real_read(path, name))
+    monkeypatch.setattr(sets, "read_image",
+                        lambda path, name, min_side=None: decoded.append(name) or real_read(path, name, min_side))
     sets.open_set(store, "s", "alice", preset="greedy")
     run = sets.caption_into_set(store, "s", [models["alpha"], models["beta"]], sources([files[0], files[1], copy]),
                                 image_dir=tmp_path / "display")
@@ -131,8 +132,8 @@ def test_each_batch_lets_its_full_size_pictures_go(store, models, tmp_path, monk
     loaded: list[weakref.ref] = []
     real_read, real_caption = sets.read_image, sets.caption_images
 
-    def read(path, name):
-        image = real_read(path, name)
+    def read(path, name, min_side=None):
+        image = real_read(path, name, min_side)
         loaded.append(weakref.ref(image))
         return image
 
@@ -273,3 +274,31 @@ def test_results_and_export(store, tmp_path):
     paths = sets.export_set(store, "coco val/50", tmp_path)
     assert [p.name for p in paths] == ["coco-val-50_summary.csv", "coco-val-50_ratings.csv", "coco-val-50.xlsx"]
     assert all(p.is_file() and p.parent == tmp_path for p in paths)
+
+
+def test_photos_are_decoded_at_the_side_the_models_and_display_need(store, models, tmp_path, monkeypatch):
+    # A 3000 x 2000 JPEG stored sideways (EXIF orientation 6): the grid needs DISPLAY_SIDE pixels on the short
+    # side, the tiny models 32, so the models receive the upright picture reduced to a 640-pixel short side,
+    # while the store records the photo's own upright size.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "big.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rng.integers(0, 255, (2000, 3000, 3), dtype=np.uint8)).save(photo, exif=exif, quality=80)
+    seen_sizes = []
+    real_caption = sets.caption_images
+
+    def caption(models_, images, **kwargs):
+        seen_sizes.extend(image.size for image in images)
+        return real_caption(models_, images, **kwargs)
+
+    monkeypatch.setattr(sets, "caption_images", caption)
+    sets.open_set(store, "s", "alice", preset="greedy")
+    run = sets.caption_into_set(store, "s", [models["alpha"]], [(photo, "big.jpg")], image_dir=tmp_path / "display")
+    assert run.saved == 1 and seen_sizes == [(sets.DISPLAY_SIDE, 960)]  # upright: 2000 wide x 3000 high, reduced
+    row = store._connection().execute("SELECT width, height FROM images").fetchone()
+    assert tuple(row) == (2000, 3000)
+    display = Image.open(tmp_path / "display" / f"{run.image_hashes[0]}.png")
+    assert max(display.size) == sets.DISPLAY_SIDE and display.height > display.width
