@@ -10,9 +10,9 @@ then runs each variant in a fresh Python process; about a minute on 2 cores, ~4 
 Variants (each captions all images with 3 models, preset greedy, 8 images per batch):
   a  full size: `load_image(path)` for every image, then `caption_images` (the CLI and app before min_side)
   b  needed size: `load_image(path, min_side=needed_side(models))`, batch by batch (the CLI now)
-  c  the app's Caption handler, `app.caption(...)`, as the app calls it today (skipped with a note if its
-     signature is not the one this script knows: app.py is being refactored)
-  d  what the app would use: `load_image(path, min_side=needed_side(models, display_side=app.DISPLAY_SIDE))`,
+  c  the app's Caption handler, `app.caption(...)`, end to end (it calls `rating.sets.caption_into_set`, which
+     decodes at the models' and the display copy's needed side); skipped with a note if its signature changes
+  d  the same at library level: `load_image(path, min_side=needed_side(models, display_side=DISPLAY_SIDE))`,
      a display copy per image, then `caption_images`, batch by batch
 Per variant: the process's RSS after imports and model loading (base), its peak RSS while captioning (Linux
 VmHWM reset after the base figure; elsewhere ru_maxrss, the whole process life), and its RSS once the work is
@@ -50,7 +50,7 @@ QUICK = {"count": 2, "width": 2000, "height": 1500}
 VARIANTS = {
     "a": "full-size load_image, all images, then caption",
     "b": "load_image(min_side=needed side), batch by batch",
-    "c": "app.caption handler (as the app is today)",
+    "c": "app.caption handler (the app, end to end)",
     "d": "min_side=needed side incl. display, + display copy",
 }
 
