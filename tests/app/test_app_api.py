@@ -23,6 +23,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
+from captioning.zoo import CONFIG_FILE, WEIGHTS_FILE
 from helpers import AppProcess, build_tiny_zoo, free_port, serve_in_thread, write_images
 
 
@@ -109,8 +110,8 @@ def test_database_and_zoo_are_never_served(server):
     db = demo.ctx.store.path.resolve()
     assert _status(base + str(db)) == 403
     assert _status(base + str(db) + "-wal") == 403
-    assert _status(base + str((demo.ctx.zoo_dir / "alpha" / "model.safetensors").resolve())) == 403
-    assert _status(base + str((demo.ctx.zoo_dir / "alpha" / "config.json").resolve())) == 403
+    assert _status(base + str((demo.ctx.zoo_dir / "alpha" / WEIGHTS_FILE).resolve())) == 403
+    assert _status(base + str((demo.ctx.zoo_dir / "alpha" / CONFIG_FILE).resolve())) == 403
     shown = next(demo.ctx.image_dir.glob("*.png"), None) or pytest.skip("no display image yet")
     assert _status(base + str(shown.resolve())) == 200  # the display copies are what the page shows
 
@@ -222,7 +223,7 @@ def test_a_server_path_is_refused_without_naming_server_paths(server):
     private = [str(root), str(ctx.zoo_dir.resolve()), str(db), str(ctx.image_dir.resolve()),
                str(ctx.work_dir.resolve()), str(Path.cwd()), "blocked_paths"]
     display = next(ctx.image_dir.glob("*.png"), ctx.image_dir / "none.png")
-    attempts = [str(db), str(db) + "-wal", str(ctx.zoo_dir / "alpha" / "config.json"), "ratings.sqlite",
+    attempts = [str(db), str(db) + "-wal", str(ctx.zoo_dir / "alpha" / CONFIG_FILE), "ratings.sqlite",
                 str(display), "/etc/hostname"]
     for path in attempts:
         given = {"path": path, "meta": {"_type": "gradio.FileData"}}

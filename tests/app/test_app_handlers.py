@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 import app
+from captioning.zoo import CONFIG_FILE, WEIGHTS_FILE
 from helpers import MODELS, AppProcess, build_tiny_zoo, free_port, tiny_captioner, write_images  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,7 +282,7 @@ def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
     assert "Imported 4 caption(s) for 2 image(s)" in message
     weights = {c["model_name"]: c["model_weights_hash"] for c in ctx.store.get_captions("from-cli")}
     from captioning.zoo import file_sha256
-    assert weights == {m: file_sha256(zoo / m / "model.safetensors") for m in ("alpha", "beta")}
+    assert weights == {m: file_sha256(zoo / m / WEIGHTS_FILE) for m in ("alpha", "beta")}
     decoding = ctx.store.get_captions("from-cli")[0]["decoding"]
     assert decoding["preset"] == "greedy" and decoding["strategy"] == "greedy" and decoding["max_new_tokens"] == 30
     assert "score" not in decoding and "caption_index" not in decoding  # per-caption values, not settings
@@ -322,7 +323,7 @@ def test_broken_and_missing_zoo_entries_are_explained(zoo, tmp_path):
     broken_zoo.mkdir()
     (broken_zoo / "alpha").symlink_to(zoo / "alpha", target_is_directory=True)
     (broken_zoo / "damaged").mkdir()
-    (broken_zoo / "damaged" / "config.json").write_text("{not json")
+    (broken_zoo / "damaged" / CONFIG_FILE).write_text("{not json")
     ctx = app.make_context(broken_zoo, tmp_path / "r.sqlite", image_dir=tmp_path / "display")
     rows, note = app.zoo_entries(ctx)
     assert [c[1] for c in app.model_choices(rows)] == ["alpha"]  # the broken one cannot be picked...

@@ -265,11 +265,11 @@ def test_demo_recipe_rebuilds_the_committed_zoo_entries():
     for name in ENTRIES:
         committed = ROOT / "model_zoo" / name
         cfg = load_config(BASE_CONFIG, entry_overrides(name, Path("runs/demo"), "model_zoo", 48))
-        assert cfg == load_config(committed / "experiment.yaml"), name
+        assert cfg == load_config(committed / EXPERIMENT_FILE), name
         model, _, processor = build_components(load_config(BASE_CONFIG, entry_overrides(
             name, Path("runs/demo"), "model_zoo", 48, [f"model.tokenizer={committed}"])))
-        config = json.loads((committed / "config.json").read_text())
+        config = json.loads((committed / CONFIG_FILE).read_text())
         assert config["training"]["config"] == json.loads(json.dumps(config_to_dict(cfg))), name
         expected = {k: v for k, v in config.items() if k not in ("training", "image_processor", "encoder_fingerprint")}
         assert model.config.to_dict() == expected, name
-        assert json.loads(json.dumps(processor.to_dict())) == json.loads((committed / "preprocessor_config.json").read_text())
+        assert json.loads(json.dumps(processor.to_dict())) == json.loads((committed / PREPROCESSOR_FILE).read_text())
