@@ -5,6 +5,7 @@ runs in milliseconds.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -57,6 +58,15 @@ def tiny_captioner(encoder_type: str = "clip", mapper: str = "mlp", prefix_lengt
         freeze_decoder=freeze_decoder,
     )
     return PrefixCaptioner(config).eval()
+
+
+def load_bench(name: str):
+    """bench/<name>.py imported as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_zoo_entry(root: Path, name: str, tokenizer, *, seed: int = 0, **save_kwargs) -> Path:

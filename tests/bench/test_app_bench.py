@@ -3,22 +3,16 @@ and prints the cold and warm timings of the app's caption handler (the real-size
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
+
+from helpers import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_app", ROOT / "bench" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_prints_cold_and_warm_times_for_tiny_models(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("app")
     args = ["--zoo", str(tmp_path / "no-zoo"), "--skip-real-size", "--repeats", "1", "--preset", "greedy"]
     assert bench.main(args) == 0
     out = capsys.readouterr().out

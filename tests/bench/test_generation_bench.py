@@ -1,25 +1,16 @@
 """Protects `bench/generation.py`: the benchmark script runs end to end (in `--quick` mode, tiny models)
 and prints its markdown table with the targets, and its FLOP count follows the formula in its docstring."""
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import tiny_captioner
+from helpers import load_bench, tiny_captioner
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "generation.py"
-
-
-def load_bench_module():
-    spec = importlib.util.spec_from_file_location("bench_generation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_run_prints_the_table():
@@ -47,7 +38,7 @@ def test_bad_arguments_exit_with_one_line():
 
 
 def test_flop_count_follows_the_documented_formula():
-    bench = load_bench_module()
+    bench = load_bench("generation")
     captioner = tiny_captioner(prefix_length=3)  # CLIP d=32, 2 layers, image 32, patch 8; GPT-2 d=32, 2 layers, V=96
     d, layers, vocab, k = 32, 2, 96, 3
     assert bench.matrix_weights(captioner.decoder_blocks()) == layers * 12 * d * d

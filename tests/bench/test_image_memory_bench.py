@@ -3,24 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 from PIL import Image
 
+from helpers import load_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_image_memory", ROOT / "bench" / "image_memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_quick_bench_writes_photos_and_prints_the_memory_table(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("image_memory")
     photos = tmp_path / "photos"
     args = ["--quick", "--variants", "ab", "--dir", str(photos), "--zoo", str(tmp_path / "no-zoo")]
     assert bench.main(args) == 0
