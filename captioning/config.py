@@ -129,13 +129,14 @@ def _first(config: Any, keys: tuple[str, ...]) -> Any:
 
 
 def config_problems(values: Mapping[str, Any], *, decoder_width: int | None = None, decoder_heads: int | None = None,
-                    decoder_blocks: int | None = None) -> list[str]:
+                    decoder_blocks: int | None = None, encoder_patches: int | None = None) -> list[str]:
     """Every problem of a captioner config, as messages keyed by field (``prefix_length: ...``,
     ``mapper.type: ...``); [] when it is fine.
 
     values: any of CaptionerConfig's fields (``mapper`` as a dict or a MapperConfig); fields left out are not
     checked. decoder_width / heads / blocks: the decoder's resolved sizes when known (defaults filled in);
-    else they are read from ``values["decoder_config"]`` where it states them.
+    else they are read from ``values["decoder_config"]`` where it states them. encoder_patches: patch tokens
+    per side of the encoder's grid (image_size // patch_size) when known; a grid mapper needs at least g.
     """
     problems = []
     if "encoder_type" in values and values["encoder_type"] not in ENCODER_TYPES:
@@ -155,6 +156,10 @@ def config_problems(values: Mapping[str, Any], *, decoder_width: int | None = No
         near = sorted({max(1, math.floor(k ** 0.5)) ** 2, math.ceil(k ** 0.5) ** 2})
         problems.append(f"prefix_length: the grid mapper pools patches into a g x g grid, so prefix_length must be "
                         f"a square; got {k} (try {' or '.join(map(str, near))})")
+    elif mapper.get("type") in PATCH_MAPPERS and _is_int(k) and encoder_patches and grid_side(k) > encoder_patches:
+        problems.append(f"prefix_length: the grid mapper's {grid_side(k)} x {grid_side(k)} cells need at least that many "
+                        f"patches per side, but the encoder gives {encoder_patches} x {encoder_patches} (image_size / "
+                        f"patch_size); use prefix_length <= {encoder_patches ** 2} or a larger model.image_size")
     fd = values.get("freeze_decoder")
     if "freeze_decoder" in values and not (fd in FREEZE_DECODER_MODES or (_is_int(fd) and fd >= 0)):
         problems.append(f"freeze_decoder: must be 'none', 'all' or a number of blocks >= 0, got {fd!r}")
@@ -203,11 +208,13 @@ class CaptionerConfig:
     freeze_decoder: str | int = "none"
 
     def validate(self, *, decoder_width: int | None = None, decoder_heads: int | None = None,
-                 decoder_blocks: int | None = None) -> None:
+                 decoder_blocks: int | None = None, encoder_patches: int | None = None) -> None:
         """Raise ConfigValueError listing every problem (see `config_problems`); the decoder's resolved sizes,
-        when given, are checked against the mapper's heads and the frozen blocks."""
+        when given, are checked against the mapper's heads and the frozen blocks, and the encoder's patch grid
+        against the grid mapper's cells."""
         problems = config_problems(dataclasses.asdict(self), decoder_width=decoder_width,
-                                   decoder_heads=decoder_heads, decoder_blocks=decoder_blocks)
+                                   decoder_heads=decoder_heads, decoder_blocks=decoder_blocks,
+                                   encoder_patches=encoder_patches)
         if problems:
             raise ConfigValueError(problems)
 

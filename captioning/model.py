@@ -119,11 +119,14 @@ class PrefixCaptioner(nn.Module):
         super().__init__()
         # Every rule, with the decoder's sizes (transformers' defaults filled in), checked before any module is built.
         decoder_config = decoder.config if decoder is not None else decoder_config_from_dict(config.decoder_config)
+        vision_config = encoder.config if encoder is not None else vision_config_from_dict(
+            config.encoder_type, config.encoder_config)
+        image_size, patch_size = getattr(vision_config, "image_size", None), getattr(vision_config, "patch_size", None)
         config.validate(decoder_width=getattr(decoder_config, "hidden_size", None),
                         decoder_heads=getattr(decoder_config, "num_attention_heads", None),
-                        decoder_blocks=getattr(decoder_config, "num_hidden_layers", None))
+                        decoder_blocks=getattr(decoder_config, "num_hidden_layers", None),
+                        encoder_patches=image_size // patch_size if image_size and patch_size else None)
         self.config = config
-        vision_config = vision_config_from_dict(config.encoder_type, config.encoder_config)
         self.encoder = encoder if encoder is not None else build_vision_encoder(config.encoder_type, vision_config)
         self.decoder = decoder if decoder is not None else AutoModelForCausalLM.from_config(decoder_config)
         self.n_embd = self.decoder.get_input_embeddings().embedding_dim

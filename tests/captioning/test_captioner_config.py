@@ -75,3 +75,12 @@ def test_a_hub_name_offline_says_so_and_how_to_use_a_folder(monkeypatch):
     assert info.value.offline and info.value.what == "vision encoder"
     assert "is not a local folder" in message and "offline (HF_HUB_OFFLINE is set)" in message
     assert "point at a local folder with config.json + weights" in message
+
+
+def test_grid_cells_must_fit_the_encoders_patch_grid():
+    grid16 = {"prefix_length": 16, "mapper": {"type": "grid"}}
+    assert config_problems(grid16, encoder_patches=4) == []  # 4 x 4 cells from 4 x 4 patches
+    assert config_problems(grid16, encoder_patches=3) == [
+        "prefix_length: the grid mapper's 4 x 4 cells need at least that many patches per side, but the encoder "
+        "gives 3 x 3 (image_size / patch_size); use prefix_length <= 9 or a larger model.image_size"]
+    assert config_problems({**grid16, "mapper": {"type": "mlp"}}, encoder_patches=3) == []  # pooled: no grid
