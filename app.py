@@ -135,7 +135,8 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as e:
+            e.print_exception = False  # a user mistake, said in the page: no traceback in the server's log
             raise
         except (ValueError, ZooError, ImageLoadError, FileNotFoundError) as e:  # ImageLoadError is a ValueError
             raise gr.Error(_esc(str(e)), print_exception=False) from None
