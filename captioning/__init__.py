@@ -4,6 +4,7 @@ The public API, in the order a user meets it:
     load_model(path)            -> ZooModel (model + tokenizer + preprocessing, rebuilt offline from its folder)
     list_zoo(folder)            -> one dict per entry (kind, base models, K, parameters, size, metrics)
     load_image(source)          -> upright RGB PIL image, or ImageLoadError naming the file
+    read_images([(name, path), ...], min_side=None) -> ReadImages (images + the unreadable ones, named)
     caption_images(models, images, settings="consistent") -> list[CaptionResult]
     PRESETS / get_settings(name, **overrides)
 
@@ -16,7 +17,7 @@ from importlib import import_module
 _EXPORTS = {
     "PRESETS": "generation", "GenerationSettings": "generation", "generate": "generation", "get_settings": "generation",
     "ImageLoadError": "images", "find_images": "images", "load_image": "images",
-    "CaptionResult": "pipeline", "caption_images": "pipeline",
+    "CaptionResult": "pipeline", "ReadImages": "pipeline", "caption_images": "pipeline", "read_images": "pipeline",
     "ModelCache": "zoo", "ZooError": "zoo", "ZooModel": "zoo", "list_zoo": "zoo", "load_entry": "zoo",
     "save_entry": "zoo", "load_model": "zoo",
 }
