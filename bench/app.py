@@ -59,7 +59,7 @@ from captioning.images import find_images  # noqa: E402
 from captioning.model import PrefixCaptioner, build_vision_encoder, vision_config_from_dict  # noqa: E402
 from captioning.preprocessing import make_image_processor  # noqa: E402
 from captioning.tokenization import train_bpe_tokenizer  # noqa: E402
-from captioning.zoo import list_zoo, save_entry  # noqa: E402
+from captioning.zoo import save_entry  # noqa: E402
 
 NUM_IMAGES = 8
 NUM_MODELS = 3
@@ -69,26 +69,6 @@ TOKENIZER_TEXTS = ["a large red circle and a small blue square", "two green tria
 
 # ----------------------------------------------------------------------------------------------------------
 # Zoos and images
-
-
-def demo_models(zoo: Path, work: Path) -> tuple[Path, list[str], str]:
-    """(zoo folder, 3 model names, description): the demo zoo's entries, or tiny ones built in `work`."""
-    try:
-        usable = [r["name"] for r in list_zoo(zoo) if "error" not in r]
-    except ValueError:
-        usable = []
-    if len(usable) >= NUM_MODELS:
-        return zoo, usable[:NUM_MODELS], f"demo zoo {zoo}"
-    from helpers import tiny_captioner
-
-    tiny_zoo = work / "tiny-zoo"
-    tokenizer = train_bpe_tokenizer(TOKENIZER_TEXTS * 5, vocab_size=300)
-    names = [f"tiny-{i}" for i in range(NUM_MODELS)]
-    for i, name in enumerate(names):
-        model = tiny_captioner(vocab_size=len(tokenizer), seed=i)
-        model.decoder.config.eos_token_id = tokenizer.eos_token_id
-        save_entry(model, tokenizer, make_image_processor("clip", 32), tiny_zoo / name)
-    return tiny_zoo, names, f"tiny random captioners ({zoo} has fewer than {NUM_MODELS} usable entries)"
 
 
 def real_size_models(work: Path) -> tuple[Path, list[str], str]:
@@ -185,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         images = bench_images(work / "images")
         print(f"images: {', '.join(p.name for p in images)}", flush=True)
-        zoo, models, description = demo_models(Path(args.zoo), work)
+        from helpers import zoo_or_tiny_models  # tests/helpers.py (on sys.path above)
+
+        zoo, models, description = zoo_or_tiny_models(Path(args.zoo), work, NUM_MODELS)
         print(f"demo models: {', '.join(models)} ({description})", flush=True)
         run("demo", zoo, models, images, args.preset, args.repeats, work)
         if not args.skip_real_size:

@@ -91,31 +91,6 @@ def write_photos(folder: Path, count: int, width: int, height: int) -> list[Path
     return paths
 
 
-def bench_models(zoo: Path, work: Path) -> tuple[Path, list[str], str]:
-    """(zoo folder, 3 model names, description): the zoo's first usable entries, or tiny ones built in `work`."""
-    from captioning.zoo import list_zoo
-
-    try:
-        usable = [r["name"] for r in list_zoo(zoo) if "error" not in r]
-    except ValueError:
-        usable = []
-    if len(usable) >= NUM_MODELS:
-        return zoo, usable[:NUM_MODELS], f"zoo {zoo}"
-    from captioning.preprocessing import make_image_processor
-    from captioning.tokenization import train_bpe_tokenizer
-    from captioning.zoo import save_entry
-    from helpers import tiny_captioner
-
-    tiny_zoo = work / "tiny-zoo"
-    names = [f"tiny-{i}" for i in range(NUM_MODELS)]
-    if not all((tiny_zoo / n).is_dir() for n in names):
-        tokenizer = train_bpe_tokenizer(["a red circle", "a blue square on grass"] * 10, vocab_size=280)
-        for i, name in enumerate(names):
-            model = tiny_captioner(vocab_size=len(tokenizer), seed=i)
-            save_entry(model, tokenizer, make_image_processor("clip", 32), tiny_zoo / name, overwrite=True)
-    return tiny_zoo, names, f"tiny random captioners ({zoo} has fewer than {NUM_MODELS} usable entries)"
-
-
 # ----------------------------------------------------------------------------------------------------------
 # One variant, in its own process
 
@@ -241,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         paths = write_photos(folder, size["count"], size["width"], size["height"])
         made = time.perf_counter() - start
-        zoo, names, described = bench_models(args.zoo, work)
+        from helpers import zoo_or_tiny_models  # tests/helpers.py (on sys.path above)
+
+        zoo, names, described = zoo_or_tiny_models(args.zoo, work, NUM_MODELS)
         megabytes = sum(p.stat().st_size for p in paths) / 2**20
         print(f"{len(paths)} JPEGs of {size['width']}x{size['height']} ({size['width'] * size['height'] / 1e6:.0f} MP, "
               f"{megabytes:.0f} MB on disk, ready in {made:.1f} s) x {len(names)} models from {described}: {names}")

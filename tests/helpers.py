@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -89,6 +90,24 @@ def build_tiny_zoo(root: Path, names: list[str] = MODELS) -> Path:
         tiny_zoo_entry(root, name, tok, seed=i, training={"data": f"synthetic shapes split {i}"},
                        metrics={"bleu4": 0.1 * (i + 1)})
     return root
+
+
+def zoo_or_tiny_models(zoo: Path, work: Path, count: int = 3) -> tuple[Path, list[str], str]:
+    """(zoo folder, `count` model names, description) for the benchmarks: the first usable entries of `zoo`, or
+    tiny random captioners built once in `work`/tiny-zoo when it has fewer."""
+    from captioning.zoo import ZooError, list_zoo
+
+    try:
+        usable = [r["name"] for r in list_zoo(zoo) if "error" not in r]
+    except ZooError:
+        usable = []
+    if len(usable) >= count:
+        return zoo, usable[:count], f"zoo {zoo}"
+    tiny_zoo, names = work / "tiny-zoo", [f"tiny-{i}" for i in range(count)]
+    if not all((tiny_zoo / name).is_dir() for name in names):
+        shutil.rmtree(tiny_zoo, ignore_errors=True)
+        build_tiny_zoo(tiny_zoo, names)
+    return tiny_zoo, names, f"tiny random captioners ({zoo} has fewer than {count} usable entries)"
 
 
 def write_images(folder: Path, count: int, *, seed: int = 0, broken: bool = False) -> list[Path]:
