@@ -463,12 +463,51 @@ def _chosen_set(session: dict[str, Any] | None, eval_set: str | None) -> str:
     return name
 
 
+def _percent(value: float) -> float | None:
+    return None if pd.isna(value) else round(float(value) * 100, 1)
+
+
 def results_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as shown in the page: rounded, with the interval in one column."""
+    """The summary as shown in the page: rounded, the interval in one column, coverage after it.
+
+    The first columns keep their order for API clients: rank, model, images rated, total score (both over
+    all the model's rated images), accuracy % (on the images rated for every model: ranked), 95% CI.
+    Unranked models (no common image yet) show an empty rank, accuracy and interval.
+    """
+    has_coverage = "accuracy_all" in summary.columns  # a plain summary_table frame has no coverage columns
+
+    def one(value: float) -> float | None:
+        return None if pd.isna(value) else round(float(value), 1)
+
     shown = pd.DataFrame({
-        "rank": summary["rank"], "model": summary["model"], "images rated": summary["images_rated"],
-        "total score": summary["total"].round(2), "accuracy %": summary["accuracy"].round(1),
-        "95% CI": [f"{lo:.1f} – {hi:.1f}" for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
+        "rank": [None if pd.isna(r) else int(r) for r in summary["rank"]], "model": summary["model"],
+        "images rated": summary["images_rated"], "total score": summary["total"].round(2),
+        "accuracy %": [one(a) for a in summary["accuracy"]],
+        "95% CI": ["" if pd.isna(lo) or pd.isna(hi) else f"{lo:.1f} – {hi:.1f}"
+                   for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
+    if has_coverage:
+        shown["common images"] = summary["common_images"]
+        shown["accuracy % (all rated)"] = [one(a) for a in summary["accuracy_all"]]
+        shown["captions rated"] = [f"{r} / {n}" for r, n in zip(summary["captions_rated"], summary["captions"])]
+        shown["coverage %"] = [_percent(c) for c in summary["coverage"]]
+        shown["note"] = summary["note"]
+    return shown
+
+
+def rater_results_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-rater table as shown in the page: progress and gold agreement in percent, rounded."""
+    shown = pd.DataFrame({"rater": table["rater"],
+                          "captions rated": [f"{r} / {n}" for r, n in zip(table["captions_rated"], table["captions"])],
+                          "progress %": [_percent(p) for p in table["progress"]],
+                          "mean score": table["mean_score"].round(2), "leniency": table["leniency"].round(2),
+                          "shared captions": table["shared_captions"]})
+    if "gold_rated" in table.columns:
+        shown["gold rated"] = table["gold_rated"]
+        shown["gold exact %"] = [_percent(v) for v in table["gold_exact_match"]]
+        shown["gold mean |diff|"] = table["gold_mean_abs_diff"].round(2)
+        shown["gold κ"] = table["gold_cohen_kappa"].round(3)
+    for column in [c for c in table.columns if c.startswith("accuracy ")]:
+        shown[column.replace("accuracy ", "accuracy % ", 1)] = table[column].round(1)
     return shown
 
 
@@ -495,14 +534,21 @@ def agreement_text(result: dict[str, Any], raters: list[str]) -> str:
 
 @user_errors
 def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> tuple[pd.DataFrame, str, Any]:
-    """The Results button: per-model accuracy table (model names revealed), agreement and the chart."""
+    """The Results button: every model with its coverage and accuracy (model names revealed), what the figures
+    rest on, agreement and the chart."""
     name = _chosen_set(session, eval_set)
     found = sets.set_results(ctx.store, name)
-    figure = accuracy_chart(found.summary, title=f"Caption accuracy by model: {name}")
-    text = agreement_text(found.agreement, found.raters)
-    if found.ratings.empty:
-        text = "No ratings in this set yet. " + text
+    figure = accuracy_chart(found.summary, title=f"Caption accuracy by model: {name}",
+                            empty_text="No ratings yet" if found.ratings.empty else "No image rated for every model yet")
+    text = _esc(found.message) + "\n\n" + agreement_text(found.agreement, found.raters)
     return results_table(found.summary), text, figure
+
+
+@user_errors
+def rater_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> pd.DataFrame:
+    """After the Results button: one row per rater (progress, leniency, accuracy per model, gold agreement)."""
+    name = _chosen_set(session, eval_set)
+    return rater_results_table(sets.set_results(ctx.store, name).rater_table)
 
 
 @user_errors
@@ -652,9 +698,12 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                                 api_visibility="private")
 
             with gr.Tab("Results", id="results"):
-                gr.Markdown("Per model: images rated, total score, accuracy = total × 100 / (images × 2), rank "
-                            "(ties share a rank) and a bootstrap 95% interval over images. Model names are shown "
-                            "here even for blind sets.")
+                gr.Markdown("Every model of the set, with how much of it is rated. Accuracy = total × 100 / "
+                            "(images × 2); the ranked accuracy %, its rank (ties share a rank) and bootstrap 95% "
+                            "interval use only the images rated for every model, so models are compared on the "
+                            "same images; images rated and total score count all of the model's rated images. "
+                            "Model names are shown here even for blind sets. Per rater: progress, leniency (their "
+                            "score minus the others' mean on the same captions) and accuracy per model.")
                 with gr.Row():
                     results_set = gr.Dropdown(choices=set_choices(ctx), value=None, allow_custom_value=True,
                                               label="Evaluation set (empty: the open one)", elem_id="results-set")
@@ -662,6 +711,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                 summary_df = gr.Dataframe(interactive=False, label="Summary", elem_id="summary")
                 agreement_md = gr.Markdown(elem_id="agreement")
                 chart = gr.Plot(label="Accuracy with 95% intervals", elem_id="chart")
+                raters_df = gr.Dataframe(interactive=False, label="Per rater", elem_id="raters")
                 export_btn = gr.Button("Export CSV + XLSX", elem_id="export-btn")
                 export_files = gr.File(label="Downloads", file_count="multiple", interactive=False,
                                        elem_id="export-files")
@@ -694,7 +744,9 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
 
         rescan.click(partial(rescan_zoo, ctx), None, [models, zoo_md, zoo_df], api_visibility="private")
         results_btn.click(partial(results, ctx), [session, results_set], [summary_df, agreement_md, chart],
-                          api_name="results")
+                          api_name="results"
+                          ).success(partial(rater_results, ctx), [session, results_set], raters_df,
+                                    api_visibility="private")
         export_btn.click(partial(export, ctx), [session, results_set], export_files, api_name="export")
         import_btn.click(partial(import_captions, ctx),
                          [session, rater, set_name, blind, preset, import_csv, import_images],

@@ -48,7 +48,8 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def export_csv(summary: pd.DataFrame, ratings: pd.DataFrame, path_or_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write the summary table and the raw ratings as two CSV files; returns [summary, ratings] paths.
+    """Write the summary table (with its coverage columns, if any) and the raw ratings as two CSV files;
+    returns [summary, ratings] paths.
 
     ``path_or_dir`` is either a folder (created if needed), which receives ``summary.csv`` and
     ``ratings.csv``, or a file name ending in ``.csv`` such as ``out/run1.csv``, which gives
@@ -91,10 +92,12 @@ def export_xlsx(
     path: str | os.PathLike[str],
     *,
     agreement: dict[str, Any] | None = None,
+    raters: pd.DataFrame | None = None,
 ) -> Path:
-    """Write one Excel workbook with sheets "Summary", "Ratings" and, when available, "Agreement".
+    """Write one Excel workbook with sheets "Summary", "Ratings" and, when available, "Raters" and "Agreement".
 
-    ``agreement`` is the dict from ``rating.results.agreement``; when None it is computed from
+    ``raters`` is the per-rater frame from ``rating.results.rater_table``; the sheet is written when it is
+    given and not empty. ``agreement`` is the dict from ``rating.results.agreement``; when None it is computed from
     ``ratings``, and the sheet is written only if there are at least two raters. Returns the path
     (``.xlsx`` is added if missing).
     """
@@ -107,6 +110,8 @@ def export_xlsx(
 
         agreement = compute_agreement(ratings)
     sheets = {"Summary": summary, "Ratings": ratings}
+    if raters is not None and not raters.empty:
+        sheets["Raters"] = raters
     if agreement is not None and agreement.get("raters", 0) >= 2:
         sheets["Agreement"] = _agreement_frame(agreement)
     with pd.ExcelWriter(target, engine="openpyxl") as writer:

@@ -1,4 +1,4 @@
-"""Turn human ratings into a per-model accuracy table, rater agreement and a chart.
+"""Turn human ratings into a per-model accuracy table, coverage, per-rater figures, rater agreement and a chart.
 
 Pure functions over the ratings DataFrame that ``RatingStore.ratings()`` returns (columns used here:
 rater, image_hash, model_name, score). Scores are 0 (unrelated), 1 (partly right), 2 (fully accurate).
@@ -13,11 +13,19 @@ be fractional). The 95% interval is a percentile bootstrap over images (Efron & 
 Agreement between raters follows Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability",
 with the ordinal distance (0 < 1 < 2), and Cohen (1960/1968) kappa, unweighted and quadratic-weighted,
 when there are exactly two raters.
+
+Coverage (``coverage_summary``): a set is often rated only in part, so every model of the set is listed
+with the share of its captions rated, and models are ranked on the *common* images (rated for every
+model), so that they are compared on the same images; with none, nobody is ranked. ``rater_table``
+gives each rater's progress, accuracy per model and leniency; ``gold_agreement`` compares raters with
+gold scores.
 """
 from __future__ import annotations
 
 import warnings
 import zlib
+from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -198,10 +206,275 @@ def agreement(ratings: pd.DataFrame) -> dict[str, Any]:
     return result
 
 
-def accuracy_chart(summary: pd.DataFrame, *, title: str = "Caption accuracy by model") -> Figure:
+# ----------------------------------------------------------------------------------------------------------
+# Coverage: results that say how much they rest on
+
+COVERAGE_COLUMNS = [
+    "model", "captions", "captions_rated", "coverage", "images_rated", "total", "accuracy_all",
+    "common_images", "common_total", "accuracy", "rank", "ci_low", "ci_high", "note",
+]
+
+
+@dataclass
+class CoverageSummary:
+    """The per-model table of ``coverage_summary`` and the plain sentence that says what it rests on."""
+
+    table: pd.DataFrame  # COVERAGE_COLUMNS, ranked models first (best first), then the unranked ones by name
+    message: str
+    common_images: int  # images rated for every model of the set: the ones ranks and ``accuracy`` use
+    images: int  # images of the set
+    captions: int  # captions of the set
+    captions_rated: int  # captions with at least one rating
+
+
+def _caption_frame(captions: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+    frame = captions if isinstance(captions, pd.DataFrame) else pd.DataFrame(list(captions))
+    missing = [column for column in ("image_hash", "model_name") if column not in frame.columns]
+    if missing and len(frame):
+        raise ValueError(
+            f"captions is missing column(s) {missing}; found {list(frame.columns)}. "
+            "Pass the rows of RatingStore.get_captions(set_name)."
+        )
+    if missing:
+        return pd.DataFrame({"image_hash": pd.Series(dtype=object), "model_name": pd.Series(dtype=object)})
+    return frame[["image_hash", "model_name"]].drop_duplicates()
+
+
+def _ratings_needed(captions: pd.DataFrame, rated: set[tuple[str, str]], models: list[str]) -> int | None:
+    """Fewest more caption ratings that give one image rated for every model, or None if no image can."""
+    best = None
+    for image, group in captions.groupby("image_hash", sort=False):
+        if not set(models) <= set(group["model_name"]):
+            continue  # this image lacks a caption from some model: it can never be common
+        needed = sum((image, model) not in rated for model in models)
+        best = needed if best is None else min(best, needed)
+    return best
+
+
+def coverage_summary(
+    ratings: pd.DataFrame,
+    captions: pd.DataFrame | list[dict[str, Any]],
+    *,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+) -> CoverageSummary:
+    """Every model of the set with its coverage; ranks and headline accuracy on the images common to all.
+
+    ``captions`` are the set's captions (``RatingStore.get_captions`` rows or a frame with image_hash and
+    model_name); every model among them is listed, rated or not. Columns (COVERAGE_COLUMNS):
+    captions (of the model in the set), captions_rated (with at least one rating), coverage
+    (captions_rated / captions), images_rated, total and accuracy_all (over all the model's rated images,
+    as ``summary_table``), common_images, common_total and accuracy (over the images rated for *every*
+    model of the set, so models are compared on the same images: the headline), rank (on ``accuracy``,
+    ties 1, 2, 3, 3, 5; NA when there is no common image), ci_low/ci_high (bootstrap over the common
+    images), note (empty when the model's coverage is complete).
+    """
+    _require_columns(ratings, ["image_hash", "model_name", "score"])
+    caption_rows = _caption_frame(captions)
+    set_models = sorted(set(caption_rows["model_name"]))
+    models = sorted(set(set_models) | set(ratings["model_name"]), key=str)
+    per_image = per_image_scores(ratings)
+    rated_pairs = set(zip(per_image["image_hash"], per_image["model_name"]))
+
+    # Images rated for every model of the set (a model without any rating leaves none).
+    common: set[str] = set()
+    if models:
+        rated_by_model = per_image.groupby("model_name")["image_hash"].agg(set)
+        common = set.intersection(*[rated_by_model.get(model, set()) for model in models])
+    every = summary_table(ratings, n_bootstrap=0, seed=seed).set_index("model")
+    on_common = summary_table(ratings[ratings["image_hash"].isin(common)], n_bootstrap=n_bootstrap,
+                              seed=seed).set_index("model")
+    in_set_pairs = set(zip(caption_rows["image_hash"], caption_rows["model_name"]))
+    rated_in_set = Counter(model for _, model in rated_pairs & in_set_pairs)
+    rows = []
+    for model in models:
+        in_set = int((caption_rows["model_name"] == model).sum())
+        rated = rated_in_set.get(model, 0)
+        images_rated = int(every.loc[model, "images_rated"]) if model in every.index else 0
+        row: dict[str, Any] = {
+            "model": model, "captions": in_set, "captions_rated": rated,
+            "coverage": rated / in_set if in_set else float("nan"),
+            "images_rated": images_rated,
+            "total": float(every.loc[model, "total"]) if model in every.index else 0.0,
+            "accuracy_all": float(every.loc[model, "accuracy"]) if model in every.index else float("nan"),
+            "common_images": len(common),
+        }
+        if model in on_common.index:
+            row.update(common_total=float(on_common.loc[model, "total"]),
+                       accuracy=float(on_common.loc[model, "accuracy"]), rank=int(on_common.loc[model, "rank"]),
+                       ci_low=float(on_common.loc[model, "ci_low"]), ci_high=float(on_common.loc[model, "ci_high"]))
+        else:
+            row.update(common_total=float("nan"), accuracy=float("nan"), rank=pd.NA,
+                       ci_low=float("nan"), ci_high=float("nan"))
+        if images_rated == 0:
+            row["note"] = "no ratings yet; not ranked"
+        elif not common:
+            row["note"] = f"{rated} of {in_set} captions rated; not ranked: no image is rated for every model"
+        elif rated < in_set:
+            row["note"] = (f"partial: {rated} of {in_set} captions rated; ranked on the {len(common)} "
+                           "image(s) common to all models")
+        else:
+            row["note"] = ""
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
+    table["rank"] = table["rank"].astype("Int64")
+    table["captions"] = table["captions"].astype("int64")
+    table["captions_rated"] = table["captions_rated"].astype("int64")
+    table["images_rated"] = table["images_rated"].astype("int64")
+    table["common_images"] = table["common_images"].astype("int64")
+    table["note"] = table["note"].astype(object)
+    ranked = table["rank"].notna()
+    table = pd.concat([table[ranked].sort_values(["rank", "model"], kind="stable"),
+                       table[~ranked].sort_values("model", kind="stable")]).reset_index(drop=True)
+
+    n_captions = len(caption_rows)
+    n_rated = len(rated_pairs & in_set_pairs)
+    n_images = int(caption_rows["image_hash"].nunique())
+    message = _coverage_message(caption_rows, rated_pairs, set_models, len(common), n_images, n_captions, n_rated)
+    return CoverageSummary(table=table, message=message, common_images=len(common), images=n_images,
+                           captions=n_captions, captions_rated=n_rated)
+
+
+def _coverage_message(captions: pd.DataFrame, rated: set[tuple[str, str]], models: list[str], common: int,
+                      images: int, n_captions: int, n_rated: int) -> str:
+    done = f"{n_rated} of {n_captions} caption(s) rated"
+    if n_captions == 0:
+        return "This set has no captions yet: add images and caption them (or import captions) first."
+    if n_rated == 0:
+        return f"No ratings in this set yet ({done}): rate captions on the Compare tab to see results."
+    if common == 0:
+        needed = _ratings_needed(captions, rated, models)
+        if needed is None:
+            how = "No image has a caption from every model, so the models cannot be compared on the same images."
+        else:
+            how = (f"Rate {needed} more caption(s), every model on the same image, to compare the "
+                   f"{len(models)} models on one common image; rating all {n_captions - n_rated} remaining "
+                   "caption(s) completes the set.")
+        return (f"Results rest on too few images: {done}, and no image is rated for every model yet, "
+                f"so the models are not ranked. {how}")
+    if n_rated < n_captions:
+        return (f"Coverage is incomplete ({done}): ranks and accuracy rest on the {common} image(s) rated for "
+                f"every model, of {images} in the set (the accuracy over all of each model's rated images is shown "
+                f"too); rate the {n_captions - n_rated} remaining caption(s) to complete the set.")
+    return f"Every caption is rated ({done}): the models are compared on the same {common} image(s)."
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Raters: accuracy per model, progress, leniency, agreement with gold items
+
+RATER_COLUMNS = ["rater", "captions_rated", "captions", "progress", "mean_score", "leniency", "shared_captions"]
+GOLD_COLUMNS = ["rater", "gold_rated", "gold_exact_match", "gold_mean_abs_diff", "gold_cohen_kappa"]
+
+
+def rater_table(
+    ratings: pd.DataFrame,
+    captions: pd.DataFrame | list[dict[str, Any]],
+    gold: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per rater: progress, leniency, accuracy per model and, given gold scores, agreement with gold.
+
+    Columns: rater, captions_rated (captions of the set this rater scored), captions (of the set),
+    progress (captions_rated / captions), mean_score, leniency (mean over the captions this rater shares
+    with others of: their score minus the mean of the other raters' scores on that caption; > 0 means
+    more lenient; NaN with no shared caption), shared_captions, then ``accuracy <model>`` (the rater's
+    total x 100 / (images x 2) for that model; NaN where they rated none), then GOLD_COLUMNS after
+    rater when ``gold`` is given (see ``gold_agreement``).
+    """
+    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"])
+    caption_rows = _caption_frame(captions)
+    in_set = set(zip(caption_rows["image_hash"], caption_rows["model_name"]))
+    frame = ratings.assign(score=pd.to_numeric(ratings["score"]).astype(float))
+    models = sorted(set(caption_rows["model_name"]) | set(frame["model_name"]), key=str)
+    item = ["image_hash", "model_name"]
+    sums = frame.groupby(item)["score"].agg(["sum", "size"])
+    rows = []
+    for rater, own in frame.groupby("rater", sort=True):
+        own = own.drop_duplicates(item)
+        keys = pd.MultiIndex.from_frame(own[item])
+        # the others' mean on each caption: (sum - own) / (count - 1), where someone else rated it
+        others = sums.reindex(keys)
+        other_count = others["size"].to_numpy() - 1
+        shared = other_count > 0
+        own_scores = own["score"].to_numpy()
+        other_mean = (others["sum"].to_numpy() - own_scores)[shared] / other_count[shared]
+        row: dict[str, Any] = {
+            "rater": rater,
+            "captions_rated": sum((h, m) in in_set for h, m in zip(own["image_hash"], own["model_name"])),
+            "captions": len(caption_rows),
+            "mean_score": float(own_scores.mean()),
+            "leniency": float((own_scores[shared] - other_mean).mean()) if shared.any() else float("nan"),
+            "shared_captions": int(shared.sum()),
+        }
+        row["progress"] = row["captions_rated"] / row["captions"] if row["captions"] else float("nan")
+        by_model = own.groupby("model_name")["score"].agg(["sum", "size"])
+        for model in models:
+            if model in by_model.index:
+                row[f"accuracy {model}"] = float(by_model.loc[model, "sum"] * 100 / (by_model.loc[model, "size"] * MAX_SCORE))
+            else:
+                row[f"accuracy {model}"] = float("nan")
+        rows.append(row)
+    columns = RATER_COLUMNS + [f"accuracy {model}" for model in models]
+    table = pd.DataFrame(rows, columns=columns)
+    for column in ("captions_rated", "captions", "shared_captions"):
+        table[column] = table[column].astype("int64")
+    if gold is not None:
+        table = table.merge(gold_agreement(ratings, gold), on="rater", how="left")
+        table["gold_rated"] = table["gold_rated"].fillna(0).astype("int64")
+        table = table[["rater", *GOLD_COLUMNS[1:], *columns[1:]]]
+    return table
+
+
+def gold_agreement(ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
+    """Each rater's agreement with gold scores on the gold captions they rated.
+
+    ``gold`` has columns image_hash, model_name, gold_score (0, 1 or 2; rows with no gold score are not
+    gold items). Columns: rater, gold_rated (gold captions the rater scored), gold_exact_match (share
+    0-1 of those where the score equals gold), gold_mean_abs_diff, gold_cohen_kappa (Cohen's unweighted
+    kappa of rater vs gold; NaN when undefined: no gold rated, or one score used throughout).
+    Every rater of ``ratings`` gets a row.
+    """
+    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"])
+    if not isinstance(gold, pd.DataFrame):
+        raise ValueError(f"gold must be a pandas DataFrame, got {type(gold).__name__}")
+    missing = [c for c in ("image_hash", "model_name", "gold_score") if c not in gold.columns]
+    if missing:
+        raise ValueError(f"gold is missing column(s) {missing}; found {list(gold.columns)}. "
+                         "Pass the frame from RatingStore.gold_scores(set_name).")
+    gold = gold[["image_hash", "model_name", "gold_score"]].dropna(subset=["gold_score"])
+    gold_values = pd.to_numeric(gold["gold_score"], errors="coerce")
+    bad = gold.loc[~gold_values.isin(SCORE_LABELS), "gold_score"]
+    if len(bad):
+        raise ValueError(f"gold scores must be 0, 1 or 2; found {sorted(set(map(repr, bad)))[:5]}")
+    gold = gold.assign(gold_score=gold_values.astype(int)).drop_duplicates(["image_hash", "model_name"])
+    joined = ratings.assign(score=pd.to_numeric(ratings["score"]).astype(int)).merge(
+        gold, on=["image_hash", "model_name"], how="inner")
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rows = []
+    for rater in sorted(ratings["rater"].unique(), key=str):
+        mine = joined[joined["rater"] == rater]
+        row: dict[str, Any] = {"rater": rater, "gold_rated": len(mine), "gold_exact_match": float("nan"),
+                               "gold_mean_abs_diff": float("nan"), "gold_cohen_kappa": float("nan")}
+        if len(mine):
+            score, truth = mine["score"].to_numpy(), mine["gold_score"].to_numpy()
+            row["gold_exact_match"] = float((score == truth).mean())
+            row["gold_mean_abs_diff"] = float(np.abs(score - truth).mean())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # kappa divides by 0 when one score is used throughout
+                row["gold_cohen_kappa"] = float(cohen_kappa_score(score, truth, labels=SCORE_LABELS))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=GOLD_COLUMNS)
+    table["gold_rated"] = table["gold_rated"].astype("int64")
+    return table
+
+
+def accuracy_chart(summary: pd.DataFrame, *, title: str = "Caption accuracy by model",
+                   empty_text: str = "No ratings yet") -> Figure:
     """Bar chart of accuracy (%) per model with the 95% bootstrap interval as error bars.
 
-    Takes the frame from summary_table() and keeps its order (best first). Built on the Agg canvas
+    Takes the frame from summary_table() or coverage_summary().table and keeps its order (best first);
+    models without an accuracy (unranked) get no bar, and ``empty_text`` shows when none has one. Built on the Agg canvas
     without pyplot, so it is safe from any server thread and leaves no global figure behind.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -210,6 +483,7 @@ def accuracy_chart(summary: pd.DataFrame, *, title: str = "Caption accuracy by m
     missing = [column for column in ("model", "accuracy") if column not in summary.columns]
     if missing:
         raise ValueError(f"summary is missing column(s) {missing}; pass the frame from summary_table()")
+    summary = summary[pd.to_numeric(summary["accuracy"], errors="coerce").notna()]
     figure = Figure(figsize=(max(4.0, 1.0 + 0.9 * len(summary)), 4.0), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -217,7 +491,7 @@ def accuracy_chart(summary: pd.DataFrame, *, title: str = "Caption accuracy by m
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 105)
     if summary.empty:
-        axes.text(0.5, 0.5, "No ratings yet", ha="center", va="center", transform=axes.transAxes)
+        axes.text(0.5, 0.5, empty_text, ha="center", va="center", transform=axes.transAxes)
         axes.set_xticks([])
         return figure
 

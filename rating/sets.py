@@ -13,7 +13,7 @@ never import a UI.
     import_captions_file(store, name, csv, folder)     -> ImportRun (saved, images, problems, message)
     grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
     column_order(name, image_hash, models)             -> blind mode's per-image column order
-    set_results(store, name) / export_set(store, name, folder)
+    set_results(store, name) / export_set(store, name, folder)  -> SetResults (coverage, raters) / files
 
 Images: every picture is named by the sha256 of its file's bytes (`image_content_hash`), so the same photo
 uploaded twice, or under two names, is one image. Its display copy is an upright PNG of at most
@@ -42,7 +42,7 @@ from captioning.preprocessing import needed_side
 from captioning.zoo import ZooModel
 from rating.exports import export_csv, export_xlsx
 from rating.imports import read_captions_csv
-from rating.results import agreement, summary_table
+from rating.results import agreement, coverage_summary, rater_table
 from rating.store import RatingStore, validate_name
 
 DEFAULT_PRESET = "consistent"
@@ -463,19 +463,39 @@ def grid_page(store: RatingStore, set_name: str, rater: str, page: int = 0, page
 
 @dataclass
 class SetResults:
-    """Everything the results view shows: the raw ratings, the per-model summary and rater agreement."""
+    """Everything the results view shows: raw ratings, the per-model table with coverage, the sentence that
+    says what it rests on, the per-rater table and rater agreement."""
 
     ratings: pd.DataFrame
-    summary: pd.DataFrame  # rating.results.summary_table
+    summary: pd.DataFrame  # rating.results.coverage_summary(...).table: every model of the set
     agreement: dict[str, Any]  # rating.results.agreement
     raters: list[str]
+    message: str = ""  # rating.results.coverage_summary(...).message
+    rater_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # rating.results.rater_table
+    gold: pd.DataFrame | None = None  # the set's gold scores, when the store has any
+
+
+def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
+    """The set's gold scores (image_hash, model_name, gold_score), or None when the store keeps none."""
+    gold_scores = getattr(store, "gold_scores", None)  # stores from before gold items have no such method
+    if gold_scores is None:
+        return None
+    gold = gold_scores(set_name)
+    if gold is None or "gold_score" not in gold.columns or gold["gold_score"].notna().sum() == 0:
+        return None
+    return gold
 
 
 def set_results(store: RatingStore, set_name: str) -> SetResults:
-    """Per-model accuracy (model names shown, also for blind sets) and agreement over every rater's scores."""
+    """Per-model accuracy with coverage (model names shown, also for blind sets), per-rater figures (with
+    agreement with gold when the set has gold scores) and agreement over every rater's scores."""
     ratings = store.ratings(set_name)
-    return SetResults(ratings=ratings, summary=summary_table(ratings), agreement=agreement(ratings),
-                      raters=store.raters(set_name))
+    captions = store.get_captions(set_name)
+    coverage = coverage_summary(ratings, captions)
+    gold = _gold_scores(store, set_name)
+    return SetResults(ratings=ratings, summary=coverage.table, agreement=agreement(ratings),
+                      raters=store.raters(set_name), message=coverage.message,
+                      rater_table=rater_table(ratings, captions, gold), gold=gold)
 
 
 def file_slug(name: str) -> str:
@@ -484,12 +504,16 @@ def file_slug(name: str) -> str:
 
 
 def export_set(store: RatingStore, set_name: str, folder: str | os.PathLike) -> list[Path]:
-    """Write `<slug>_summary.csv`, `<slug>_ratings.csv` and `<slug>.xlsx` (summary, every raw rating and, with
-    two or more raters, agreement) into `folder`; returns their paths in that order."""
+    """Write `<slug>_summary.csv`, `<slug>_ratings.csv` and `<slug>.xlsx` (summary with coverage, every raw rating
+    and, with two or more raters or gold scores, per-rater figures and agreement) into `folder`; returns their
+    paths in that order."""
     results = set_results(store, set_name)
     folder = Path(folder)
     slug = file_slug(set_name)
     paths = export_csv(results.summary, results.ratings, folder / f"{slug}.csv")
-    paths.append(export_xlsx(results.summary, results.ratings, folder / f"{slug}.xlsx", agreement=results.agreement))
+    # With one rater and no gold items the per-rater sheet would only repeat the summary.
+    per_rater = results.rater_table if len(results.raters) >= 2 or results.gold is not None else None
+    paths.append(export_xlsx(results.summary, results.ratings, folder / f"{slug}.xlsx", agreement=results.agreement,
+                             raters=per_rater))
     return paths
 

@@ -204,7 +204,10 @@ def test_results_accuracy_rank_interval_and_agreement(ctx, tmp_path):
     files = write_images(tmp_path / "in", 4)
     alice, _, _ = caption(ctx, app.new_session(), files, MODELS, blind=True)
     table, text, figure = app.results(ctx, alice, None)
-    assert table.empty and "No ratings" in text
+    # Every model of the set is listed before any rating (it used to be an empty table), unranked, coverage 0.
+    assert list(table["model"]) == ["alpha", "beta", "gamma"] and "No ratings" in text
+    assert list(table["rank"]) == [None, None, None] and list(table["captions rated"]) == ["0 / 4"] * 3
+    assert app.rater_results(ctx, alice, None).empty
 
     _rate_all(ctx, alice, {"alpha": 2, "beta": 1, "gamma": 1})
     table, text, figure = app.results(ctx, alice, "")
@@ -214,12 +217,19 @@ def test_results_accuracy_rank_interval_and_agreement(ctx, tmp_path):
     assert list(table["total score"]) == [8.0, 4.0, 4.0] and list(table["images rated"]) == [4, 4, 4]
     assert table["95% CI"].iloc[1] == "50.0 – 50.0"
     assert "two or more raters" in text and figure.axes[0].get_ylabel() == "accuracy (%)"
+    assert list(table["coverage %"]) == [100.0] * 3 and "Every caption is rated" in text
+    per_rater = app.rater_results(ctx, alice, "")
+    assert list(per_rater["rater"]) == ["alice"] and list(per_rater["progress %"]) == [100.0]
+    assert list(per_rater["accuracy % alpha"]) == [100.0] and list(per_rater["accuracy % beta"]) == [50.0]
 
     bob, _, _, _ = app.open_set(ctx, app.new_session(), "bob", "set-1", True, "greedy")
     _rate_all(ctx, bob, {"alpha": 2, "beta": 0, "gamma": 1})
     table, text, _ = app.results(ctx, bob, "set-1")
     assert list(table["accuracy %"]) == [100.0, 50.0, 25.0]  # per image: mean of the raters' scores
     assert "Krippendorff's α (ordinal) = " in text and "Cohen's κ = " in text and "over 12 caption(s)" in text
+    # bob gave beta 0 where alice gave 1 (4 captions) and the same elsewhere: leniency -4/12 and +4/12
+    per_rater = app.rater_results(ctx, bob, "set-1").set_index("rater")
+    assert per_rater.loc["bob", "leniency"] == pytest.approx(-0.33) and per_rater.loc["alice", "leniency"] == 0.33
 
 
 def test_export_has_summary_and_every_raw_rating_with_formulas_neutralised(ctx, tmp_path):
@@ -235,7 +245,10 @@ def test_export_has_summary_and_every_raw_rating_with_formulas_neutralised(ctx, 
     assert [p.name for p in paths] == ["exp_summary.csv", "exp_ratings.csv", "exp.xlsx"]
 
     summary = list(csv.DictReader(io.StringIO(paths[0].read_text(encoding="utf-8-sig"))))
-    assert {(r["model"], r["accuracy"]) for r in summary} == {("'=cmd()", "50.0"), ("plain", "100.0")}
+    # Each model captioned a different image, so no image is rated for every model: the ranked accuracy is
+    # empty and the accuracy over each model's own rated images is exported beside the coverage.
+    assert {(r["model"], r["accuracy_all"]) for r in summary} == {("'=cmd()", "50.0"), ("plain", "100.0")}
+    assert {(r["accuracy"], r["rank"], r["captions_rated"], r["captions"]) for r in summary} == {("", "", "1", "1")}
     ratings = list(csv.DictReader(io.StringIO(paths[1].read_text(encoding="utf-8-sig"))))
     assert len(ratings) == 2
     row = next(r for r in ratings if r["model_name"] == "'=cmd()")
