@@ -178,3 +178,13 @@ def test_accuracy_chart_draws_one_bar_per_model():
 
     empty = accuracy_chart(summary_table(_ratings([])))
     assert "No ratings yet" in [text.get_text() for text in empty.axes[0].texts]
+
+
+def test_accuracy_chart_leaves_out_unranked_models():
+    table = summary_table(_one_rater({"a": [2, 1], "b": [0, 0]}), n_bootstrap=0)
+    table.loc[table["model"] == "b", "accuracy"] = float("nan")  # as coverage_summary leaves an unranked model
+    axes = accuracy_chart(table).axes[0]
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["a"]
+    assert [patch.get_height() for patch in axes.patches] == pytest.approx([75.0])
+    none = accuracy_chart(table.assign(accuracy=float("nan")), empty_text="No image rated for every model yet")
+    assert "No image rated for every model yet" in [text.get_text() for text in none.axes[0].texts]
