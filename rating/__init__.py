@@ -4,7 +4,9 @@ Raters score each caption 0 (unrelated), 1 (partly right) or 2 (fully accurate).
 these functions; this package never imports gradio.
 
     store.py    RatingStore: evaluation sets, images, captions and ratings in one SQLite file (WAL)
-    results.py  summary_table (accuracy, rank, bootstrap CI), agreement (Krippendorff, Cohen), accuracy_chart
+    results.py  summary_table (accuracy, rank, bootstrap CI); coverage_summary (every model, its coverage,
+                ranks on the images rated for every model); rater_table (progress, leniency, accuracy per
+                rater); gold_agreement; agreement (Krippendorff, Cohen); accuracy_chart
     exports.py  export_csv / export_xlsx, with spreadsheet formula injection neutralised
     imports.py  read_captions_csv: tolerant reader for hand-made or Excel-saved caption CSVs
     sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
@@ -23,7 +25,7 @@ Typical use::
 """
 from rating.exports import export_csv, export_xlsx, neutralise_formula
 from rating.imports import ImportResult, read_captions_csv
-from rating.results import accuracy_chart, agreement, summary_table
+from rating.results import accuracy_chart, agreement, coverage_summary, gold_agreement, rater_table, summary_table
 from rating.store import CaptionNotFoundError, EvaluationSetNotFoundError, RatingStore
 
 __all__ = [
@@ -33,9 +35,12 @@ __all__ = [
     "RatingStore",
     "accuracy_chart",
     "agreement",
+    "coverage_summary",
     "export_csv",
     "export_xlsx",
+    "gold_agreement",
     "neutralise_formula",
+    "rater_table",
     "read_captions_csv",
     "summary_table",
 ]
