@@ -114,6 +114,12 @@ def export_xlsx(
         sheets["Raters"] = raters
     if agreement is not None and agreement.get("raters", 0) >= 2:
         sheets["Agreement"] = _agreement_frame(agreement)
+    _write_workbook(sheets, target)
+    return target
+
+
+def _write_workbook(sheets: dict[str, pd.DataFrame], target: Path) -> None:
+    """One sheet per frame, made safe, header frozen, columns as wide as their text (at most 60)."""
     with pd.ExcelWriter(target, engine="openpyxl") as writer:
         for name, frame in sheets.items():
             _strip_illegal(safe_frame(frame)).to_excel(writer, sheet_name=name, index=False)
@@ -122,4 +128,36 @@ def export_xlsx(
             for column_cells in sheet.columns:
                 longest = max((len(str(cell.value)) for cell in column_cells if cell.value is not None), default=8)
                 sheet.column_dimensions[column_cells[0].column_letter].width = min(60, max(8, longest + 2))
-    return target
+
+
+def export_pairwise(
+    leaderboard: pd.DataFrame,
+    win_rates: pd.DataFrame,
+    votes: pd.DataFrame,
+    path_or_dir: str | os.PathLike[str],
+) -> list[Path]:
+    """Write pairwise results: three CSV files and one workbook; returns [leaderboard, win rates, votes, xlsx].
+
+    ``leaderboard`` is ``rating.pairwise.leaderboard``, ``win_rates`` the model x model matrix of
+    ``rating.pairwise.win_rate_matrix`` (its index becomes a "model" column) and ``votes`` the raw votes
+    (``RatingStore.votes``). ``path_or_dir`` is a folder, which receives ``pairwise.csv``,
+    ``win_rates.csv``, ``votes.csv`` and ``pairwise.xlsx``, or a name such as ``out/run1.csv``, which gives
+    ``out/run1_pairwise.csv``, ``out/run1_win_rates.csv``, ``out/run1_votes.csv`` and ``out/run1_pairwise.xlsx``.
+    The workbook has the sheets "Pairwise", "Win rates" and "Votes".
+    """
+    target = Path(path_or_dir)
+    if target.suffix.lower() == ".csv":
+        folder, prefix = target.parent, f"{target.stem}_"
+    else:
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"{target} is an existing file; give a folder or a path ending in .csv")
+        folder, prefix = target, ""
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = win_rates.reset_index().rename(columns={"index": "model"}) if len(win_rates.columns) else win_rates
+    sheets = {"Pairwise": leaderboard, "Win rates": matrix, "Votes": votes}
+    paths = [folder / f"{prefix}{stem}.csv" for stem in ("pairwise", "win_rates", "votes")]
+    for frame, path in zip(sheets.values(), paths):
+        safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+    workbook = folder / f"{prefix}pairwise.xlsx"
+    _write_workbook(sheets, workbook)
+    return [*paths, workbook]

@@ -21,6 +21,13 @@ Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
              PK(eval_set, image_hash, model_name))
     ratings(eval_set, rater, image_hash, model_name, score IN (0,1,2), caption, model_weights_hash,
             decoding_json, rated_at, PK(eval_set, rater, image_hash, model_name))
+    pairwise_votes(eval_set, rater, image_hash, model_low, model_high, model_a, model_b,
+                   outcome IN ('a','b','both_good','both_bad'), caption_a, caption_b, created_at,
+                   PK(eval_set, rater, image_hash, model_low, model_high))
+
+``pairwise_votes`` is created on open when missing (``CREATE TABLE IF NOT EXISTS``), so a database written
+before pairwise mode gains it without a version change. Any set can be judged both ways: pairwise votes
+live in their own table and do not depend on a mode flag of the set.
 
 Timestamps are ISO-8601 in UTC (``2025-01-31T12:00:00.123+00:00``).
 """
@@ -162,7 +169,116 @@ def _from_json(text: str | None) -> dict:
     return json.loads(text) if text else {}
 
 
-class RatingStore:
+# ---------------------------------------------------------------------------------------------------------
+# Pairwise votes: two models' captions of one image side by side, the rater says which is better.
+# Kept apart from the 0/1/2 ratings above (own table, own methods) so the two modes never mix.
+
+PAIRWISE_OUTCOMES = ("a", "b", "both_good", "both_bad")
+VOTE_COLUMNS = [
+    "eval_set", "rater", "image_hash", "file_name", "model_a", "model_b", "outcome",
+    "caption_a", "caption_b", "created_at",
+]
+
+_PAIRWISE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pairwise_votes (
+    eval_set   TEXT NOT NULL REFERENCES evaluation_sets(name),
+    rater      TEXT NOT NULL,
+    image_hash TEXT NOT NULL,
+    model_low  TEXT NOT NULL,  -- the pair sorted, so one vote per unordered pair whatever side each was on
+    model_high TEXT NOT NULL,
+    model_a    TEXT NOT NULL,  -- as shown: left caption ("A") ...
+    model_b    TEXT NOT NULL,  -- ... and right caption ("B")
+    outcome    TEXT NOT NULL CHECK (outcome IN ('a', 'b', 'both_good', 'both_bad')),
+    caption_a  TEXT NOT NULL,
+    caption_b  TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (eval_set, rater, image_hash, model_low, model_high),
+    CHECK (model_low < model_high)
+);
+"""
+
+
+def validate_outcome(outcome: Any) -> str:
+    """Return ``outcome`` if it is one of PAIRWISE_OUTCOMES, else raise ValueError naming them."""
+    if not isinstance(outcome, str) or outcome.strip() not in PAIRWISE_OUTCOMES:
+        raise ValueError(f"pairwise outcome must be one of {list(PAIRWISE_OUTCOMES)}, got {outcome!r}")
+    return outcome.strip()
+
+
+class PairwiseVotes:
+    """RatingStore's pairwise-vote methods (a mixin: it uses the store's connections and checks)."""
+
+    def _create_pairwise_schema(self) -> None:
+        """Create the votes table if missing (databases written before pairwise mode gain it on open)."""
+        with self._write() as conn:
+            for statement in _PAIRWISE_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+
+    def vote(self, eval_set: str, rater: str, image_hash: str, model_a: str, model_b: str,
+             outcome: str) -> None:
+        """Store ``rater``'s pairwise vote on one image: ``model_a``'s caption was shown as A, ``model_b``'s as B.
+
+        ``outcome`` is "a" (A better), "b" (B better), "both_good" or "both_bad". One vote per rater, image and
+        unordered pair of models: voting again on the same pair replaces the vote (and the A/B sides recorded).
+        Both captions must be in the set; their texts are copied into the vote, as rate() does.
+        """
+        outcome = validate_outcome(outcome)
+        eval_set = validate_name(eval_set, "evaluation set name")
+        rater = validate_name(rater, "rater name")
+        model_a = validate_name(model_a, "model name")
+        model_b = validate_name(model_b, "model name")
+        image_hash = _require_hash(image_hash)
+        if model_a == model_b:
+            raise ValueError(f"a pairwise vote needs two different models, got {model_a!r} twice")
+        with self._write() as conn:
+            self._require_set(conn, eval_set)
+            rows = dict(conn.execute(
+                "SELECT model_name, caption FROM captions WHERE eval_set = ? AND image_hash = ? AND model_name IN (?, ?)",
+                (eval_set, image_hash, model_a, model_b)).fetchall())
+            missing = [m for m in (model_a, model_b) if m not in rows]
+            if missing:
+                models = [row[0] for row in conn.execute(
+                    "SELECT model_name FROM captions WHERE eval_set = ? AND image_hash = ? ORDER BY model_name",
+                    (eval_set, image_hash))]
+                raise CaptionNotFoundError(
+                    f"No caption by model(s) {missing} for image {image_hash!r} in evaluation set {eval_set!r} "
+                    f"(models with a caption for this image: {models}); both captions must be saved before a vote"
+                )
+            low, high = sorted((model_a, model_b))
+            conn.execute(
+                "INSERT INTO pairwise_votes(eval_set, rater, image_hash, model_low, model_high, model_a, model_b, "
+                "outcome, caption_a, caption_b, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(eval_set, rater, image_hash, model_low, model_high) DO UPDATE SET "
+                "model_a = excluded.model_a, model_b = excluded.model_b, outcome = excluded.outcome, "
+                "caption_a = excluded.caption_a, caption_b = excluded.caption_b, created_at = excluded.created_at",
+                (eval_set, rater, image_hash, low, high, model_a, model_b, outcome, rows[model_a], rows[model_b],
+                 utc_now()),
+            )
+
+    def votes(self, eval_set: str, rater: str | None = None) -> pd.DataFrame:
+        """The pairwise votes of ``eval_set`` (of one rater if given), one row per vote.
+
+        Columns: VOTE_COLUMNS (model_a / model_b as shown on screen, outcome in PAIRWISE_OUTCOMES). Ordered by
+        rater, image hash, pair. An empty set gives an empty frame with the same columns.
+        """
+        eval_set = validate_name(eval_set, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        sql = (
+            "SELECT v.eval_set, v.rater, v.image_hash, i.file_name, v.model_a, v.model_b, v.outcome, v.caption_a, "
+            "v.caption_b, v.created_at FROM pairwise_votes v LEFT JOIN images i ON i.content_hash = v.image_hash "
+            "WHERE v.eval_set = ?"
+        )
+        params: tuple = (eval_set,)
+        if rater is not None:
+            sql += " AND v.rater = ?"
+            params += (validate_name(rater, "rater name"),)
+        rows = conn.execute(sql + " ORDER BY v.rater, v.image_hash, v.model_low, v.model_high", params).fetchall()
+        return pd.DataFrame.from_records([tuple(row) for row in rows], columns=VOTE_COLUMNS)
+
+
+class RatingStore(PairwiseVotes):
     """Evaluation sets, captions and ratings in one SQLite file; safe to share between threads.
 
     Open it once per process (``RatingStore("runs/ratings.sqlite")``) and call it from any thread;
@@ -178,6 +294,7 @@ class RatingStore:
         self._all_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._create_schema()
+        self._create_pairwise_schema()
 
     # ------------------------------------------------------------------ connections
 
@@ -519,3 +636,4 @@ class RatingStore:
         self._require_set(conn, eval_set)
         rows = conn.execute("SELECT DISTINCT rater FROM ratings WHERE eval_set = ? ORDER BY rater", (eval_set,))
         return [row[0] for row in rows]
+

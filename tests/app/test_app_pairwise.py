@@ -1,0 +1,105 @@
+"""Protects the app's Pairwise tab, its handlers called as plain Python functions: a vote is saved for the pair
+on screen and the next pair follows, model names never reach the page before (or after) voting, a vote with
+no pair on screen or a bad outcome is a clear gr.Error, and the results and export show the leaderboard.
+The pairwise library underneath has its own tests in tests/rating/test_pairwise.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+import app
+
+MODELS = ["secret-alpha", "secret-beta", "secret-gamma"]
+SET = "pw-set"
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    context = app.make_context(tmp_path / "no-zoo", tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+                               image_dir=tmp_path / "display")
+    context.store.create_or_open_set(SET)
+    for i in range(3):
+        context.store.add_image(f"hash{i}", f"photo{i}.jpg", 32, 32)
+        Image.new("RGB", (32, 32), "blue").save(context.image_dir / f"hash{i}.png")
+        for model in MODELS:
+            context.store.save_caption(SET, f"hash{i}", model, f"caption {i} by {model[-4:]}", weights_hash=None,
+                                       decoding=None)
+    yield context
+    context.store.close()
+
+
+def opened(ctx) -> dict:
+    session, line, _, _ = app.open_set(ctx, app.new_session(), "alice", SET, False, "greedy")
+    assert "pw-set" in line
+    return session
+
+
+def test_vote_is_saved_and_the_next_pair_shown_without_model_names(ctx):
+    session = opened(ctx)
+    pair, image, caption_a, caption_b, status = app.pairwise_show(ctx, session)
+    assert status.startswith("Pair 1 of 3") and "photo" in status
+    assert Path(image).name == f"{pair['image_hash']}.png"
+    assert caption_a.startswith("caption") and caption_a != caption_b
+    page = " ".join(map(str, (image, caption_a, caption_b, status)))
+    assert not any(name in page for name in MODELS)  # names stay server-side, in the pair state
+
+    shown = app.pairwise_vote(ctx, "a", session, pair)
+    votes = ctx.store.votes(SET)
+    assert votes[["rater", "image_hash", "model_a", "model_b", "outcome"]].values.tolist() == [
+        ["alice", pair["image_hash"], pair["model_a"], pair["model_b"], "a"]]
+    assert votes["caption_a"].tolist() == [caption_a]
+    next_pair, *page_after = shown
+    assert "Saved “A is better”" in page_after[-1] and "Pair 2 of 3" in page_after[-1]
+    assert next_pair["image_hash"] != pair["image_hash"]
+    assert not any(name in " ".join(map(str, page_after)) for name in MODELS)
+
+    shown = app.pairwise_vote(ctx, "both_bad", session, next_pair)
+    shown = app.pairwise_vote(ctx, "b", session, shown[0])
+    assert shown[0]["image_hash"] is None and "All 3 pairs of this set voted" in shown[-1]
+    assert sorted(ctx.store.votes(SET)["outcome"]) == ["a", "b", "both_bad"]
+
+
+def test_bad_votes_are_clear_errors(ctx):
+    with pytest.raises(gr.Error, match="Open an evaluation set first"):
+        app.pairwise_vote(ctx, "a", app.new_session(), app.new_pair())
+    session = opened(ctx)
+    with pytest.raises(gr.Error, match="No pair of this set is on screen"):
+        app.pairwise_vote(ctx, "a", session, app.new_pair())
+    pair = app.pairwise_show(ctx, session)[0]
+    with pytest.raises(gr.Error, match="outcome must be one of"):
+        app.pairwise_vote(ctx, "tie", session, pair)
+    other = {**session, "rater": "bob"}  # a pair shown to alice is not bob's to vote on
+    with pytest.raises(gr.Error, match="No pair of this set is on screen"):
+        app.pairwise_vote(ctx, "a", other, pair)
+    assert ctx.store.votes(SET).empty
+    assert "Open an evaluation set" in app.pairwise_show(ctx, app.new_session())[-1]
+
+
+def test_results_and_export_show_the_leaderboard(ctx):
+    session = opened(ctx)
+    board, matrix, text = app.pairwise_results(ctx, session)
+    assert board.empty and "No pairwise votes" in text
+    pair = app.pairwise_show(ctx, session)[0]
+    for _ in range(3):
+        winner = "a" if "alpha" in pair["model_a"] or "beta" in pair["model_b"] else "b"  # alpha > gamma > beta
+        pair = app.pairwise_vote(ctx, winner, session, pair)[0]
+    board, matrix, text = app.pairwise_results(ctx, session)
+    assert board["model"].tolist() == ["secret-alpha", "secret-gamma", "secret-beta"]
+    assert list(board.columns) == ["rank", "model", "rating", "95% CI", "votes", "wins", "ties", "losses",
+                                   "win rate %"]
+    assert matrix.set_index("model").loc["secret-alpha", "secret-beta"] == 100.0
+    assert "3 vote(s) by 1 rater(s)" in text
+    files = app.pairwise_export(ctx, session)
+    assert [Path(f).name for f in files] == ["pw-set_pairwise.csv", "pw-set_win_rates.csv", "pw-set_votes.csv",
+                                             "pw-set_pairwise.xlsx"]
+
+
+def test_the_page_has_the_pairwise_tab(ctx):
+    demo = app.build_app(context=ctx)
+    ids = {block.elem_id for block in demo.blocks.values()}
+    assert {"pair-next", "caption-a", "caption-b", "vote-a", "vote-b", "vote-both-good", "vote-both-bad",
+            "pair-board", "pair-matrix"} <= ids
