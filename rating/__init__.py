@@ -7,7 +7,9 @@ these functions; this package never imports gradio.
     results.py  summary_table (accuracy, rank, bootstrap CI); coverage_summary (every model, its coverage,
                 ranks on the images rated for every model); rater_table (progress, leniency, accuracy per
                 rater); gold_agreement; agreement (Krippendorff, Cohen); accuracy_chart
-    exports.py  export_csv / export_xlsx, with spreadsheet formula injection neutralised
+    pairwise.py pairwise votes: balanced A/B schedule (names hidden), Bradley-Terry ratings with bootstrap
+                intervals and tied ranks, win-rate matrix (imported on its own: `from rating import pairwise`)
+    exports.py  export_csv / export_xlsx / export_pairwise, with spreadsheet formula injection neutralised
     imports.py  read_captions_csv: tolerant reader for hand-made or Excel-saved caption CSVs
     sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
                 import_captions_file, grid_page, set_summary, export_set (imported on its own, as
