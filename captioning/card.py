@@ -2,7 +2,7 @@
 
 `model_card` takes the entry's config, its metrics and (optionally) the training record the trainer keeps in
 config.json, and writes: what the model is (grid or mapping network), its parts and parameters, the data it
-was trained on, the metrics table, the decoding settings with notes on how the metrics are computed, the
+was trained on, the metrics table, its limitations (a shapes-only model says so), the decoding settings with notes on how the metrics are computed, the
 command that reproduces it and the training curves. It knows no file names: `captioning.zoo` passes the
 curves image's name and the reproduce command.
 """
@@ -25,6 +25,19 @@ def describe(config: CaptionerConfig) -> str:
     else:
         how = f"the image embedding goes through a {config.mapper.type} mapping network into K={k} prefix embeddings"
     return how + " that GPT-2 reads before the caption."
+
+
+def limitations(metrics: dict[str, Any] | None) -> str | None:
+    """What a person choosing this model must know before trying it on their photos, or None.
+
+    Object accuracy is computed only on the synthetic shapes dataset (images that carry their objects), so an
+    entry scored with it was trained and tested on coloured shapes only.
+    """
+    if metrics and "object_accuracy" in metrics:
+        return ("Trained only on synthetic images of coloured circles, squares and triangles on a plain background: "
+                "it describes such shapes and nothing else. On a photograph it still answers with shapes, so use it "
+                "to try the tool, not to caption real pictures.")
+    return None
 
 
 def _value(v: Any) -> str:
@@ -73,6 +86,9 @@ def model_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | Non
         lines += ["", "## Decoding", "", f"`{json.dumps(metrics['decoding'])}`", "",
                   "BLEU is nltk's corpus BLEU (smoothing method 1) over all references; CIDEr-D is pycocoevalcap's; "
                   f"BERTScore uses {bertscore} without baseline rescaling."]
+    limits = limitations(metrics)
+    if limits:
+        lines += ["", "## Limitations", "", limits]
     if reproduce:
         lines += ["", "## Reproduce", "", "From the repository root:", "", f"```\n{reproduce}\n```"]
     if curves_file:
