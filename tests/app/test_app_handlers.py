@@ -261,13 +261,19 @@ def test_import_semicolon_csv_from_another_project(ctx, tmp_path):
                                                      str(table), [str(p) for p in images])
     warned = " ".join(str(w.message) for w in caught)
     assert "missing.png" in warned and "broken.jpg" in warned
-    assert "Imported 3 caption(s) for 2 image(s)" in message and "semicolon" in message
+    # missing.png's caption is kept without its picture (issue "human evaluation people can trust"); the
+    # unreadable broken.jpg's is not
+    assert "Imported 4 caption(s) for 3 image(s)" in message and "semicolon" in message
+    assert "1 caption(s) have no picture" in message
     stored = {(c["file_name"], c["model_name"]): c for c in ctx.store.get_captions("imported")}
-    assert set(stored) == {("img0_0.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-b")}
+    assert set(stored) == {("img0_0.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-b"),
+                           ("missing.png", "clip-gpt2-a")}
     decoding = stored[("img0_0.png", "clip-gpt2-a")]["decoding"]
     assert decoding == {"temperature": 0.7, "source": "imported from batch.csv"}
     view = app.grid_view(ctx, session)
-    assert [[c.model_name for c in r.cells] for r in view.rows] == [["clip-gpt2-a"], ["clip-gpt2-a", "clip-gpt2-b"]]
+    assert [[c.model_name for c in r.cells] for r in view.rows] == [["clip-gpt2-a"], ["clip-gpt2-a", "clip-gpt2-b"],
+                                                                    ["clip-gpt2-a"]]
+    assert [r.image_path is None for r in view.rows] == [False, False, True]
 
 
 def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
