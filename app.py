@@ -59,14 +59,14 @@ from captioning.images import IMAGE_EXTENSIONS, ImageLoadError, find_images
 from captioning.zoo import ModelCache, ZooError, list_zoo
 from rating import sets
 from rating.results import accuracy_chart
-from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView
+from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView, results_table
 from rating.store import RatingStore, validate_name
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ZOO = "model_zoo"
 DEFAULT_DB = "ratings.sqlite"
 DEFAULT_SAMPLES = ROOT / "sample_images"
-DEFAULT_IMAGE_CACHE = Path(tempfile.gettempdir()) / "caption-zoo" / "images"
+DEFAULT_IMAGE_CACHE = sets.DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
 DEFAULT_MAX_FILE_SIZE = "25mb"  # per uploaded file; a phone photo is 3-12 MB
 MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
 MAX_MODELS_IN_MEMORY = 6
@@ -461,15 +461,6 @@ def _chosen_set(session: dict[str, Any] | None, eval_set: str | None) -> str:
     if not name:
         raise gr.Error("Choose an evaluation set (or open one on the Compare tab).")
     return name
-
-
-def results_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as shown in the page: rounded, with the interval in one column."""
-    shown = pd.DataFrame({
-        "rank": summary["rank"], "model": summary["model"], "images rated": summary["images_rated"],
-        "total score": summary["total"].round(2), "accuracy %": summary["accuracy"].round(1),
-        "95% CI": [f"{lo:.1f} – {hi:.1f}" for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
-    return shown
 
 
 def agreement_text(result: dict[str, Any], raters: list[str]) -> str:

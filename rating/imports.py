@@ -55,6 +55,7 @@ HEADER_ALIASES = {
     "filename": "image_id", "file": "image_id", "imagename": "image_id", "imagefile": "image_id",
     "imagefilename": "image_id", "imagepath": "image_id", "path": "image_id",
     "modelname": "model_name", "model": "model_name", "modelid": "model_name", "captioner": "model_name",
+    "modele": "model_name", "legende": "caption",
     "caption": "caption", "captions": "caption", "text": "caption", "captiontext": "caption",
     "generatedcaption": "caption", "prediction": "caption",
     "score": "score", "rating": "score", "note": "score", "grade": "score", "humanscore": "score",
@@ -123,7 +124,9 @@ class ImportResult:
 
 
 def _normalise_header(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.strip().lower())
+    """Lower case, accents dropped ("Modèle" -> "modele"), letters and digits only."""
+    plain = "".join(ch for ch in unicodedata.normalize("NFKD", name) if not unicodedata.combining(ch))
+    return re.sub(r"[^0-9a-z]", "", plain.strip().lower())
 
 
 def _column_name(name: str) -> str:

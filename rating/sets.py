@@ -13,7 +13,7 @@ never import a UI.
     import_captions_file(store, name, file, folder)    -> ImportRun (captions, ratings, gold, references, problems)
     grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
     column_order(name, image_hash, models)             -> blind mode's per-image column order
-    set_results(store, name) / export_set(store, name, folder)
+    set_results(store, name) / results_table(summary) / export_set(store, name, folder)
 
 Images: every picture is named by the sha256 of its file's bytes (`image_content_hash`), so the same photo
 uploaded twice, or under two names, is one image. Its display copy is an upright PNG of at most
@@ -26,6 +26,7 @@ import hashlib
 import os
 import random
 import re
+import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +48,9 @@ from rating.results import agreement, summary_table
 from rating.store import RatingStore, validate_name
 
 DEFAULT_PRESET = "consistent"
+# Where display copies go unless a front end says otherwise: the app serves this folder and the CLI's import
+# writes into it, so images imported either way show in the grid.
+DEFAULT_DISPLAY_DIR = Path(tempfile.gettempdir()) / "caption-zoo" / "images"
 PAGE_SIZE = 10  # image rows per page of the rating grid: ~10 x (1 + 2 per model) widgets keeps a page responsive
 CAPTION_BATCH = 8  # images read and captioned at a time: bounds memory however many photos come in one go
 DISPLAY_SIDE = 640  # longest side of the display copies, pixels
@@ -559,6 +563,16 @@ def set_results(store: RatingStore, set_name: str) -> SetResults:
     ratings = store.ratings(set_name)
     return SetResults(ratings=ratings, summary=summary_table(ratings), agreement=agreement(ratings),
                       raters=store.raters(set_name))
+
+
+def results_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the app's Results and `python -m rating results` show it: rounded, the interval in one
+    column."""
+    shown = pd.DataFrame({
+        "rank": summary["rank"], "model": summary["model"], "images rated": summary["images_rated"],
+        "total score": summary["total"].round(2), "accuracy %": summary["accuracy"].round(1),
+        "95% CI": [f"{lo:.1f} – {hi:.1f}" for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
+    return shown
 
 
 def file_slug(name: str) -> str:
