@@ -295,6 +295,34 @@ def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
     assert [c.label for c in app.grid_view(ctx, session).rows[0].cells] == ["Caption A", "Caption B"]
 
 
+def test_import_xlsx_with_scores_by_the_page_rater_and_no_images(ctx, tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["image_id", "model_name", "caption", "score"])
+    book.active.append(["a.png", "m1", "a dog", 2])
+    book.active.append(["a.png", "m2", "a cat", 4])  # row 3: not a score
+    path = tmp_path / "scores.xlsx"
+    book.save(path)
+    with pytest.warns(UserWarning, match="row 3: score '4' is not 0, 1 or 2"):
+        session, message, _ = app.import_captions(ctx, app.new_session(), "dana", "sheet", False, "greedy",
+                                                  str(path), None)  # images are optional
+    assert "Imported 2 caption(s) for 1 image(s)" in message and "Excel workbook" in message
+    assert "Ratings: 1 saved" in message and "row 3: score '4' is not 0, 1 or 2" in message
+    assert "2 caption(s) have no picture" in message
+    ratings = ctx.store.ratings("sheet")
+    assert ratings[["rater", "model_name", "score"]].values.tolist() == [["dana", "m1", 2]]
+    [row] = app.grid_view(ctx, session).rows
+    assert row.file_name == "a.png" and row.image_path is None and [c.score for c in row.cells] == [2, None]
+    with pytest.warns(UserWarning, match="row 3"):
+        again = app.import_captions(ctx, session, "dana", "sheet", False, "greedy", str(path), None)[1]
+    assert "(2 already there as given)" in again and "Ratings: 0 saved, 1 already there" in again
+
+    demo = app.build_app(context=ctx)
+    [box] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "import-csv"]
+    assert ".xlsx" in box.file_types
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Bad input is explained, and the app keeps going
 
