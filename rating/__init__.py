@@ -6,10 +6,12 @@ these functions; this package never imports gradio.
     store.py    RatingStore: evaluation sets, images, captions and ratings in one SQLite file (WAL)
     results.py  summary_table (accuracy, rank, bootstrap CI), agreement (Krippendorff, Cohen), accuracy_chart
     exports.py  export_csv / export_xlsx, with spreadsheet formula injection neutralised
-    imports.py  read_captions_csv: tolerant reader for hand-made or Excel-saved caption CSVs
+    imports.py  read_captions_file: tolerant reader for hand-made or Excel-saved caption CSVs and XLSX
+                workbooks (scores, gold scores, references; read_captions_csv is its older name)
     sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
                 import_captions_file, grid_page, set_summary, export_set (imported on its own, as
                 `from rating import sets`: it loads the captioning library and torch)
+    cli.py      `python -m rating import|results|export|sets` over the functions of sets.py
 
 Typical use::
 
@@ -22,7 +24,7 @@ Typical use::
     export_xlsx(summary, ratings, "runs/coco-val-50.xlsx")
 """
 from rating.exports import export_csv, export_xlsx, neutralise_formula
-from rating.imports import ImportResult, read_captions_csv
+from rating.imports import ImportResult, read_captions_csv, read_captions_file
 from rating.results import accuracy_chart, agreement, summary_table
 from rating.store import CaptionNotFoundError, EvaluationSetNotFoundError, RatingStore
 
@@ -37,5 +39,6 @@ __all__ = [
     "export_xlsx",
     "neutralise_formula",
     "read_captions_csv",
+    "read_captions_file",
     "summary_table",
 ]
