@@ -37,14 +37,26 @@ def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from rating import sets
+    from rating.store import validate_name
 
     if args.images is not None and not Path(args.images).is_dir():
         raise UserError(f"--images {args.images} is not a folder; give the folder that holds the images the file names")
+    from rating.store import EvaluationSetNotFoundError
+
     store = _store(args, create=True)
-    try:
-        sets.open_set(store, args.set, args.rater or "cli")
-        done = sets.import_captions_file(store, args.set, args.file, args.images, rater=args.rater,
+
+    def run() -> sets.ImportRun:
+        return sets.import_captions_file(store, args.set, args.file, args.images, rater=args.rater,
                                          sheet=args.sheet, image_dir=args.display_dir)
+
+    try:
+        if args.rater is not None:
+            validate_name(args.rater, "rater name")
+        try:
+            done = run()
+        except EvaluationSetNotFoundError:  # raised once the file is known to be importable: create the set
+            sets.open_set(store, args.set, args.rater or "cli")
+            done = run()
     finally:
         store.close()
     for problem in done.problems + done.invalid_scores:

@@ -388,9 +388,10 @@ def read_captions_file(
         frame["gold_score"] = golds
     invalid.sort(key=lambda line: int(line.split(":")[0].split()[1]))
 
-    before = len(frame)
+    # with a rater column, one caption row per rater is expected: only a repeat by the same rater replaces
+    key = ["image_id", "model_name"] + (["rater"] if "rater" in frame.columns else [])
+    duplicates = int(frame.duplicated(key, keep="last").sum())
     frame = frame.drop_duplicates(["image_id", "model_name"], keep="last").reset_index(drop=True)
-    duplicates = before - len(frame)
     # required columns first, then gold_score, the rest (decoding settings...) in file order; the human
     # scores, raters and references are in `ratings` and `references`
     per_rating = {"score", "rater", "reference", "gold_score", "_row"}

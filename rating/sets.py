@@ -377,7 +377,8 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
     gold_scores, RatingStore.references). Nothing already in the set as the file gives it is written again.
     Raises ValueError for a file without the required columns or an unknown sheet.
     """
-    set_name = store.get_set(set_name)["name"]
+    # the file is read and checked before the set is looked up, so a front end may create the set only for a
+    # file that will be imported (EvaluationSetNotFoundError comes after every mistake in the file itself)
     result = read_captions_file(csv_path, image_folder=image_folder, sheet=sheet)
     frame = result.captions
     default_rater = validate_name(rater, "rater name") if rater is not None and str(rater).strip() else None
@@ -388,6 +389,7 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
             "the person who gave these scores (rater=..., `--rater NAME` on the command line, or the rater name "
             "at the top of the app's page) and import again"
         )
+    set_name = store.get_set(set_name)["name"]
     run = ImportRun(set_name=set_name, saved=0, images=0, problems=[], message=result.message,
                     invalid_scores=list(result.invalid_scores))
     if image_folder is not None:

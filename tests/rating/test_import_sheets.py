@@ -193,3 +193,14 @@ def test_old_database_gains_gold_score_column(tmp_path):
         assert store.get_captions("old")[0]["caption"] == "a dog"
         with pytest.raises(ValueError, match="score must be 0, 1 or 2"):
             store.set_gold_score("old", "h1", "m", 3)
+
+
+def test_one_row_per_rater_is_not_a_repeat(store, tmp_path):
+    table = tmp_path / "two-raters.csv"
+    table.write_text("image_id,model_name,caption,score,rater\n"
+                     "a.png,m,a dog,2,ann\na.png,m,a dog,1,ben\na.png,m,a dog,0,ben\n")
+    read = read_captions_file(table)
+    assert len(read.captions) == 1 and read.duplicate_rows == 1  # ben's first score is replaced, ann's is not
+    assert read.ratings[["rater", "score", "row"]].values.tolist() == [["ann", 2, 2], ["ben", 0, 4]]
+    run = sets.import_captions_file(store, "s", table)  # every score has its rater: none needed
+    assert run.ratings_saved == 2 and store.raters("s") == ["ann", "ben"]

@@ -89,6 +89,7 @@ def test_user_mistakes_are_one_line(tmp_path, workbook, capsys):
     done = rating_cli("import", str(workbook), "--set", "s", "--db", str(db))  # scores, no rater
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "no rater" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert main(["sets", "--db", str(db)]) == 0 and "no evaluation sets" in capsys.readouterr().out  # none made
 
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("picture,text\na.png,hi\n")
