@@ -59,14 +59,14 @@ from captioning.images import IMAGE_EXTENSIONS, ImageLoadError, find_images
 from captioning.zoo import ModelCache, ZooError, list_zoo
 from rating import pairwise, sets
 from rating.results import accuracy_chart
-from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView
+from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView, rater_results_table, results_table
 from rating.store import RatingStore, validate_name
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ZOO = "model_zoo"
 DEFAULT_DB = "ratings.sqlite"
 DEFAULT_SAMPLES = ROOT / "sample_images"
-DEFAULT_IMAGE_CACHE = Path(tempfile.gettempdir()) / "caption-zoo" / "images"
+DEFAULT_IMAGE_CACHE = sets.DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
 DEFAULT_MAX_FILE_SIZE = "25mb"  # per uploaded file; a phone photo is 3-12 MB
 MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
 MAX_MODELS_IN_MEMORY = 6
@@ -463,54 +463,6 @@ def _chosen_set(session: dict[str, Any] | None, eval_set: str | None) -> str:
     return name
 
 
-def _percent(value: float) -> float | None:
-    return None if pd.isna(value) else round(float(value) * 100, 1)
-
-
-def results_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as shown in the page: rounded, the interval in one column, coverage after it.
-
-    The first columns keep their order for API clients: rank, model, images rated, total score (both over
-    all the model's rated images), accuracy % (on the images rated for every model: ranked), 95% CI.
-    Unranked models (no common image yet) show an empty rank, accuracy and interval.
-    """
-    has_coverage = "accuracy_all" in summary.columns  # a plain summary_table frame has no coverage columns
-
-    def one(value: float) -> float | None:
-        return None if pd.isna(value) else round(float(value), 1)
-
-    shown = pd.DataFrame({
-        "rank": [None if pd.isna(r) else int(r) for r in summary["rank"]], "model": summary["model"],
-        "images rated": summary["images_rated"], "total score": summary["total"].round(2),
-        "accuracy %": [one(a) for a in summary["accuracy"]],
-        "95% CI": ["" if pd.isna(lo) or pd.isna(hi) else f"{lo:.1f} – {hi:.1f}"
-                   for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
-    if has_coverage:
-        shown["common images"] = summary["common_images"]
-        shown["accuracy % (all rated)"] = [one(a) for a in summary["accuracy_all"]]
-        shown["captions rated"] = [f"{r} / {n}" for r, n in zip(summary["captions_rated"], summary["captions"])]
-        shown["coverage %"] = [_percent(c) for c in summary["coverage"]]
-        shown["note"] = summary["note"]
-    return shown
-
-
-def rater_results_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The per-rater table as shown in the page: progress and gold agreement in percent, rounded."""
-    shown = pd.DataFrame({"rater": table["rater"],
-                          "captions rated": [f"{r} / {n}" for r, n in zip(table["captions_rated"], table["captions"])],
-                          "progress %": [_percent(p) for p in table["progress"]],
-                          "mean score": table["mean_score"].round(2), "leniency": table["leniency"].round(2),
-                          "shared captions": table["shared_captions"]})
-    if "gold_rated" in table.columns:
-        shown["gold rated"] = table["gold_rated"]
-        shown["gold exact %"] = [_percent(v) for v in table["gold_exact_match"]]
-        shown["gold mean |diff|"] = table["gold_mean_abs_diff"].round(2)
-        shown["gold κ"] = table["gold_cohen_kappa"].round(3)
-    for column in [c for c in table.columns if c.startswith("accuracy ")]:
-        shown[column.replace("accuracy ", "accuracy % ", 1)] = table[column].round(1)
-    return shown
-
-
 def agreement_text(result: dict[str, Any], raters: list[str]) -> str:
     if result["raters"] < 2:
         who = ", ".join(_esc(r) for r in raters) or "nobody yet"
@@ -650,26 +602,39 @@ def pairwise_export(ctx: AppContext, session: dict[str, Any]) -> list[str]:
 @user_errors
 def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
                     csv_file: Any, image_files: list[Any] | None) -> tuple[dict[str, Any], str, str]:
-    """The Import button: read a captions CSV (`image_id, model_name, caption`, comma or semicolon separated,
-    e.g. from `python -m captioning caption`) and its images into the open set, ready to rate."""
+    """The Import button: read a captions CSV or Excel workbook (`image_id, model_name, caption`, comma or
+    semicolon separated, e.g. from `python -m captioning caption`) and the images it names (optional) into the
+    open set, ready to rate. A score column is saved as ratings by the rater named at the top of the page
+    (or by the file's own rater column)."""
     if not csv_file:
-        raise gr.Error("Upload a captions CSV (columns image_id, model_name, caption).")
-    if not image_files:
-        raise gr.Error("Upload the images the CSV names too (select them all in the file dialog, or drop them).")
+        raise gr.Error("Upload a captions CSV or .xlsx workbook (columns image_id, model_name, caption).")
     session, _ = ensure_session(ctx, session, rater, set_name, blind, preset)
-    folder = Path(tempfile.mkdtemp(prefix="import-", dir=ctx.work_dir))
-    for f in image_files:
-        source = Path(_file_path(f))
-        shutil.copyfile(source, folder / source.name)
+    folder = None
+    if image_files:
+        folder = Path(tempfile.mkdtemp(prefix="import-", dir=ctx.work_dir))
+        for f in image_files:
+            source = Path(_file_path(f))
+            shutil.copyfile(source, folder / source.name)
     done = sets.import_captions_file(ctx.store, session["eval_set"], _file_path(csv_file), folder,
-                                     image_dir=ctx.image_dir)
-    _warn_each(done.problems)
-    if not done.saved:
+                                     image_dir=ctx.image_dir, rater=session["rater"])
+    _warn_each(done.problems + done.invalid_scores)
+    if not done.imported:
         raise gr.Error("No caption could be imported: " + _esc(" | ".join(done.problems[:5]) or done.message))
     session["version"] += 1
     session["page"] = 0
-    message = (f"Imported {done.saved} caption(s) for {done.images} image(s) into set '{_esc(done.set_name)}'. "
+    message = (f"Imported {done.imported} caption(s) for {done.images} image(s) into set '{_esc(done.set_name)}'"
+               + (f" ({done.unchanged} already there as given)" if done.unchanged else "") + ". "
                f"{_esc(done.message)}.")
+    if done.without_image:
+        message += f" {done.without_image} caption(s) have no picture (shown by their image name)."
+    if done.ratings_saved or done.ratings_unchanged:
+        message += f" Ratings: {done.ratings_saved} saved" + (
+            f", {done.ratings_unchanged} already there" if done.ratings_unchanged else "") + "."
+    if done.invalid_scores:
+        shown = "; ".join(done.invalid_scores[:5]) + (" ..." if len(done.invalid_scores) > 5 else "")
+        message += f" Not imported: {_esc(shown)}."
+    if done.gold_saved or done.references_saved:
+        message += f" Known scores: {done.gold_saved}; reference captions: {done.references_saved}."
     return session, message, session_summary(ctx, session)
 
 
@@ -765,6 +730,10 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                 if row.image_path:
                                     gr.Image(row.image_path, label=row.file_name, interactive=False, height=200,
                                              buttons=["fullscreen"], elem_id=f"image-{i}")
+                                elif row.image_hash == sets.image_id_hash(row.file_name):
+                                    gr.Markdown(f"**{_esc(row.file_name)}**: imported without its picture "
+                                                "(rate the caption by the image name, or import the file again "
+                                                "with the image).", elem_id=f"no-image-{i}")
                                 else:
                                     gr.Markdown(f"**{_esc(row.file_name)}**: image not in the display cache "
                                                 "any more; upload it again to see it (its captions are kept).")
@@ -828,12 +797,16 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                      elem_id="pair-files")
 
             with gr.Tab("Import captions", id="import"):
-                gr.Markdown("Rate captions made elsewhere: a CSV from `python -m captioning caption`, or from "
-                            "another CLIP-GPT2 project's batch inference, with columns `image_id, model_name, "
-                            "caption` (comma or semicolon separated; other columns are kept as the decoding "
-                            "settings). Upload the images it names as well. They go into the evaluation set above.")
+                gr.Markdown("Rate captions made elsewhere: a CSV or Excel workbook (.xlsx, first sheet) from "
+                            "`python -m captioning caption`, or from another CLIP-GPT2 project's batch inference, "
+                            "with columns `image_id, model_name, caption` (comma or semicolon separated; other "
+                            "columns are kept as the decoding settings). A `score` column (0/1/2) is saved as "
+                            "ratings by the rater named above (or the file's `rater` column); `gold_score` and "
+                            "`reference` columns are kept too. Upload the images it names as well if you have them: "
+                            "a caption without its picture is kept and shown by its image name. "
+                            "Everything goes into the evaluation set above.")
                 with gr.Row():
-                    import_csv = gr.File(label="Captions CSV", file_types=[".csv", ".txt", ".tsv"],
+                    import_csv = gr.File(label="Captions CSV or .xlsx", file_types=[".csv", ".txt", ".tsv", ".xlsx"],
                                          elem_id="import-csv")
                     import_images = gr.File(label="Its images", file_count="multiple", file_types=IMAGE_FILE_TYPES,
                                             elem_id="import-images")

@@ -10,10 +10,12 @@ these functions; this package never imports gradio.
     pairwise.py pairwise votes: balanced A/B schedule (names hidden), Bradley-Terry ratings with bootstrap
                 intervals and tied ranks, win-rate matrix (imported on its own: `from rating import pairwise`)
     exports.py  export_csv / export_xlsx / export_pairwise, with spreadsheet formula injection neutralised
-    imports.py  read_captions_csv: tolerant reader for hand-made or Excel-saved caption CSVs
+    imports.py  read_captions_file: tolerant reader for hand-made or Excel-saved caption CSVs and XLSX
+                workbooks (scores, gold scores, references; read_captions_csv is its older name)
     sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
                 import_captions_file, grid_page, set_summary, export_set (imported on its own, as
                 `from rating import sets`: it loads the captioning library and torch)
+    cli.py      `python -m rating import|results|export|sets` over the functions of sets.py
 
 Typical use::
 
@@ -26,7 +28,7 @@ Typical use::
     export_xlsx(summary, ratings, "runs/coco-val-50.xlsx")
 """
 from rating.exports import export_csv, export_xlsx, neutralise_formula
-from rating.imports import ImportResult, read_captions_csv
+from rating.imports import ImportResult, read_captions_csv, read_captions_file
 from rating.results import accuracy_chart, agreement, coverage_summary, gold_agreement, rater_table, summary_table
 from rating.store import CaptionNotFoundError, EvaluationSetNotFoundError, RatingStore
 
@@ -44,5 +46,6 @@ __all__ = [
     "neutralise_formula",
     "rater_table",
     "read_captions_csv",
+    "read_captions_file",
     "summary_table",
 ]

@@ -10,10 +10,12 @@ never import a UI.
     new_pairs(store, name, image_hashes, model_names)  -> the (image, model) pairs with no caption yet
     add_image(store, path, name, image_dir)            -> AddedImage (loaded, hashed, display copy, recorded)
     caption_into_set(store, name, models, images, ...) -> CaptionRun (captioned, saved, kept, problems)
-    import_captions_file(store, name, csv, folder)     -> ImportRun (saved, images, problems, message)
+    import_captions_file(store, name, file, folder)    -> ImportRun (captions, ratings, gold, references, problems)
     grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
     column_order(name, image_hash, models)             -> blind mode's per-image column order
-    set_results(store, name) / export_set(store, name, folder)  -> SetResults (coverage, raters) / files
+    set_results(store, name)                           -> SetResults (coverage, raters, gold)
+    results_table(summary) / rater_results_table(raters) -> the tables as the app and the CLI show them
+    export_set(store, name, folder)                    -> the CSV and XLSX files
 
 Images: every picture is named by the sha256 of its file's bytes (`image_content_hash`), so the same photo
 uploaded twice, or under two names, is one image. Its display copy is an upright PNG of at most
@@ -26,7 +28,9 @@ import hashlib
 import os
 import random
 import re
+import tempfile
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +45,22 @@ from captioning.pipeline import caption_images
 from captioning.preprocessing import needed_side
 from captioning.zoo import ZooModel
 from rating.exports import export_csv, export_xlsx
-from rating.imports import read_captions_csv
+from rating.imports import read_captions_file
 from rating.results import agreement, coverage_summary, rater_table
 from rating.store import RatingStore, validate_name
 
 DEFAULT_PRESET = "consistent"
+# Where display copies go unless a front end says otherwise: the app serves this folder and the CLI's import
+# writes into it, so images imported either way show in the grid.
+DEFAULT_DISPLAY_DIR = Path(tempfile.gettempdir()) / "caption-zoo" / "images"
 PAGE_SIZE = 10  # image rows per page of the rating grid: ~10 x (1 + 2 per model) widgets keeps a page responsive
 CAPTION_BATCH = 8  # images read and captioned at a time: bounds memory however many photos come in one go
 DISPLAY_SIDE = 640  # longest side of the display copies, pixels
 MIN_DISPLAY_SIDE = 256  # smaller images are enlarged for display (whole factor, nearest neighbour)
 
 # CSV columns that are per caption, not decoding settings, so they are not copied into `decoding`.
-IMPORT_SKIP_COLUMNS = {"image_id", "model_name", "caption", "image_path", "weights_hash", "score", "caption_index"}
+IMPORT_SKIP_COLUMNS = {"image_id", "model_name", "caption", "image_path", "weights_hash", "score", "model_score",
+                       "caption_index", "gold_score", "rater", "reference"}
 
 ImageSources = Sequence[tuple[str | os.PathLike, str]]  # (path of the file, name to show and store)
 Progress = Callable[[int, int], None]  # progress(done, total), counted in captions
@@ -312,13 +320,35 @@ def caption_into_set(store: RatingStore, set_name: str, models: Sequence[ZooMode
 
 @dataclass
 class ImportRun:
-    """What import_captions_file did."""
+    """What import_captions_file did. Importing the same file again saves nothing new: every count but
+    `unchanged` and `ratings_unchanged` is then 0."""
 
     set_name: str
-    saved: int  # captions written
-    images: int  # distinct images the saved captions belong to
-    problems: list[str]  # images named in the CSV but missing or unreadable
-    message: str  # how the CSV was read (separator, encoding, skipped rows...), one line
+    saved: int  # captions written (new, or changed since the last import)
+    images: int  # distinct images the file's imported captions belong to
+    problems: list[str]  # images named in the file but not matched among those given, or unreadable
+    message: str  # how the file was read (separator, encoding or sheet, skipped rows...), one line
+    unchanged: int = 0  # captions the set already had exactly as the file gives them
+    without_image: int = 0  # captions kept with no picture (image not given, or its name not matched)
+    unmatched_images: list[str] = field(default_factory=list)  # image ids no given file matched
+    ratings_saved: int = 0  # scores written (new, or changed)
+    ratings_unchanged: int = 0  # scores the set already had
+    invalid_scores: list[str] = field(default_factory=list)  # "row 7: score '3' is not 0, 1 or 2", left out
+    gold_saved: int = 0  # known scores written or changed
+    references_saved: int = 0  # reference captions added
+
+    @property
+    def imported(self) -> int:
+        """Captions of the file that are now in the set (written now or already there)."""
+        return self.saved + self.unchanged
+
+
+def image_id_hash(image_id: str) -> str:
+    """The stable id of an image known only by its name in an imported file: the sha256 of "id:" and the name
+    (Unicode NFC, stripped, case folded, forward slashes), so the same name is the same image on every import
+    and can never equal the content hash of a file."""
+    name = unicodedata.normalize("NFC", image_id).strip().replace("\\", "/").casefold()
+    return hashlib.sha256(f"id:{name}".encode()).hexdigest()
 
 
 def _plain_value(text: str) -> Any:
@@ -331,41 +361,102 @@ def _plain_value(text: str) -> Any:
 
 
 def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.PathLike,
-                         image_folder: str | os.PathLike, *, image_dir: str | os.PathLike | None = None,
-                         source_name: str | None = None) -> ImportRun:
-    """Read a captions CSV (`image_id, model_name, caption`, see rating.imports) and save its captions, with
-    the images it names from `image_folder`, into the existing set `set_name`.
+                         image_folder: str | os.PathLike | None = None, *, image_dir: str | os.PathLike | None = None,
+                         source_name: str | None = None, rater: str | None = None,
+                         sheet: str | None = None) -> ImportRun:
+    """Read a captions CSV or XLSX workbook (`image_id, model_name, caption`, see rating.imports) and save its
+    captions, with the images it names from `image_folder` (optional), into the existing set `set_name`.
 
     Other columns become the captions' decoding settings, plus `source: imported from <file name>`
-    (`source_name`, default the CSV's file name). Images that are missing or unreadable are listed in
-    `problems` and their captions skipped; the rest are imported. Raises ValueError for a CSV without the
-    required columns.
+    (`source_name`, default the file's name). A caption whose image is not given (no folder, or no file there
+    matches its name) is kept under `image_id_hash(image_id)`, with its name and no picture; unmatched names
+    are listed in `problems` and `unmatched_images`. Captions whose image file is unreadable are skipped and
+    listed in `problems`.
+
+    A score column saves the scores as ratings by the file's `rater` column, else by `rater`; a file with
+    scores and no rater anywhere is refused (ValueError) before anything is saved. Invalid scores are listed
+    in `invalid_scores` and left out. `gold_score` and `reference` columns are stored too (RatingStore.
+    gold_scores, RatingStore.references). Nothing already in the set as the file gives it is written again.
+    Raises ValueError for a file without the required columns or an unknown sheet.
     """
-    set_name = store.get_set(set_name)["name"]
-    result = read_captions_csv(csv_path, image_folder=image_folder)
+    # the file is read and checked before the set is looked up, so a front end may create the set only for a
+    # file that will be imported (EvaluationSetNotFoundError comes after every mistake in the file itself)
+    result = read_captions_file(csv_path, image_folder=image_folder, sheet=sheet)
     frame = result.captions
-    problems = [f"Image '{i}' named in the CSV was not found among the images given" for i in result.missing_images]
+    default_rater = validate_name(rater, "rater name") if rater is not None and str(rater).strip() else None
+    unnamed = result.ratings[result.ratings["rater"].isna()]
+    if len(unnamed) and default_rater is None:
+        raise ValueError(
+            f"The file has {len(unnamed)} score(s) but no rater column, and no rater was given; pass the name of "
+            "the person who gave these scores (rater=..., `--rater NAME` on the command line, or the rater name "
+            "at the top of the app's page) and import again"
+        )
+    set_name = store.get_set(set_name)["name"]
+    run = ImportRun(set_name=set_name, saved=0, images=0, problems=[], message=result.message,
+                    invalid_scores=list(result.invalid_scores))
+    if image_folder is not None:
+        run.unmatched_images = list(result.missing_images)
+        run.problems += [f"Image '{i}' named in the file was not matched to any of the images given; its captions "
+                         "are kept without a picture" for i in result.missing_images]
+    paths = dict(zip(frame["image_id"], frame["image_path"])) if "image_path" in frame else {}
     hashes: dict[str, str] = {}
-    for image_id, path in dict(zip(frame["image_id"], frame["image_path"])).items():
+    for image_id in dict.fromkeys(frame["image_id"]):
+        path = paths.get(image_id)
         if path is None:
+            hashes[image_id] = image_id_hash(image_id)
+            store.add_image_without_file(hashes[image_id], image_id)
             continue
         try:
             hashes[image_id] = add_image(store, path, Path(path).name, image_dir).content_hash
         except (ImageLoadError, OSError) as e:
-            problems.append(str(e))
+            run.problems.append(str(e))
     source = source_name or Path(csv_path).name
-    saved = 0
+    existing = {(c["image_hash"], c["model_name"]): c for c in store.get_captions(set_name)}
     for record in frame.to_dict("records"):
         if record["image_id"] not in hashes:
             continue
+        image_hash, model = hashes[record["image_id"]], record["model_name"]
         decoding = {k: _plain_value(str(v)) for k, v in record.items()
                     if k not in IMPORT_SKIP_COLUMNS and v not in (None, "")}
         decoding["source"] = f"imported from {source}"
-        store.save_caption(set_name, hashes[record["image_id"]], record["model_name"], one_line(record["caption"]),
-                           weights_hash=record.get("weights_hash") or None, decoding=decoding)
-        saved += 1
-    images = len({hashes[i] for i in frame["image_id"] if i in hashes})
-    return ImportRun(set_name=set_name, saved=saved, images=images, problems=problems, message=result.message)
+        caption, weights = one_line(record["caption"]), record.get("weights_hash") or None
+        if paths.get(record["image_id"]) is None:
+            run.without_image += 1
+        old = existing.get((image_hash, model))
+        if old is not None and (old["caption"], old["model_weights_hash"], old["decoding"]) == (caption, weights, decoding):
+            run.unchanged += 1
+        else:
+            store.save_caption(set_name, image_hash, model, caption, weights_hash=weights, decoding=decoding)
+            run.saved += 1
+        if record.get("gold_score"):
+            run.gold_saved += store.set_gold_score(set_name, image_hash, model, int(record["gold_score"]))
+    run.images = len({hashes[i] for i in frame["image_id"] if i in hashes})
+
+    current = store.ratings(set_name)
+    scores = {(r, h, m): int(s) for r, h, m, s in zip(current["rater"], current["image_hash"], current["model_name"],
+                                                       current["score"])}
+    for rating in result.ratings.to_dict("records"):
+        if rating["image_id"] not in hashes:
+            continue  # its image was unreadable, so its caption was not imported
+        try:
+            who = validate_name(rating["rater"], "rater name") if rating["rater"] else default_rater
+        except ValueError as e:
+            run.invalid_scores.append(f"row {rating['row']}: {e}")
+            continue
+        key = (who, hashes[rating["image_id"]], rating["model_name"])
+        if scores.get(key) == rating["score"]:
+            run.ratings_unchanged += 1
+        else:
+            store.rate(set_name, who, key[1], key[2], rating["score"])
+            run.ratings_saved += 1
+    for image_id, references in result.references.items():
+        if image_id in hashes:
+            run.references_saved += store.add_references(set_name, hashes[image_id], references)
+        elif image_id not in paths:  # an image with references only (no caption row): known by its name
+            hashes[image_id] = image_id_hash(image_id)
+            store.add_image_without_file(hashes[image_id], image_id)
+            run.references_saved += store.add_references(set_name, hashes[image_id], references)
+    return run
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -496,6 +587,54 @@ def set_results(store: RatingStore, set_name: str) -> SetResults:
     return SetResults(ratings=ratings, summary=coverage.table, agreement=agreement(ratings),
                       raters=store.raters(set_name), message=coverage.message,
                       rater_table=rater_table(ratings, captions, gold), gold=gold)
+
+
+def _percent(value: float) -> float | None:
+    return None if pd.isna(value) else round(float(value) * 100, 1)
+
+
+def results_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as shown in the page: rounded, the interval in one column, coverage after it.
+
+    The first columns keep their order for API clients: rank, model, images rated, total score (both over
+    all the model's rated images), accuracy % (on the images rated for every model: ranked), 95% CI.
+    Unranked models (no common image yet) show an empty rank, accuracy and interval.
+    """
+    has_coverage = "accuracy_all" in summary.columns  # a plain summary_table frame has no coverage columns
+
+    def one(value: float) -> float | None:
+        return None if pd.isna(value) else round(float(value), 1)
+
+    shown = pd.DataFrame({
+        "rank": [None if pd.isna(r) else int(r) for r in summary["rank"]], "model": summary["model"],
+        "images rated": summary["images_rated"], "total score": summary["total"].round(2),
+        "accuracy %": [one(a) for a in summary["accuracy"]],
+        "95% CI": ["" if pd.isna(lo) or pd.isna(hi) else f"{lo:.1f} – {hi:.1f}"
+                   for lo, hi in zip(summary["ci_low"], summary["ci_high"])]})
+    if has_coverage:
+        shown["common images"] = summary["common_images"]
+        shown["accuracy % (all rated)"] = [one(a) for a in summary["accuracy_all"]]
+        shown["captions rated"] = [f"{r} / {n}" for r, n in zip(summary["captions_rated"], summary["captions"])]
+        shown["coverage %"] = [_percent(c) for c in summary["coverage"]]
+        shown["note"] = summary["note"]
+    return shown
+
+
+def rater_results_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-rater table as shown in the page: progress and gold agreement in percent, rounded."""
+    shown = pd.DataFrame({"rater": table["rater"],
+                          "captions rated": [f"{r} / {n}" for r, n in zip(table["captions_rated"], table["captions"])],
+                          "progress %": [_percent(p) for p in table["progress"]],
+                          "mean score": table["mean_score"].round(2), "leniency": table["leniency"].round(2),
+                          "shared captions": table["shared_captions"]})
+    if "gold_rated" in table.columns:
+        shown["gold rated"] = table["gold_rated"]
+        shown["gold exact %"] = [_percent(v) for v in table["gold_exact_match"]]
+        shown["gold mean |diff|"] = table["gold_mean_abs_diff"].round(2)
+        shown["gold κ"] = table["gold_cohen_kappa"].round(3)
+    for column in [c for c in table.columns if c.startswith("accuracy ")]:
+        shown[column.replace("accuracy ", "accuracy % ", 1)] = table[column].round(1)
+    return shown
 
 
 def file_slug(name: str) -> str:

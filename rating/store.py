@@ -29,6 +29,10 @@ Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
 before pairwise mode gains it without a version change. Any set can be judged both ways: pairwise votes
 live in their own table and do not depend on a mode flag of the set.
 
+Added without a version change (additive; an older file gains them when opened):
+``captions.gold_score`` (NULL or 0/1/2, an imported known score) and
+``image_references(eval_set, image_hash, reference, added_at, PK(eval_set, image_hash, reference))``.
+
 Timestamps are ISO-8601 in UTC (``2025-01-31T12:00:00.123+00:00``).
 """
 from __future__ import annotations
@@ -95,6 +99,19 @@ CREATE TABLE IF NOT EXISTS ratings (
     PRIMARY KEY (eval_set, rater, image_hash, model_name)
 );
 CREATE INDEX IF NOT EXISTS ratings_by_item ON ratings(eval_set, image_hash, model_name);
+"""
+
+# Imported ground truth (added after schema 1, additive: files made before it gain these when opened, and
+# code without them still reads the file). captions.gold_score: a caption's known score, when the imported
+# file gave one. image_references: the reference captions of an image in a set, in the order first seen.
+_IMPORT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS image_references (
+    eval_set   TEXT NOT NULL REFERENCES evaluation_sets(name),
+    image_hash TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    added_at   TEXT NOT NULL,
+    PRIMARY KEY (eval_set, image_hash, reference)
+)
 """
 
 
@@ -352,6 +369,15 @@ class RatingStore(PairwiseVotes):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._migrate_import_columns(conn)
+
+    @staticmethod
+    def _migrate_import_columns(conn: sqlite3.Connection) -> None:
+        """Add captions.gold_score and the image_references table to a file that lacks them."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(captions)")}
+        if "gold_score" not in columns:
+            conn.execute("ALTER TABLE captions ADD COLUMN gold_score INTEGER CHECK (gold_score IN (0, 1, 2))")
+        conn.execute(_IMPORT_SCHEMA)
 
     @property
     def schema_version(self) -> int:
@@ -637,3 +663,76 @@ class RatingStore(PairwiseVotes):
         rows = conn.execute("SELECT DISTINCT rater FROM ratings WHERE eval_set = ? ORDER BY rater", (eval_set,))
         return [row[0] for row in rows]
 
+    # ------------------------------------------------------------------ imported ground truth
+
+    def add_image_without_file(self, image_hash: str, file_name: str) -> None:
+        """Record an image known only by its name (an imported caption whose picture was not given): no size,
+        no display copy. Adding it again keeps it; an image already recorded from its file is left as it is."""
+        image_hash = _require_hash(image_hash)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO images(content_hash, file_name, width, height, added_at) VALUES (?, ?, NULL, NULL, ?) "
+                "ON CONFLICT(content_hash) DO NOTHING",
+                (image_hash, str(file_name), utc_now()),
+            )
+
+    def set_gold_score(self, eval_set: str, image_hash: str, model_name: str, gold_score: int | None) -> bool:
+        """Store the known score (0, 1, 2, or None to clear it) of a saved caption; True if it changed."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        model_name = validate_name(model_name, "model name")
+        image_hash = _require_hash(image_hash)
+        gold = None if gold_score is None else validate_score(gold_score)
+        with self._write() as conn:
+            self._require_set(conn, eval_set)
+            cursor = conn.execute(
+                "UPDATE captions SET gold_score = ? WHERE eval_set = ? AND image_hash = ? AND model_name = ? "
+                "AND gold_score IS NOT ?",
+                (gold, eval_set, image_hash, model_name, gold),
+            )
+            return cursor.rowcount > 0
+
+    def gold_scores(self, set_name: str) -> pd.DataFrame:
+        """The captions of ``set_name`` that have a known score: columns image_hash, model_name, gold_score (int)."""
+        set_name = validate_name(set_name, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, set_name)
+        rows = conn.execute(
+            "SELECT image_hash, model_name, gold_score FROM captions WHERE eval_set = ? AND gold_score IS NOT NULL "
+            "ORDER BY image_hash, model_name",
+            (set_name,),
+        ).fetchall()
+        frame = pd.DataFrame([tuple(row) for row in rows], columns=["image_hash", "model_name", "gold_score"])
+        frame["gold_score"] = frame["gold_score"].astype("int64")
+        return frame
+
+    def add_references(self, eval_set: str, image_hash: str, references: list[str]) -> int:
+        """Add reference captions of an image in ``eval_set`` (ones it has already are kept once); returns
+        how many were new."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        image_hash = _require_hash(image_hash)
+        added = 0
+        with self._write() as conn:
+            self._require_set(conn, eval_set)
+            for reference in references:
+                if not isinstance(reference, str) or not reference.strip():
+                    raise ValueError(f"a reference caption must be non-empty text, got {reference!r}")
+                cursor = conn.execute(
+                    "INSERT INTO image_references(eval_set, image_hash, reference, added_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(eval_set, image_hash, reference) DO NOTHING",
+                    (eval_set, image_hash, reference.strip(), utc_now()),
+                )
+                added += cursor.rowcount
+        return added
+
+    def references(self, set_name: str) -> dict[str, list[str]]:
+        """image hash -> its reference captions in ``set_name``, in the order they were added."""
+        set_name = validate_name(set_name, "evaluation set name")
+        conn = self._connection()
+        self._require_set(conn, set_name)
+        found: dict[str, list[str]] = {}
+        for row in conn.execute(
+            "SELECT image_hash, reference FROM image_references WHERE eval_set = ? ORDER BY image_hash, rowid",
+            (set_name,),
+        ):
+            found.setdefault(row[0], []).append(row[1])
+        return found

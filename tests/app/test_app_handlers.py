@@ -274,13 +274,19 @@ def test_import_semicolon_csv_from_another_project(ctx, tmp_path):
                                                      str(table), [str(p) for p in images])
     warned = " ".join(str(w.message) for w in caught)
     assert "missing.png" in warned and "broken.jpg" in warned
-    assert "Imported 3 caption(s) for 2 image(s)" in message and "semicolon" in message
+    # missing.png's caption is kept without its picture (issue "human evaluation people can trust"); the
+    # unreadable broken.jpg's is not
+    assert "Imported 4 caption(s) for 3 image(s)" in message and "semicolon" in message
+    assert "1 caption(s) have no picture" in message
     stored = {(c["file_name"], c["model_name"]): c for c in ctx.store.get_captions("imported")}
-    assert set(stored) == {("img0_0.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-b")}
+    assert set(stored) == {("img0_0.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-a"), ("img0_1.png", "clip-gpt2-b"),
+                           ("missing.png", "clip-gpt2-a")}
     decoding = stored[("img0_0.png", "clip-gpt2-a")]["decoding"]
     assert decoding == {"temperature": 0.7, "source": "imported from batch.csv"}
     view = app.grid_view(ctx, session)
-    assert [[c.model_name for c in r.cells] for r in view.rows] == [["clip-gpt2-a"], ["clip-gpt2-a", "clip-gpt2-b"]]
+    assert [[c.model_name for c in r.cells] for r in view.rows] == [["clip-gpt2-a"], ["clip-gpt2-a", "clip-gpt2-b"],
+                                                                    ["clip-gpt2-a"]]
+    assert [r.image_path is None for r in view.rows] == [False, False, True]
 
 
 def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
@@ -300,6 +306,34 @@ def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
     assert decoding["preset"] == "greedy" and decoding["strategy"] == "greedy" and decoding["max_new_tokens"] == 30
     assert "score" not in decoding and "caption_index" not in decoding  # per-caption values, not settings
     assert [c.label for c in app.grid_view(ctx, session).rows[0].cells] == ["Caption A", "Caption B"]
+
+
+def test_import_xlsx_with_scores_by_the_page_rater_and_no_images(ctx, tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["image_id", "model_name", "caption", "score"])
+    book.active.append(["a.png", "m1", "a dog", 2])
+    book.active.append(["a.png", "m2", "a cat", 4])  # row 3: not a score
+    path = tmp_path / "scores.xlsx"
+    book.save(path)
+    with pytest.warns(UserWarning, match="row 3: score '4' is not 0, 1 or 2"):
+        session, message, _ = app.import_captions(ctx, app.new_session(), "dana", "sheet", False, "greedy",
+                                                  str(path), None)  # images are optional
+    assert "Imported 2 caption(s) for 1 image(s)" in message and "Excel workbook" in message
+    assert "Ratings: 1 saved" in message and "row 3: score '4' is not 0, 1 or 2" in message
+    assert "2 caption(s) have no picture" in message
+    ratings = ctx.store.ratings("sheet")
+    assert ratings[["rater", "model_name", "score"]].values.tolist() == [["dana", "m1", 2]]
+    [row] = app.grid_view(ctx, session).rows
+    assert row.file_name == "a.png" and row.image_path is None and [c.score for c in row.cells] == [2, None]
+    with pytest.warns(UserWarning, match="row 3"):
+        again = app.import_captions(ctx, session, "dana", "sheet", False, "greedy", str(path), None)[1]
+    assert "(2 already there as given)" in again and "Ratings: 0 saved, 1 already there" in again
+
+    demo = app.build_app(context=ctx)
+    [box] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "import-csv"]
+    assert ".xlsx" in box.file_types
 
 
 # ----------------------------------------------------------------------------------------------------------

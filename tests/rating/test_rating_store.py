@@ -56,7 +56,7 @@ def test_schema_wal_and_version(store, tmp_path):
     assert columns["evaluation_sets"] == ["name", "created_at", "blind", "preset", "settings_json", "notes"]
     assert columns["images"] == ["content_hash", "file_name", "width", "height", "added_at"]
     assert columns["captions"] == ["eval_set", "image_hash", "model_name", "caption", "model_weights_hash",
-                                   "decoding_json", "created_at"]
+                                   "decoding_json", "created_at", "gold_score"]  # gold_score: imported known score
     assert columns["ratings"] == ["eval_set", "rater", "image_hash", "model_name", "score", "caption",
                                   "model_weights_hash", "decoding_json", "rated_at"]
 

@@ -1,7 +1,7 @@
 """Protects the evaluation-set workflow in `rating.sets`, without gradio: opening a set keeps its blind flag and
 preset; captioning into a set only makes the missing (image, model) captions, keeps rated ones, takes the same
 picture once, reports unreadable files while the rest go on, reports progress up to the total and lets each
-batch's full-size pictures go; importing a CSV saves what it can and lists missing images; the grid pages in
+batch's full-size pictures go; importing a CSV saves what it can, keeps captions of missing images and lists them; the grid pages in
 natural file order with blind columns shuffled the same way every time; the summary counts what is there.
 
 Tiny zoo models from tests/helpers.py, loaded with captioning.zoo.load_entry.
@@ -184,11 +184,14 @@ def test_import_saves_what_it_can_and_lists_missing_images(store, tmp_path):
                      "broken.jpg;clip-b;never shown;0.7\n", encoding="utf-8")
     sets.open_set(store, "imported", "carol")
     run = sets.import_captions_file(store, "imported", table, folder, image_dir=tmp_path / "display")
-    assert (run.saved, run.images) == (3, 2) and "semicolon" in run.message
-    assert len(run.problems) == 2
+    # missing.png's caption is kept without a picture (the issue "human evaluation people can trust": an image
+    # not given no longer drops its caption); broken.jpg was given but is unreadable: its caption is skipped
+    assert (run.saved, run.images, run.without_image) == (4, 3, 1) and "semicolon" in run.message
+    assert len(run.problems) == 2 and run.unmatched_images == ["missing.png"]
     assert "missing.png" in run.problems[0] and "broken.jpg" in run.problems[1]
     stored = {(c["file_name"], c["model_name"]): c for c in store.get_captions("imported")}
-    assert set(stored) == {("img0_0.png", "clip-a"), ("img0_1.png", "clip-a"), ("img0_1.png", "clip-b")}
+    assert set(stored) == {("img0_0.png", "clip-a"), ("img0_1.png", "clip-a"), ("img0_1.png", "clip-b"),
+                           ("missing.png", "clip-a")}
     assert stored[("img0_0.png", "clip-a")]["caption"] == "a dog on grass"
     assert stored[("img0_1.png", "clip-b")]["decoding"] == {"temperature": 0.7, "source": "imported from batch.csv"}
     assert len(list((tmp_path / "display").glob("*.png"))) == 2

@@ -1,0 +1,179 @@
+"""Command line over the rating workflow the app uses: `python -m rating import|results|export|sets`.
+
+    import FILE --set S [--images DIR] [--rater R] [--sheet NAME]   captions (+ scores, gold, references) in
+    results --set S [--json | --csv]                                 the app's Results table (and agreement)
+    export --set S --out DIR                                         summary + raw ratings, CSV and XLSX
+    sets                                                             every set with its counts
+
+Every command takes `--db PATH` (default ratings.sqlite, the app's default). They call the same functions as
+the app (rating.sets.import_captions_file, set_results, results_table, export_set), so the CLI and the page
+agree. User mistakes end with one line `error: ...` on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DB = "ratings.sqlite"
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
+    from rating.store import RatingStore
+
+    path = Path(args.db)
+    if not create and not path.is_file():
+        raise UserError(f"no rating database at {path}; give the app's database with --db PATH "
+                        "(or import captions first: python -m rating import FILE --set NAME)")
+    return RatingStore(path)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rating import sets
+    from rating.store import validate_name
+
+    if args.images is not None and not Path(args.images).is_dir():
+        raise UserError(f"--images {args.images} is not a folder; give the folder that holds the images the file names")
+    from rating.store import EvaluationSetNotFoundError
+
+    store = _store(args, create=True)
+
+    def run() -> sets.ImportRun:
+        return sets.import_captions_file(store, args.set, args.file, args.images, rater=args.rater,
+                                         sheet=args.sheet, image_dir=args.display_dir)
+
+    try:
+        if args.rater is not None:
+            validate_name(args.rater, "rater name")
+        try:
+            done = run()
+        except EvaluationSetNotFoundError:  # raised once the file is known to be importable: create the set
+            sets.open_set(store, args.set, args.rater or "cli")
+            done = run()
+    finally:
+        store.close()
+    for problem in done.problems + done.invalid_scores:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"{done.message}.")
+    print(f"set '{done.set_name}': {done.saved} caption(s) saved, {done.unchanged} already there, "
+          f"{done.images} image(s), {done.without_image} caption(s) without a picture; "
+          f"ratings: {done.ratings_saved} saved, {done.ratings_unchanged} already there, "
+          f"{len(done.invalid_scores)} left out; gold scores: {done.gold_saved}; references: {done.references_saved}")
+    if not done.imported:
+        raise UserError("no caption could be imported: " + (" | ".join(done.problems[:5]) or done.message))
+    return 0
+
+
+def _clean(value: Any) -> Any:
+    """NaN (an interval of a model with no bootstrap) as JSON null."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from rating import sets
+
+    store = _store(args)
+    try:
+        found = sets.set_results(store, args.set)
+    finally:
+        store.close()
+    table = sets.results_table(found.summary)
+    if args.json:
+        payload = {"set": args.set, "raters": found.raters, "ratings": len(found.ratings),
+                   "summary": [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")],
+                   "agreement": {k: _clean(v) for k, v in found.agreement.items()}}
+        print(json.dumps(payload, ensure_ascii=False, indent=2, default=str))
+    elif args.csv:
+        sys.stdout.write(table.to_csv(index=False))
+    elif table.empty:
+        print(f"set '{args.set}': no ratings yet")
+    else:
+        print(table.to_string(index=False))
+        print(f"{len(found.ratings)} rating(s) by {len(found.raters)} rater(s): {', '.join(found.raters)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rating import sets
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (it is created if needed)")
+    store = _store(args)
+    try:
+        paths = sets.export_set(store, args.set, out)
+    finally:
+        store.close()
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_sets(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        found = store.list_sets()
+    finally:
+        store.close()
+    if not found:
+        print(f"no evaluation sets in {args.db}")
+    for entry in found:
+        print(f"{entry['name']}\t{entry['images']} images\t{entry['captions']} captions\t"
+              f"{entry['ratings']} ratings\t{entry['raters']} raters" + ("\tblind" if entry["blind"] else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rating.sets import DEFAULT_DISPLAY_DIR
+
+    parser = argparse.ArgumentParser(prog="python -m rating", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=DEFAULT_DB, help=f"rating database (default {DEFAULT_DB})")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("import", parents=[common], help="import captions (CSV or XLSX) into a set")
+    p.add_argument("file", help="captions file: .csv or .xlsx with image_id, model_name, caption")
+    p.add_argument("--set", required=True, help="evaluation set (created if new)")
+    p.add_argument("--images", help="folder with the images the file names (optional)")
+    p.add_argument("--rater", help="who gave the file's scores (when it has a score column and no rater column)")
+    p.add_argument("--sheet", help="worksheet of an .xlsx file (default: the first)")
+    p.add_argument("--display-dir", default=str(DEFAULT_DISPLAY_DIR),
+                   help=f"where the grid's display copies go (default {DEFAULT_DISPLAY_DIR}, the app's default)")
+    p.set_defaults(func=cmd_import)
+
+    p = commands.add_parser("results", parents=[common], help="per-model accuracy table and agreement")
+    p.add_argument("--set", required=True)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="as JSON (table, agreement, raters)")
+    fmt.add_argument("--csv", action="store_true", help="the table as CSV")
+    p.set_defaults(func=cmd_results)
+
+    p = commands.add_parser("export", parents=[common], help="write summary and raw ratings as CSV and XLSX")
+    p.add_argument("--set", required=True)
+    p.add_argument("--out", required=True, help="folder for the files (created if needed)")
+    p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("sets", parents=[common], help="list the evaluation sets with their counts")
+    p.set_defaults(func=cmd_sets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from captioning.images import ImageLoadError
+
+    try:
+        return args.func(args)
+    except (UserError, ValueError, FileNotFoundError, ImageLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
