@@ -9,6 +9,8 @@ definitions (sentence BLEU-4, CIDEr-D and BERTScore F1 whose means are the corpu
 degrades to None without Java.
 """
 import logging
+import subprocess
+import sys
 
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
@@ -27,6 +29,7 @@ from captioning.metrics import (
     scoring_text,
     tokenize,
 )
+from helpers import ROOT
 
 # Three images with two references each; distinct enough that CIDEr's IDF is informative.
 REFERENCES = [
@@ -53,6 +56,21 @@ UNRELATED = [
     "children playing football indoors",
     "an old clock tower at night",
 ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the metrics live
+# ------------------------------------------------------------------------------------------------
+
+def test_metrics_load_without_gradio_trainer_or_app_and_trainer_reexports_them():
+    # A fresh interpreter: the rating core imports these metrics, so they must not pull in the UI or trainer.
+    code = ("import sys, captioning.metrics, rating.metric_agreement; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'gradio', 'trainer', 'app'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import trainer.metrics
+
+    assert trainer.metrics.compute_metrics is compute_metrics and trainer.metrics.caption_scores is caption_scores
 
 
 # ------------------------------------------------------------------------------------------------
