@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from captioning.metrics import bleu, caption_scores
+from captioning.metrics import bleu, caption_scores, tokenize
 
 from .results import MAX_SCORE, per_image_scores
 
@@ -34,14 +34,15 @@ METRICS = ("bleu4", "cider", "bertscore_f1")
 
 
 def _usable_references(references: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """image_hash -> its non-blank reference captions; images left with none are dropped."""
+    """image_hash -> its reference captions that have words; images left with none are dropped (the metrics
+    refuse a reference list with no words, and one odd image must not take the Results down)."""
     if not isinstance(references, Mapping):
         raise ValueError(f"references must be a dict of image_hash -> list of captions, got {type(references).__name__}")
     usable = {}
     for image_hash, captions in references.items():
         if isinstance(captions, str):
             raise ValueError(f"references[{image_hash!r}] is a str ({captions!r}); expected a list of captions")
-        kept = [caption for caption in captions or [] if isinstance(caption, str) and caption.strip()]
+        kept = [caption for caption in captions or [] if isinstance(caption, str) and tokenize(caption)]
         if kept:
             usable[image_hash] = kept
     return usable

@@ -83,7 +83,7 @@ def test_captions_without_references_or_ratings_are_left_out():
     images = IMAGES[:3] + [IMAGES[4], IMAGES[3]]
     captions_text = CAPTIONS[:3] + ["an old clock tower at night", "a plate of pasta with tomato sauce"]
     ratings, captions = make_inputs([[2], [1, 2], [1], [2], []], captions=captions_text, images=images)
-    references = dict(REFERENCES) | {IMAGES[4]: ["   "]}  # blank references count as none
+    references = dict(REFERENCES) | {IMAGES[4]: ["   ", "..."]}  # references without words count as none
     per_model, tau = metric_agreement(ratings, captions, references, bertscore=False)
     assert list(tau["n_captions"]) == [3, 3, 3]
     assert tau_of(tau, "bleu4") == pytest.approx(1.0)
