@@ -13,7 +13,7 @@ never import a UI.
     import_captions_file(store, name, file, folder)    -> ImportRun (captions, ratings, gold, references, problems)
     grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
     column_order(name, image_hash, models)             -> blind mode's per-image column order
-    set_results(store, name)                           -> SetResults (coverage, raters, gold)
+    set_results(store, name)                           -> SetResults (coverage, raters, gold, metrics vs humans)
     results_table(summary) / rater_results_table(raters) -> the tables as the app and the CLI show them
     export_set(store, name, folder)                    -> the CSV and XLSX files
 
@@ -564,6 +564,9 @@ class SetResults:
     message: str = ""  # rating.results.coverage_summary(...).message
     rater_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # rating.results.rater_table
     gold: pd.DataFrame | None = None  # the set's gold scores, when the store has any
+    # Where images have reference captions: rating.metric_agreement.metric_agreement's two tables, else None.
+    metric_models: pd.DataFrame | None = None  # per model: BLEU-4, CIDEr-D, BERTScore F1 beside human accuracy
+    metric_tau: pd.DataFrame | None = None  # Kendall's tau between each metric and the mean human score
 
 
 def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
@@ -577,16 +580,33 @@ def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
     return gold
 
 
-def set_results(store: RatingStore, set_name: str) -> SetResults:
+def _references(store: RatingStore, set_name: str) -> dict[str, list[str]]:
+    """The set's reference captions (image_hash -> captions); empty when the store keeps none."""
+    references = getattr(store, "references", None)  # stores from before reference captions have no such method
+    if references is None:
+        return {}
+    return references(set_name) or {}
+
+
+def set_results(store: RatingStore, set_name: str, *, metric_bertscore: bool = True) -> SetResults:
     """Per-model accuracy with coverage (model names shown, also for blind sets), per-rater figures (with
-    agreement with gold when the set has gold scores) and agreement over every rater's scores."""
+    agreement with gold when the set has gold scores) and agreement over every rater's scores; where images
+    have reference captions, each model's BLEU-4, CIDEr-D and BERTScore (``metric_bertscore``) on them beside
+    its human accuracy, and Kendall's tau between each metric and the human scores per caption."""
     ratings = store.ratings(set_name)
     captions = store.get_captions(set_name)
     coverage = coverage_summary(ratings, captions)
     gold = _gold_scores(store, set_name)
+    metric_models = metric_tau = None
+    references = _references(store, set_name)
+    if references:
+        from .metric_agreement import metric_agreement  # loads nltk/pycocoevalcap (and BERTScore) only when needed
+
+        metric_models, metric_tau = metric_agreement(ratings, captions, references, bertscore=metric_bertscore)
     return SetResults(ratings=ratings, summary=coverage.table, agreement=agreement(ratings),
                       raters=store.raters(set_name), message=coverage.message,
-                      rater_table=rater_table(ratings, captions, gold), gold=gold)
+                      rater_table=rater_table(ratings, captions, gold), gold=gold,
+                      metric_models=metric_models, metric_tau=metric_tau)
 
 
 def _percent(value: float) -> float | None:

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from captioning.generation import GenerationSettings, get_settings
+from captioning.metrics import compute_metrics, metrics_info
 from captioning.pipeline import caption_images, read_images
 from captioning.zoo import ZooModel
 
 from .data import Split, object_accuracy
-from .metrics import compute_metrics, metrics_info
 
 
 def caption_split(model: ZooModel, split: Split, settings: GenerationSettings, *, batch_size: int = 32,

@@ -402,9 +402,8 @@ def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_proc
 def finish(cfg: ExperimentConfig, run_dir: Path, state: RunState, counts: dict[str, int], train_split: Split,
            val_split: Split) -> dict[str, Any]:
     """Score the best epoch on the test split and write it into the zoo with metrics, curves and card."""
+    from captioning.metrics import metrics_info
     from captioning.zoo import load_entry
-
-    from .metrics import metrics_info
 
     best_dir = run_dir / BEST_DIR
     if not best_dir.is_dir():

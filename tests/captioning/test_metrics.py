@@ -1,22 +1,27 @@
-"""Tests for trainer/metrics.py: the caption metrics behind every number stored in the model zoo.
+"""Tests for captioning/metrics.py: the caption metrics behind every number stored in the model zoo.
 
 Protects: caption normalisation and tokenisation; that BLEU equals nltk's corpus_bleu on the same tokens
 (so our numbers are the documented ones); that BLEU, CIDEr and BERTScore give ~perfect scores to exact
 matches, low scores to unrelated captions and rank a better caption above a worse one; that multiple
 references are used; that bad inputs fail with errors naming what was received; that BERTScore runs offline
-from the bundled MiniLM and loads it once; and that METEOR degrades to None without Java.
+from the bundled MiniLM and loads it once; that the per-caption scores (caption_scores) follow the same
+definitions (sentence BLEU-4, CIDEr-D and BERTScore F1 whose means are the corpus figures); and that METEOR
+degrades to None without Java.
 """
 import logging
+import subprocess
+import sys
 
 import pytest
-from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 
-from trainer import metrics
-from trainer.metrics import (
+from captioning import metrics
+from captioning.metrics import (
     DEFAULT_BERTSCORE_MODEL,
     bertscore,
     bertscore_info,
     bleu,
+    caption_scores,
     cider,
     compute_metrics,
     default_bertscore_model_path,
@@ -24,6 +29,7 @@ from trainer.metrics import (
     scoring_text,
     tokenize,
 )
+from helpers import ROOT
 
 # Three images with two references each; distinct enough that CIDEr's IDF is informative.
 REFERENCES = [
@@ -50,6 +56,21 @@ UNRELATED = [
     "children playing football indoors",
     "an old clock tower at night",
 ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the metrics live
+# ------------------------------------------------------------------------------------------------
+
+def test_metrics_load_without_gradio_trainer_or_app_and_trainer_reexports_them():
+    # A fresh interpreter: the rating core imports these metrics, so they must not pull in the UI or trainer.
+    code = ("import sys, captioning.metrics, rating.metric_agreement; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'gradio', 'trainer', 'app'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import trainer.metrics
+
+    assert trainer.metrics.compute_metrics is compute_metrics and trainer.metrics.caption_scores is caption_scores
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,12 +248,51 @@ def test_empty_prediction_scores_zero_not_crash():
 
 
 # ------------------------------------------------------------------------------------------------
+# Per-caption scores
+# ------------------------------------------------------------------------------------------------
+
+def test_caption_scores_give_one_value_per_caption_matching_the_corpus_definitions():
+    predictions = [GOOD[0], MEDIOCRE[1], UNRELATED[2], GOOD[3]]
+    scores = caption_scores(predictions, REFERENCES, use_bertscore=False)
+    assert set(scores) == {"bleu4", "cider"}
+    assert all(len(values) == 4 and all(isinstance(v, float) for v in values) for values in scores.values())
+    # BLEU-4 per caption is nltk's sentence_bleu on our tokens, with the corpus weights and smoothing.
+    for i, prediction in enumerate(predictions):
+        expected = sentence_bleu([tokenize(r) for r in REFERENCES[i]], tokenize(prediction),
+                                 weights=(0.25,) * 4, smoothing_function=SmoothingFunction().method1)
+        assert scores["bleu4"][i] == pytest.approx(expected, abs=1e-12)
+    # Corpus CIDEr-D is the mean of the per-caption scores, which keep each caption's place.
+    assert sum(scores["cider"]) / 4 == pytest.approx(cider(predictions, REFERENCES)["cider"], abs=1e-9)
+    for key in ("bleu4", "cider"):
+        good_1, mediocre, unrelated, good_2 = scores[key]
+        assert min(good_1, good_2) > mediocre > unrelated, (key, scores[key])
+
+
+def test_caption_scores_bertscore_f1_per_caption_averages_to_the_corpus_f1(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    predictions = [GOOD[0], UNRELATED[1], REFERENCES[2][1], MEDIOCRE[3]]
+    scores = caption_scores(predictions, REFERENCES, device="cpu")
+    f1 = scores["bertscore_f1"]
+    assert len(f1) == 4
+    assert f1[2] > 0.99  # equal to one of its references
+    assert f1[1] < f1[0] and f1[1] < f1[2]
+    corpus = bertscore(predictions, REFERENCES, device="cpu")["bertscore_f1"]
+    assert sum(f1) / 4 == pytest.approx(corpus, abs=1e-6)
+
+
+@pytest.mark.parametrize("use_bertscore", [False, True])
+def test_caption_scores_reject_bad_inputs_like_the_corpus_metrics(use_bertscore):
+    with pytest.raises(ValueError, match=r"2 predictions vs 3 reference lists"):
+        caption_scores(["a dog", "a cat"], [["a dog"], ["a cat"], ["a cow"]], use_bertscore=use_bertscore)
+
+
+# ------------------------------------------------------------------------------------------------
 # METEOR (optional, Java)
 # ------------------------------------------------------------------------------------------------
 
 def test_meteor_returns_none_with_warning_without_java(monkeypatch, caplog):
     monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
-    with caplog.at_level(logging.WARNING, logger="trainer.metrics"):
+    with caplog.at_level(logging.WARNING, logger="captioning.metrics"):
         assert meteor(GOOD, REFERENCES) is None
         scores = compute_metrics(GOOD, REFERENCES, use_bertscore=False, use_meteor=True)
     assert "java" in caplog.text.lower()
