@@ -463,6 +463,28 @@ def _chosen_set(session: dict[str, Any] | None, eval_set: str | None) -> str:
     return name
 
 
+def metric_text(per_model: pd.DataFrame | None, tau: pd.DataFrame | None) -> str:
+    """Automatic metrics beside human accuracy on the images with reference captions, and whether each
+    metric agrees with the raters (Kendall's tau per caption); empty when the set has no references."""
+    if per_model is None or per_model.empty:
+        return ""
+
+    def fmt(value: Any, digits: int = 3) -> str:
+        return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+    lines = ["**Automatic metrics** on the images that have reference captions, beside the raters' accuracy on "
+             "the same images:", "", "| model | images | BLEU-4 | CIDEr-D | BERTScore F1 | human accuracy % |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {_esc(r.model)} | {r.images_with_references} | {fmt(r.bleu4)} | {fmt(r.cider)} | "
+              f"{fmt(r.bertscore_f1)} | {fmt(r.human_accuracy, 1)} |" for r in per_model.itertuples()]
+    if tau is not None and not tau.empty:
+        agree = " · ".join(f"{_esc(r.metric)} τ = {fmt(r.kendall_tau, 2)} (p = {fmt(r.p_value, 3)}, "
+                           f"{r.n_captions} captions)" for r in tau.itertuples())
+        lines += ["", f"Does the metric agree with your raters? Kendall's τ per caption: {agree}. "
+                      "Near 1: it orders captions as your raters do; near 0: it does not tell good from bad."]
+    return "\n".join(lines)
+
+
 def agreement_text(result: dict[str, Any], raters: list[str]) -> str:
     if result["raters"] < 2:
         who = ", ".join(_esc(r) for r in raters) or "nobody yet"
@@ -493,6 +515,9 @@ def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> t
     figure = accuracy_chart(found.summary, title=f"Caption accuracy by model: {name}",
                             empty_text="No ratings yet" if found.ratings.empty else "No image rated for every model yet")
     text = _esc(found.message) + "\n\n" + agreement_text(found.agreement, found.raters)
+    metrics = metric_text(found.metric_models, found.metric_tau)
+    if metrics:
+        text += "\n\n" + metrics
     return results_table(found.summary), text, figure
 
 
@@ -500,7 +525,7 @@ def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> t
 def rater_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> pd.DataFrame:
     """After the Results button: one row per rater (progress, leniency, accuracy per model, gold agreement)."""
     name = _chosen_set(session, eval_set)
-    return rater_results_table(sets.set_results(ctx.store, name).rater_table)
+    return rater_results_table(sets.set_results(ctx.store, name, metrics=False).rater_table)
 
 
 @user_errors

@@ -570,35 +570,26 @@ class SetResults:
 
 
 def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
-    """The set's gold scores (image_hash, model_name, gold_score), or None when the store keeps none."""
-    gold_scores = getattr(store, "gold_scores", None)  # stores from before gold items have no such method
-    if gold_scores is None:
-        return None
-    gold = gold_scores(set_name)
+    """The set's gold scores (image_hash, model_name, gold_score), or None when it has none."""
+    gold = store.gold_scores(set_name)
     if gold is None or "gold_score" not in gold.columns or gold["gold_score"].notna().sum() == 0:
         return None
     return gold
 
 
-def _references(store: RatingStore, set_name: str) -> dict[str, list[str]]:
-    """The set's reference captions (image_hash -> captions); empty when the store keeps none."""
-    references = getattr(store, "references", None)  # stores from before reference captions have no such method
-    if references is None:
-        return {}
-    return references(set_name) or {}
-
-
-def set_results(store: RatingStore, set_name: str, *, metric_bertscore: bool = True) -> SetResults:
+def set_results(store: RatingStore, set_name: str, *, metrics: bool = True, metric_bertscore: bool = True
+                ) -> SetResults:
     """Per-model accuracy with coverage (model names shown, also for blind sets), per-rater figures (with
     agreement with gold when the set has gold scores) and agreement over every rater's scores; where images
     have reference captions, each model's BLEU-4, CIDEr-D and BERTScore (``metric_bertscore``) on them beside
-    its human accuracy, and Kendall's tau between each metric and the human scores per caption."""
+    its human accuracy, and Kendall's tau between each metric and the human scores per caption (metrics=False:
+    not computed, for callers that only show the other tables)."""
     ratings = store.ratings(set_name)
     captions = store.get_captions(set_name)
     coverage = coverage_summary(ratings, captions)
     gold = _gold_scores(store, set_name)
     metric_models = metric_tau = None
-    references = _references(store, set_name)
+    references = store.references(set_name) if metrics else {}
     if references:
         from .metric_agreement import metric_agreement  # loads nltk/pycocoevalcap (and BERTScore) only when needed
 

@@ -444,3 +444,13 @@ def test_uploads_accept_exactly_the_image_files_the_loader_reads(ctx):
         # phone photos (HEIC/HEIF, AVIF) are taken exactly when the loader reads them
         for suffix in (".heic", ".heif", ".avif"):
             assert is_valid_file(f"IMG_0001{suffix}", box.file_types) == (suffix in IMAGE_EXTENSIONS)
+
+
+def test_results_text_shows_metrics_beside_human_accuracy_when_references_exist():
+    per_model = pd.DataFrame([{"model": "good", "images_with_references": 2, "bleu4": 1.0, "cider": 3.2,
+                               "bertscore_f1": float("nan"), "human_accuracy": 100.0}])
+    tau = pd.DataFrame([{"metric": "bleu4", "kendall_tau": 0.894, "p_value": 0.1, "n_captions": 4}])
+    text = app.metric_text(per_model, tau)
+    assert "| good | 2 | 1.000 | 3.200 | n/a | 100.0 |" in text
+    assert "bleu4 τ = 0.89 (p = 0.100, 4 captions)" in text
+    assert app.metric_text(None, None) == "" and app.metric_text(per_model.iloc[0:0], tau) == ""

@@ -185,3 +185,32 @@ def test_set_results_without_references_has_no_metric_tables(rated_store):
     for found in (plain, empty):
         assert found.metric_models is None and found.metric_tau is None
         assert list(found.summary["model"]) == ["alpha"]
+
+
+def test_references_imported_into_the_real_store_reach_the_results(tmp_path):
+    # A captions file with scores by alice and a reference caption per image, imported without pictures:
+    # set_results scores each model against the references and relates the metric to alice's scores.
+    from rating import sets
+    from rating.store import RatingStore
+
+    rows = ["image_id,model_name,caption,score,reference",
+            "a.png,good,a red circle on the left,2,a red circle on the left",
+            "a.png,bad,two green triangles,0,a red circle on the left",
+            "b.png,good,a blue square in the middle,2,a blue square in the middle",
+            "b.png,bad,a yellow circle,0,a blue square in the middle"]
+    csv_path = tmp_path / "scored.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    with RatingStore(tmp_path / "r.sqlite") as store:
+        sets.open_set(store, "s", "alice")
+        run = sets.import_captions_file(store, "s", csv_path, rater="alice")
+        assert run.saved == 4
+        assert sorted(len(v) for v in store.references("s").values()) == [1, 1]
+        found = sets.set_results(store, "s", metric_bertscore=False)
+    per_model = found.metric_models.set_index("model")
+    assert per_model.loc["good", "human_accuracy"] == 100.0 and per_model.loc["bad", "human_accuracy"] == 0.0
+    assert per_model.loc["good", "bleu4"] > per_model.loc["bad", "bleu4"]
+    tau = found.metric_tau.set_index("metric")
+    # The exact captions (BLEU-4 1.0, tied) were rated 2, the two others 0 (tied for alice, apart for BLEU):
+    # 4 concordant pairs, none discordant; tau-b = 4 / sqrt((6 - 2 human ties) * (6 - 1 metric tie)).
+    assert tau.loc["bleu4", "n_captions"] == 4
+    assert tau.loc["bleu4", "kendall_tau"] == pytest.approx(4 / math.sqrt(4 * 5))
