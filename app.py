@@ -54,6 +54,7 @@ import gradio as gr
 import pandas as pd
 from gradio.exceptions import InvalidPathError  # raised by gradio itself for a file input it refuses
 
+from captioning.card import limitations
 from captioning.generation import PRESETS
 from captioning.images import IMAGE_EXTENSIONS, ImageLoadError, find_images
 from captioning.zoo import ModelCache, ZooError, list_zoo
@@ -223,10 +224,12 @@ def model_cards(ctx: AppContext, names: list[str] | None) -> str:
         training = s.get("training_data")
         training = training if isinstance(training, str) else (
             ", ".join(f"{a}: {b}" for a, b in training.items()) if isinstance(training, dict) else training)
+        limits = limitations(s["metrics"])  # the card's own warning, e.g. a model that only knows coloured shapes
         lines.append(
             f"- **{_esc(s['name'])}**: encoder `{s['encoder']}` → decoder `{s['decoder']}` ({s['kind']}, mapper "
             f"{s['mapper']}{k}) · training data: {_esc(str(training or 'not recorded'))} · metrics: "
-            f"{_metrics_text(s['metrics'], limit=6) or 'none recorded'} · weights `{s['weights_hash']}`")
+            f"{_metrics_text(s['metrics'], limit=6) or 'none recorded'} · weights `{s['weights_hash']}`"
+            + (f"  \n  ⚠️ {limits}" if limits else ""))
     return "\n".join(lines)
 
 

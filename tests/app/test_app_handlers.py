@@ -454,3 +454,16 @@ def test_results_text_shows_metrics_beside_human_accuracy_when_references_exist(
     assert "| good | 2 | 1.000 | 3.200 | n/a | 100.0 |" in text
     assert "bleu4 τ = 0.89 (p = 0.100, 4 captions)" in text
     assert app.metric_text(None, None) == "" and app.metric_text(per_model.iloc[0:0], tau) == ""
+
+
+def test_the_compare_tab_says_the_demo_models_only_know_coloured_shapes(tmp_path):
+    demo_ctx = app.make_context(ROOT / "model_zoo", tmp_path / "r.sqlite", image_dir=tmp_path / "display")
+    cards = app.model_cards(demo_ctx, ["shapes-clip-grid-k9"])
+    assert "coloured circles, squares and triangles" in cards and "not to caption real pictures" in cards
+    plain = app.model_cards(ctx_for_tiny_zoo(tmp_path), ["alpha"])
+    assert "coloured circles" not in plain  # a model not scored on shapes carries no such warning
+    demo_ctx.store.close()
+
+
+def ctx_for_tiny_zoo(tmp_path):
+    return app.make_context(build_tiny_zoo(tmp_path / "zoo"), tmp_path / "tiny.sqlite", image_dir=tmp_path / "d")
