@@ -145,6 +145,18 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def no_empty_set_on_failure(fn: Callable) -> Callable:
+    """For handlers called as (ctx, session, rater, set_name, ...) that may create the set: a failure leaves
+    no new, empty set behind (rating.sets.undo_new_set_on_failure)."""
+
+    @wraps(fn)
+    def wrapper(ctx: AppContext, session: Any, rater: Any, set_name: Any, *args, **kwargs):
+        with sets.undo_new_set_on_failure(ctx.store, set_name):
+            return fn(ctx, session, rater, set_name, *args, **kwargs)
+
+    return wrapper
+
+
 def _require_session(session: dict[str, Any]) -> tuple[str, str]:
     if not session or not session.get("eval_set") or not session.get("rater"):
         raise gr.Error("Open an evaluation set first: type your rater name and a set name, then click Open set.")
@@ -343,6 +355,7 @@ def _warn_each(problems: list[str], limit: int = 5) -> None:
 
 
 @user_errors
+@no_empty_set_on_failure
 def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool,
             files: list[Any] | None, samples: list[str] | None, models: list[str] | None, preset: str,
             progress: Any = gr.Progress()) -> tuple[dict[str, Any], str, str]:
@@ -628,6 +641,7 @@ def pairwise_export(ctx: AppContext, session: dict[str, Any]) -> list[str]:
 
 
 @user_errors
+@no_empty_set_on_failure
 def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
                     csv_file: Any, image_files: list[Any] | None) -> tuple[dict[str, Any], str, str]:
     """The Import button: read a captions CSV or Excel workbook (`image_id, model_name, caption`, comma or

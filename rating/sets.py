@@ -31,7 +31,8 @@ import re
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,25 @@ def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, pre
     info = store.create_or_open_set(name, blind=bool(blind), preset=preset, settings=settings)
     return SetInfo(name=info["name"], rater=rater, blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
                    settings=info["settings"], created_at=info["created_at"])
+
+
+@contextmanager
+def undo_new_set_on_failure(store: RatingStore, name: Any) -> Iterator[None]:
+    """Run an action that may create the set `name` (captioning into it, importing into it): if the action
+    fails and the set did not exist before it, the set is removed again, provided nothing was saved in it, so
+    a failed first attempt leaves no empty set behind. An invalid name is left for the action to refuse."""
+    try:
+        name = validate_name(name, "evaluation set name")
+    except ValueError:
+        existed = True  # nothing can be created under an invalid name
+    else:
+        existed = any(s["name"] == name for s in store.list_sets())
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            store.delete_set_if_empty(name)
+        raise
 
 
 def set_summary(store: RatingStore, name: str, rater: str) -> SetSummary:

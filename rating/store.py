@@ -453,6 +453,20 @@ class RatingStore(PairwiseVotes):
             row = conn.execute("SELECT * FROM evaluation_sets WHERE name = ?", (name,)).fetchone()
         return self._set_row_to_dict(row)
 
+    def delete_set_if_empty(self, name: str) -> bool:
+        """Remove the evaluation set ``name`` if nothing was saved in it yet (no caption, rating, vote or
+        reference); True if it was removed. A front end calls it when the action that created the set failed,
+        so a failed first attempt leaves no empty set behind. A set with anything in it is never touched."""
+        name = validate_name(name, "evaluation set name")
+        with self._write() as conn:
+            used = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM captions WHERE eval_set = ?) + (SELECT COUNT(*) FROM ratings WHERE "
+                "eval_set = ?) + (SELECT COUNT(*) FROM pairwise_votes WHERE eval_set = ?) + (SELECT COUNT(*) FROM "
+                "image_references WHERE eval_set = ?)", (name, name, name, name)).fetchone()[0]
+            if used:
+                return False
+            return conn.execute("DELETE FROM evaluation_sets WHERE name = ?", (name,)).rowcount > 0
+
     def get_set(self, name: str) -> dict[str, Any]:
         """The stored evaluation set ``name`` (see create_or_open_set); raises if it does not exist."""
         name = validate_name(name, "evaluation set name")

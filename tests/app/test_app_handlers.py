@@ -467,3 +467,20 @@ def test_the_compare_tab_says_the_demo_models_only_know_coloured_shapes(tmp_path
 
 def ctx_for_tiny_zoo(tmp_path):
     return app.make_context(build_tiny_zoo(tmp_path / "zoo"), tmp_path / "tiny.sqlite", image_dir=tmp_path / "d")
+
+
+def test_a_failed_first_caption_or_import_leaves_no_empty_set(ctx, tmp_path):
+    broken = write_images(tmp_path / "in", 0, broken=True)
+    with pytest.warns(UserWarning), pytest.raises(gr.Error, match="None of the images could be read"):
+        caption(ctx, app.new_session(), broken, ["alpha"], name="never-made")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("image_id,model_name,caption\n")
+    with pytest.raises(gr.Error):
+        app.import_captions(ctx, app.new_session(), "alice", "never-imported", False, "greedy", str(bad_csv), None)
+    names = [s["name"] for s in ctx.store.list_sets()]
+    assert "never-made" not in names and "never-imported" not in names
+    # a set that existed before a failed action stays
+    app.open_set(ctx, app.new_session(), "alice", "kept", False, "greedy")
+    with pytest.warns(UserWarning), pytest.raises(gr.Error):
+        caption(ctx, app.new_session(), broken, ["alpha"], name="kept")
+    assert "kept" in [s["name"] for s in ctx.store.list_sets()]

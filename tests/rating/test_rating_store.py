@@ -251,3 +251,15 @@ def test_threads_and_processes_write_at_once(tmp_path):
     expected = {f"hash{i}": i % 3 for i in range(IMAGES)}
     assert dict(zip(frame.loc[frame.rater == "process1", "image_hash"], frame.loc[frame.rater == "process1", "score"])) == expected
     store.close()
+
+
+def test_a_set_is_deleted_only_while_nothing_was_saved_in_it(store):
+    store.create_or_open_set("empty")
+    assert store.delete_set_if_empty("empty") is True
+    assert "empty" not in [s["name"] for s in store.list_sets()]
+    assert store.delete_set_if_empty("empty") is False  # already gone: nothing to do
+    store.create_or_open_set("used")
+    store.add_image("h1", "a.png", 10, 10)
+    store.save_caption("used", "h1", "m", "a cat", weights_hash=None, decoding=None)
+    assert store.delete_set_if_empty("used") is False
+    assert [c["caption"] for c in store.get_captions("used")] == ["a cat"]
