@@ -859,7 +859,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                         # previous page's radio at the same place still showing its choice.
                                         radio = gr.Radio(SCORE_CHOICES, value=cell.score, show_label=False,
                                                          elem_id=f"rate-{i}-{j}", elem_classes="rating",
-                                                         key=f"rate-{row.image_hash}-{cell.model_name}",
+                                                         key=f"rate-{row.image_hash}-{j}",  # no model name
                                                          preserved_by_key=None)
                                         # `always_last`: after quick re-clicks the final choice is what is stored.
                                         radio.input(partial(rate_caption, ctx, row.image_hash, cell.model_name,
