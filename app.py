@@ -95,7 +95,7 @@ CSS = """
 .grid-image { flex: 0 0 168px !important; min-width: 168px !important; max-width: 168px; }
 .caption-area { flex: 1 1 0 !important; min-width: 0 !important; }
 .caption-strip { flex-wrap: nowrap !important; overflow-x: auto; gap: 8px; padding: 6px; }
-.caption-card { flex: 1 0 140px !important; min-width: 140px !important; max-width: 420px;
+.caption-card { flex: 1 0 140px !important; min-width: 140px !important;
                 border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 4px; }
 .caption-card:focus, .caption-card:focus-within { outline: 3px solid var(--color-accent); outline-offset: 2px; }
 .caption-text [data-testid=block-info] { display: block; white-space: nowrap; overflow: hidden;

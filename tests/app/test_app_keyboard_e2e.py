@@ -104,8 +104,11 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
         table = demo.ctx.store.ratings(SET, RATER)
         return {(r.image_hash, r.model_name): int(r.score) for r in table.itertuples()}
 
-    # Focus the first caption: a visible focus ring; "2" saves it and focus moves to the next caption.
-    page.locator("#cell-0-0").focus()
+    # Click the first caption: a visible focus ring; "2" saves it and focus moves to the next caption.
+    page.locator("#caption-0-0 textarea").scroll_into_view_if_needed()
+    box = page.locator("#caption-0-0 textarea").bounding_box()  # a click on the caption text (a disabled
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # box) focuses its card
+    assert focused(page) == "cell-0-0"
     ring = page.evaluate("() => { const s = getComputedStyle(document.activeElement); "
                          "return [s.outlineStyle, s.outlineWidth]; }")
     assert ring == ["solid", "3px"]
@@ -147,6 +150,18 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
     assert label.evaluate("el => el.scrollWidth > el.clientWidth")  # the name really is cut on screen
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "grid-6-models.png"), full_page=True)
+    # A narrow window: the captions still stay beside their image, in a line that scrolls sideways, and a
+    # caption reached by keyboard is scrolled into view.
+    page.set_viewport_size({"width": 900, "height": 1000})
+    boxes = [page.locator(f"#cell-0-{j}").bounding_box() for j in range(6)]
+    assert max(b["y"] for b in boxes) - min(b["y"] for b in boxes) < 2, boxes
+    assert page.locator(".caption-strip").first.evaluate("el => el.scrollWidth > el.clientWidth")
+    page.locator("#cell-0-4").focus()
+    page.keyboard.press("ArrowRight")
+    assert focused(page) == "cell-0-5"
+    last = page.locator("#cell-0-5").bounding_box()
+    assert last["x"] + last["width"] <= 900
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     # Pages: "n" shows the next page with its first caption in focus, "2" rates it, "p" goes back.
     page.keyboard.press("n")
