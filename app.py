@@ -123,10 +123,10 @@ KEYBOARD_JS = """
     const line = document.getElementById("page-line"), first = cell(0, 0);
     if (pageFocus && !pageFocus.timer && Date.now() > pageFocus.until) pageFocus = null;
     if (pageFocus && line && first && line.textContent !== pageFocus.line) {
-      // Focus (so keys work) only once the drawing has settled: a radio drawn a moment ago shows a choice
-      // before Gradio has wired its event, and a key pressed then would look saved without being saved.
+      // The new page arrives in several DOM updates: focus once they have stopped for a moment, so the
+      // focus does not land on a card that is about to be replaced.
       clearTimeout(pageFocus.timer);
-      pageFocus.timer = setTimeout(() => { pageFocus = null; const c = cell(0, 0); if (c) c.focus(); }, 800);
+      pageFocus.timer = setTimeout(() => { pageFocus = null; const c = cell(0, 0); if (c) c.focus(); }, 300);
     }
   };
   new MutationObserver(prepare).observe(document.body, {childList: true, subtree: true});

@@ -173,11 +173,14 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
     wait_until(lambda: stored().get((second.image_hash, second.cells[0].model_name)) == 2, "a score on page 2")
     page.keyboard.press("p")
     wait_until(lambda: "Page 1 of 2" in page.locator("#page-line").inner_text(), "page 1 again")
+    wait_until(lambda: focused(page) == "cell-0-0", "focus on page 1")
     assert page.locator("#rate-0-5 input[value='1']").is_checked()
 
     # Keys typed into a text box are text, not ratings.
-    fill(page, "rater", RATER)
-    page.locator("#rater input, #rater textarea").first.press("2")
+    box = page.locator("#rater input, #rater textarea").first
+    box.press("2")
+    assert box.input_value() in (RATER + "2", "2" + RATER)  # the key went into the text
+    time.sleep(1)  # a wrongly sent rating would have arrived by now
     assert len(stored()) == 4
     fill(page, "rater", RATER)
 
