@@ -83,9 +83,89 @@ RUBRIC = (
     "attributes are right, something important is wrong or missing) · **2** = fully accurate. "
     "Each click is saved at once."
 )
+KEYS_LEGEND = (
+    "**Keyboard:** click a caption (or Tab to it), then **0** / **1** / **2** rate it and go to the next one · "
+    "**←** / **→** previous / next caption · **↑** / **↓** the same column on the image above / below · "
+    "**PageUp** / **PageDown** (or **p** / **n**) previous / next page."
+)
+# The grid: one row per image, whatever the number of models. The image keeps a fixed width on the left and
+# the caption cards stay beside it in one line that scrolls sideways (never wrapping below other images).
 CSS = """
-.grid-row { border-top: 1px solid var(--border-color-primary); padding-top: 8px; }
+.grid-row { border-top: 1px solid var(--border-color-primary); padding-top: 8px;
+            flex-wrap: nowrap !important; align-items: flex-start; }
+.grid-image { flex: 0 0 168px !important; min-width: 168px !important; max-width: 168px; }
+.caption-area { flex: 1 1 0 !important; min-width: 0 !important; }
+.caption-strip { flex-wrap: nowrap !important; overflow-x: auto; gap: 8px; padding: 6px; }
+.caption-card { flex: 1 0 140px !important; min-width: 140px !important;
+                border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 4px; }
+.caption-card:focus, .caption-card:focus-within { outline: 3px solid var(--color-accent); outline-offset: 2px; }
+.caption-text [data-testid=block-info] { display: block; white-space: nowrap; overflow: hidden;
+                                         text-overflow: ellipsis; }
 .rating .wrap { gap: 4px; }
+"""
+# Keyboard rating, run once when the page loads. A key "rates" by clicking the radio input of the card in
+# focus, so Gradio's own input event saves the score exactly as a mouse click does (no second save path).
+# Cards are made focusable and their labels get the full model name as a tooltip each time the grid is drawn.
+KEYBOARD_JS = """
+() => {
+  if (window.captionZooKeys) return;
+  window.captionZooKeys = true;
+  const CARD = ".caption-card";
+  const cell = (i, j) => document.getElementById(`cell-${i}-${j}`);
+  const place = (card) => card.id.split("-").slice(1).map(Number);
+  let pageFocus = null;  // after a page change: focus the new page's first caption once it is drawn
+  const prepare = () => {
+    for (const card of document.querySelectorAll(CARD)) {
+      if (!card.hasAttribute("tabindex")) card.tabIndex = 0;
+      const label = card.querySelector(".caption-text [data-testid=block-info]");
+      const name = label ? label.textContent.trim() : "";
+      if (label && label.title !== name) label.title = name;  // the full name on hover
+    }
+    const line = document.getElementById("page-line"), first = cell(0, 0);
+    if (pageFocus && !pageFocus.timer && Date.now() > pageFocus.until) pageFocus = null;
+    if (pageFocus && line && first && line.textContent !== pageFocus.line) {
+      // The new page arrives in several DOM updates: focus once they have stopped for a moment, so the
+      // focus does not land on a card that is about to be replaced.
+      clearTimeout(pageFocus.timer);
+      pageFocus.timer = setTimeout(() => { pageFocus = null; const c = cell(0, 0); if (c) c.focus(); }, 300);
+    }
+  };
+  new MutationObserver(prepare).observe(document.body, {childList: true, subtree: true});
+  prepare();
+  const typing = (el) => el.isContentEditable || ["TEXTAREA", "SELECT"].includes(el.tagName) ||
+    (el.tagName === "INPUT" && !["radio", "checkbox", "button"].includes(el.type));
+  const turnPage = (id) => {
+    const button = document.getElementById(id);
+    if (!button || button.disabled) return;
+    const line = document.getElementById("page-line");
+    pageFocus = {line: line ? line.textContent : "", until: Date.now() + 10000};
+    button.click();
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+    const card = event.target.closest ? event.target.closest(CARD) : null;
+    if (!card || typing(event.target)) return;  // keys act only on a caption card in focus
+    const [i, j] = place(card);
+    const key = event.key;
+    let next = null;
+    if (["0", "1", "2"].includes(key)) {
+      const input = card.querySelector(`input[type=radio][value="${key}"]`);
+      if (!input) return;
+      input.click();
+      const all = Array.from(document.querySelectorAll(CARD));
+      next = all[all.indexOf(card) + 1] || card;
+    } else if (key === "ArrowRight") next = cell(i, j + 1);
+    else if (key === "ArrowLeft") next = cell(i, j - 1);
+    else if (key === "ArrowDown" || key === "ArrowUp") {
+      const row = i + (key === "ArrowDown" ? 1 : -1);
+      next = cell(row, j) || Array.from(document.querySelectorAll(`[id^="cell-${row}-"]`)).pop() || null;
+    } else if (key === "PageDown" || key === "n") turnPage("next-page");
+    else if (key === "PageUp" || key === "p") turnPage("prev-page");
+    else return;
+    event.preventDefault();  // arrows would otherwise change the radio choice (and save it) or scroll
+    if (next) next.focus();
+  });
+}
 """
 
 
@@ -744,6 +824,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                     caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn")
                 caption_status = gr.Markdown(elem_id="caption-status")
                 gr.Markdown(RUBRIC, elem_id="rubric")
+                gr.Markdown(KEYS_LEGEND, elem_id="keys-legend")
                 rate_status = gr.Markdown(elem_id="rate-status")
 
                 @gr.render(inputs=[session], triggers=[demo.load, session.change])
@@ -768,7 +849,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                             reveal.click(toggle_reveal, session, session, api_visibility="private")
                     for i, row in enumerate(view.rows):
                         with gr.Row(elem_classes="grid-row"):
-                            with gr.Column(scale=1, min_width=180):
+                            with gr.Column(scale=0, min_width=168, elem_classes="grid-image"):
                                 if row.image_path:
                                     gr.Image(row.image_path, label=row.file_name, interactive=False, height=200,
                                              buttons=["fullscreen"], elem_id=f"image-{i}")
@@ -779,18 +860,24 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                 else:
                                     gr.Markdown(f"**{_esc(row.file_name)}**: image not in the display cache "
                                                 "any more; upload it again to see it (its captions are kept).")
-                            for j, cell in enumerate(row.cells):
-                                with gr.Column(scale=2, min_width=200):
-                                    gr.Textbox(cell.caption, label=cell.label, interactive=False, lines=2,
-                                               elem_id=f"caption-{i}-{j}")
-                                    radio = gr.Radio(SCORE_CHOICES, value=cell.score, show_label=False,
-                                                     elem_id=f"rate-{i}-{j}", elem_classes="rating")
-                                    # `always_last`: after quick re-clicks the final choice is what gets stored.
-                                    radio.input(partial(rate_caption, ctx, row.image_hash, cell.model_name,
-                                                        f"{cell.label} on {row.file_name}"),
-                                                [session, radio], [rate_status, session_line], show_progress="hidden",
-                                                trigger_mode="always_last", concurrency_limit=None,
-                                                api_visibility="private")
+                            with gr.Column(min_width=0, elem_classes="caption-area"), \
+                                    gr.Row(elem_classes="caption-strip"):
+                                for j, cell in enumerate(row.cells):
+                                    with gr.Column(min_width=140, elem_id=f"cell-{i}-{j}", elem_classes="caption-card"):
+                                        gr.Textbox(cell.caption, label=cell.label, interactive=False, lines=2,
+                                                   elem_id=f"caption-{i}-{j}", elem_classes="caption-text")
+                                        # One key per caption: a radio on the next page is a new one, not the
+                                        # previous page's radio at the same place still showing its choice.
+                                        radio = gr.Radio(SCORE_CHOICES, value=cell.score, show_label=False,
+                                                         elem_id=f"rate-{i}-{j}", elem_classes="rating",
+                                                         key=f"rate-{row.image_hash}-{j}",  # no model name
+                                                         preserved_by_key=None)
+                                        # `always_last`: after quick re-clicks the final choice is what is stored.
+                                        radio.input(partial(rate_caption, ctx, row.image_hash, cell.model_name,
+                                                            f"{cell.label} on {row.file_name}"),
+                                                    [session, radio], [rate_status, session_line],
+                                                    show_progress="hidden", trigger_mode="always_last",
+                                                    concurrency_limit=None, api_visibility="private")
 
             with gr.Tab("Results", id="results"):
                 gr.Markdown("Every model of the set, with how much of it is rated. Accuracy = total × 100 / "
@@ -932,7 +1019,7 @@ def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None
     blocked = [str(ctx.zoo_dir.resolve()), str(db), str(db) + "-wal", str(db) + "-shm"]
     return dict(server_name=host, server_port=port, share=False, auth=auth, max_file_size=max_file_size,
                 allowed_paths=[str(ctx.image_dir.resolve())], blocked_paths=blocked, footer_links=["api"],
-                theme=gr.themes.Soft(), css=CSS, show_error=True, ssr_mode=False, mcp_server=False)
+                theme=gr.themes.Soft(), css=CSS, js=KEYBOARD_JS, show_error=True, ssr_mode=False, mcp_server=False)
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
