@@ -24,6 +24,13 @@ from captioning.config import CaptionerConfig, MapperConfig
 from captioning.model import PrefixCaptioner
 
 ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots of the browser tests
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's Chromium; Playwright cannot download its own browsers here
+# Flags for a closed network: without the background-networking ones Chromium keeps dialling out.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+CHROMIUM_MISSING = (f"{CHROMIUM} is not installed; run `make browser` (apt-get install chromium) to run the "
+                    "browser tests")
 VOCAB = 96
 MODELS = ["alpha", "beta", "gamma"]
 
@@ -176,3 +183,14 @@ class AppProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+
+
+def fill(page, elem_id: str, text: str) -> None:
+    """Type into a textbox of the page; retried because the page may still be hydrating right after load."""
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    for _ in range(20):
+        box.fill(text)
+        if box.input_value() == text:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"could not type into #{elem_id}")

@@ -12,25 +12,19 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 import app
-from helpers import build_tiny_zoo, serve_in_thread, write_images
+from helpers import ARTIFACTS, CHROMIUM, CHROMIUM_MISSING, build_tiny_zoo, fill, serve_in_thread, write_images
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 MODELS = ["alpha", "beta", "gamma", "delta-captioner-with-a-rather-long-name", "epsilon", "zeta"]
 SET, RATER = "keys-set", "kim"
 ROWS_PER_PAGE = 2  # 3 images make two pages, so page keys can be tried
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed; run `make browser` "
-                                                     "(apt-get install chromium) to run the browser test"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
 ]
 
 
@@ -45,23 +39,8 @@ def server(tmp_path_factory):
         yield from serve_in_thread(zoo, root)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
-def fill(page, elem_id: str, text: str) -> None:
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    for _ in range(20):
-        box.fill(text)
-        if box.input_value() == text:
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"could not type into #{elem_id}")
 
 
 def wait_until(check, what: str, timeout: float = 30):

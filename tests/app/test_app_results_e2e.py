@@ -5,27 +5,20 @@ test-artifacts/results-partial-coverage.png. Skipped, with the reason, when /usr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import app
-from helpers import ROOT, build_tiny_zoo, serve_in_thread, write_images
+from helpers import ARTIFACTS, CHROMIUM, CHROMIUM_MISSING, build_tiny_zoo, serve_in_thread, write_images
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 MODELS = ["clip-mlp-k10", "clip-transformer-k10", "vit-mlp-k10", "clip-grid-k9", "prefix-only-k5", "frozen-k4"]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed; run `make browser` "
-                                                     "(apt-get install chromium) to run the browser test"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
 ]
 
 
-def test_results_of_a_partly_rated_six_model_set(tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_results_of_a_partly_rated_six_model_set(tmp_path, browser):
     zoo = build_tiny_zoo(tmp_path / "zoo", MODELS)
     images = write_images(tmp_path / "in", 4)
     for demo in serve_in_thread(zoo, tmp_path):
@@ -37,21 +30,17 @@ def test_results_of_a_partly_rated_six_model_set(tmp_path):
             store.rate("round1", "alice", hashes[0], model, i % 3)
         for model in MODELS[:3]:  # a second image for three models only
             store.rate("round1", "alice", hashes[1], model, 2)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1500, "height": 1300})
-            page.goto(demo.local_url, timeout=60_000)
-            page.get_by_role("tab", name="Results").click()
-            page.fill("#results-set input", "round1")
-            page.click("#results-btn")
-            page.get_by_text("Coverage is incomplete").wait_for(timeout=60_000)
-            summary = page.locator("#summary").inner_text()
-            sentence = page.get_by_text("Coverage is incomplete").inner_text()
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "results-partial-coverage.png"), full_page=True)
-            browser.close()
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page.goto(demo.local_url, timeout=60_000)
+        page.get_by_role("tab", name="Results").click()
+        page.fill("#results-set input", "round1")
+        page.click("#results-btn")
+        page.get_by_text("Coverage is incomplete").wait_for(timeout=60_000)
+        summary = page.locator("#summary").inner_text()
+        sentence = page.get_by_text("Coverage is incomplete").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "results-partial-coverage.png"), full_page=True)
+        page.close()
         for model in MODELS:
             assert model in summary  # every model listed, rated or not
         assert "9 of 24 caption(s) rated" in sentence
