@@ -4,6 +4,12 @@ every caption 0/1/2, and get per-model accuracy with intervals, rater agreement 
 Run it (offline; nothing is downloaded, no share link, no analytics):
 
     python app.py [--zoo model_zoo] [--db ratings.sqlite] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS]
+                  [--admin USER ...]
+
+Blind sets are blind everywhere: the grid, the named API endpoints and the exports give a blind set's model
+names only to its owner (who created it) and to the --admin users (`rating.sets.may_see_names`). Who is
+asking is the logged-in user with --auth (enforced per login), else the rater name typed on the page
+(honour-based: the names are kept from raters who do not pretend to be the owner).
 
 How it is put together (the usual Gradio order): the handler functions first, each a thin layer over the
 `captioning` and `rating` libraries (the evaluation-set workflow itself, from opening a set to paging the
@@ -31,6 +37,7 @@ import atexit
 import errno
 import hashlib
 import html
+import inspect
 import os
 import shutil
 import socket
@@ -183,11 +190,12 @@ class AppContext:
     samples_dir: Path
     image_dir: Path  # display copies, one PNG per image content hash
     work_dir: Path  # scratch space for exports and imports (inside the system temp dir; removed at exit)
+    admins: tuple[str, ...] = ()  # --admin users: they may see every blind set's names and results
 
 
 def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
                  samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
-                 max_models: int = MAX_MODELS_IN_MEMORY) -> AppContext:
+                 max_models: int = MAX_MODELS_IN_MEMORY, admins: tuple[str, ...] | list[str] = ()) -> AppContext:
     """Open the store and prepare the folders; a missing zoo folder is allowed (the page explains it)."""
     image_dir = Path(image_dir) if image_dir is not None else DEFAULT_IMAGE_CACHE
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -196,12 +204,38 @@ def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)  # Gradio serves its own copies of the files
     return AppContext(zoo_dir=Path(zoo_dir), store=store, cache=ModelCache(max_models=max_models),
                       samples_dir=Path(samples_dir) if samples_dir is not None else DEFAULT_SAMPLES,
-                      image_dir=image_dir, work_dir=work_dir)
+                      image_dir=image_dir, work_dir=work_dir, admins=tuple(admins))
 
 
 def new_session() -> dict[str, Any]:
     """One browser session's state. `version` changes whenever the grid must be redrawn from the store."""
-    return {"eval_set": None, "rater": None, "blind": False, "revealed": False, "page": 0, "version": 0}
+    # `who`: whom the blind rule asks about (the logged-in user with --auth, else the rater), set on opening
+    return {"eval_set": None, "rater": None, "who": None, "blind": False, "revealed": False, "page": 0,
+            "version": 0}
+
+
+def _who(session: dict[str, Any] | None, request: gr.Request | None) -> str | None:
+    """Who is asking: the logged-in user when the app runs with --auth, else the rater of the session."""
+    username = getattr(request, "username", None) if request is not None else None
+    return username or (session or {}).get("who") or (session or {}).get("rater")
+
+
+def _require_names(ctx: AppContext, set_name: str, who: str | None) -> None:
+    """Refuse (gr.Error) a blind set's model names to anyone but its owner and the admins."""
+    if not sets.may_see_names(ctx.store, set_name, who, ctx.admins):
+        raise gr.Error(_esc(sets.names_refused(set_name)), print_exception=False)
+
+
+def bind(fn: Callable, *bound: Any, **keywords: Any) -> Callable:
+    """`partial(fn, *bound, **keywords)` as a plain function: Gradio passes the gr.Request (the logged-in
+    user) only to a function whose type hints it can read, which a partial object does not have."""
+
+    @wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return fn(*bound, *args, **keywords, **kwargs)
+
+    call.__signature__ = inspect.signature(partial(fn, *bound, **keywords))
+    return call
 
 
 def _esc(text: str) -> str:
@@ -354,15 +388,19 @@ def refresh_sets(ctx: AppContext) -> tuple[Any, Any]:
 
 
 def ensure_session(ctx: AppContext, session: dict[str, Any] | None, rater: str, set_name: str, blind: bool,
-                   preset: str | None) -> tuple[dict[str, Any], sets.SetInfo]:
+                   preset: str | None, request: gr.Request | None = None) -> tuple[dict[str, Any], sets.SetInfo]:
     """Open (or create) the evaluation set for this rater; returns the session and the stored set.
 
-    An existing set keeps the blind flag and preset it was created with, so every rater rates the same way.
+    An existing set keeps the blind flag, preset and owner it was created with, so every rater rates the same
+    way. A new set's owner is the logged-in user with --auth, else the rater.
     """
-    info = sets.open_set(ctx.store, set_name, rater, bool(blind), preset if preset in PRESETS else DEFAULT_PRESET)
+    who = getattr(request, "username", None) or validate_name(rater, "rater name")
+    info = sets.open_set(ctx.store, set_name, rater, bool(blind), preset if preset in PRESETS else DEFAULT_PRESET,
+                         owner=who)
     session = dict(session or new_session())
-    if session.get("eval_set") != info.name or session.get("rater") != info.rater:
-        session.update(new_session(), eval_set=info.name, rater=info.rater, version=session.get("version", 0) + 1)
+    if (session.get("eval_set"), session.get("rater"), session.get("who")) != (info.name, info.rater, who):
+        session.update(new_session(), eval_set=info.name, rater=info.rater, who=who,
+                       version=session.get("version", 0) + 1)
     session["blind"] = info.blind
     return session, info
 
@@ -378,10 +416,10 @@ def session_summary(ctx: AppContext, session: dict[str, Any]) -> str:
 
 
 @user_errors
-def open_set(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str
-             ) -> tuple[dict[str, Any], str, str, bool]:
+def open_set(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
+             request: gr.Request | None = None) -> tuple[dict[str, Any], str, str, bool]:
     """The Open set button: returns the session, a status line, and the set's preset and blind flag."""
-    session, info = ensure_session(ctx, session, rater, set_name, blind, preset)
+    session, info = ensure_session(ctx, session, rater, set_name, blind, preset, request)
     session["version"] += 1  # redraw the grid from the store even when the same set is opened again
     if bool(blind) != info.blind:
         gr.Info(f"Set '{_esc(info.name)}' was created {'blind' if info.blind else 'with names shown'}; "
@@ -394,7 +432,8 @@ def remember(session: dict[str, Any]) -> dict[str, Any]:
     return {"rater": session.get("rater"), "eval_set": session.get("eval_set")}
 
 
-def restore_session(ctx: AppContext, remembered: dict[str, Any] | None) -> tuple[Any, ...]:
+def restore_session(ctx: AppContext, remembered: dict[str, Any] | None, request: gr.Request | None = None
+                    ) -> tuple[Any, ...]:
     """On page load: reopen the set this browser had open (only if it still exists); never creates one.
 
     Returns the session, its status line, and rater, set name, blind flag and preset for the controls.
@@ -408,7 +447,8 @@ def restore_session(ctx: AppContext, remembered: dict[str, Any] | None) -> tuple
         return (gr.skip(),) * 6
     info = ctx.store.get_set(name)
     session = new_session()
-    session.update(eval_set=name, rater=rater, blind=info["blind"], version=1)
+    session.update(eval_set=name, rater=rater, who=getattr(request, "username", None) or rater,
+                   blind=info["blind"], version=1)
     return session, session_summary(ctx, session), rater, name, info["blind"], info["preset"] or DEFAULT_PRESET
 
 
@@ -438,7 +478,7 @@ def _warn_each(problems: list[str], limit: int = 5) -> None:
 @no_empty_set_on_failure
 def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool,
             files: list[Any] | None, samples: list[str] | None, models: list[str] | None, preset: str,
-            progress: Any = gr.Progress()) -> tuple[dict[str, Any], str, str]:
+            progress: Any = gr.Progress(), request: gr.Request | None = None) -> tuple[dict[str, Any], str, str]:
     """The Caption button: caption every image with every chosen model and save the captions in the set.
 
     Returns the session (its version bumped so the grid redraws), a status line and the session line.
@@ -468,7 +508,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
         raise gr.Error(f"{len(sources)} images in one run; the app takes at most {MAX_IMAGES_PER_RUN} at a time. "
                        "Caption in several runs into the same set, or use `python -m captioning caption` and "
                        "import the CSV.")
-    session, info = ensure_session(ctx, session, rater, set_name, blind, preset)
+    session, info = ensure_session(ctx, session, rater, set_name, blind, preset, request)
     if info.preset != preset:
         gr.Warning(f"Set '{_esc(info.name)}' uses preset '{info.preset}' (fixed when it was created, "
                    f"so all its captions are made the same way); captioning with it. Start a new set to "
@@ -514,11 +554,14 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
 
 
 def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SIZE) -> GridView:
-    """The page of the caption grid for this session, drawn from the store (captions and this rater's scores)."""
+    """The page of the caption grid for this session, drawn from the store (captions and this rater's scores).
+    A blind set's names are shown only when the session asked for them and may see them (its owner, an admin)."""
     if not session or not session.get("eval_set"):
         return sets.EMPTY_GRID
+    revealed = bool(session.get("revealed")) and sets.may_see_names(ctx.store, session["eval_set"],
+                                                                    _who(session, None), ctx.admins)
     return sets.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
-                          revealed=bool(session.get("revealed")), image_dir=ctx.image_dir)
+                          revealed=revealed, image_dir=ctx.image_dir)
 
 
 @user_errors
@@ -546,6 +589,17 @@ def change_page(ctx: AppContext, session: dict[str, Any], delta: int) -> dict[st
 
 def toggle_reveal(session: dict[str, Any]) -> dict[str, Any]:
     return {**session, "revealed": not session.get("revealed")}
+
+
+@user_errors
+def reveal_names(ctx: AppContext, session: dict[str, Any], request: gr.Request | None = None) -> dict[str, Any]:
+    """The Reveal/Hide model names button: only the set's owner and the admins may reveal a blind set."""
+    eval_set, _ = _require_session(session)
+    if not session.get("revealed") and not sets.may_see_names(ctx.store, eval_set, _who(session, request),
+                                                               ctx.admins):
+        raise gr.Error(f"Only the owner of blind set '{_esc(eval_set)}' can reveal its model names; ask them, or "
+                       "start the app with --admin YOUR_NAME.", print_exception=False)
+    return toggle_reveal(session)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -603,10 +657,12 @@ def agreement_text(result: dict[str, Any], raters: list[str]) -> str:
 
 
 @user_errors
-def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> tuple[pd.DataFrame, str, Any]:
+def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None, request: gr.Request | None = None
+            ) -> tuple[pd.DataFrame, str, Any]:
     """The Results button: every model with its coverage and accuracy (model names revealed), what the figures
-    rest on, agreement and the chart."""
+    rest on, agreement and the chart. A blind set's results are for its owner and the admins."""
     name = _chosen_set(session, eval_set)
+    _require_names(ctx, name, _who(session, request))
     found = sets.set_results(ctx.store, name)
     figure = accuracy_chart(found.summary, title=f"Caption accuracy by model: {name}",
                             empty_text="No ratings yet" if found.ratings.empty else "No image rated for every model yet")
@@ -618,16 +674,21 @@ def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> t
 
 
 @user_errors
-def rater_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> pd.DataFrame:
+def rater_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None,
+                  request: gr.Request | None = None) -> pd.DataFrame:
     """After the Results button: one row per rater (progress, leniency, accuracy per model, gold agreement)."""
     name = _chosen_set(session, eval_set)
+    _require_names(ctx, name, _who(session, request))
     return rater_results_table(sets.set_results(ctx.store, name, metrics=False).rater_table)
 
 
 @user_errors
-def export(ctx: AppContext, session: dict[str, Any], eval_set: str | None) -> list[str]:
-    """The Export button: summary + every raw rating as CSV (two files) and as one XLSX workbook."""
+def export(ctx: AppContext, session: dict[str, Any], eval_set: str | None, request: gr.Request | None = None
+           ) -> list[str]:
+    """The Export button: summary + every raw rating as CSV (two files) and as one XLSX workbook (a blind
+    set's: for its owner and the admins)."""
     name = _chosen_set(session, eval_set)
+    _require_names(ctx, name, _who(session, request))
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=ctx.work_dir))
     return [str(p) for p in sets.export_set(ctx.store, name, folder)]
 
@@ -694,9 +755,12 @@ def pairwise_table(board: pd.DataFrame) -> pd.DataFrame:
 
 
 @user_errors
-def pairwise_results(ctx: AppContext, session: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """The pairwise results button (open set): Bradley-Terry leaderboard, win-rate matrix (%), a summary line."""
+def pairwise_results(ctx: AppContext, session: dict[str, Any], request: gr.Request | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The pairwise results button (open set): Bradley-Terry leaderboard, win-rate matrix (%), a summary line
+    (a blind set's: for its owner and the admins)."""
     name = _chosen_set(session, None)
+    _require_names(ctx, name, _who(session, request))
     found = pairwise.set_pairwise_results(ctx.store, name, rounds=PAIRWISE_ROUNDS)
     if found.votes.empty:
         return pd.DataFrame(), pd.DataFrame(), f"No pairwise votes in set '{_esc(name)}' yet."
@@ -709,9 +773,11 @@ def pairwise_results(ctx: AppContext, session: dict[str, Any]) -> tuple[pd.DataF
 
 
 @user_errors
-def pairwise_export(ctx: AppContext, session: dict[str, Any]) -> list[str]:
-    """The pairwise export button: leaderboard, win rates and every vote as CSV files and one XLSX workbook."""
+def pairwise_export(ctx: AppContext, session: dict[str, Any], request: gr.Request | None = None) -> list[str]:
+    """The pairwise export button: leaderboard, win rates and every vote as CSV files and one XLSX workbook
+    (a blind set's: for its owner and the admins)."""
     name = _chosen_set(session, None)
+    _require_names(ctx, name, _who(session, request))
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=ctx.work_dir))
     return [str(p) for p in pairwise.export_set_pairwise(ctx.store, name, folder, rounds=PAIRWISE_ROUNDS)]
 
@@ -723,14 +789,15 @@ def pairwise_export(ctx: AppContext, session: dict[str, Any]) -> list[str]:
 @user_errors
 @no_empty_set_on_failure
 def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
-                    csv_file: Any, image_files: list[Any] | None) -> tuple[dict[str, Any], str, str]:
+                    csv_file: Any, image_files: list[Any] | None, request: gr.Request | None = None
+                    ) -> tuple[dict[str, Any], str, str]:
     """The Import button: read a captions CSV or Excel workbook (`image_id, model_name, caption`, comma or
     semicolon separated, e.g. from `python -m captioning caption`) and the images it names (optional) into the
     open set, ready to rate. A score column is saved as ratings by the rater named at the top of the page
     (or by the file's own rater column)."""
     if not csv_file:
         raise gr.Error("Upload a captions CSV or .xlsx workbook (columns image_id, model_name, caption).")
-    session, _ = ensure_session(ctx, session, rater, set_name, blind, preset)
+    session, _ = ensure_session(ctx, session, rater, set_name, blind, preset, request)
     folder = None
     if image_files:
         folder = Path(tempfile.mkdtemp(prefix="import-", dir=ctx.work_dir))
@@ -781,9 +848,9 @@ class CaptionZooBlocks(gr.Blocks):
 
 def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLike = DEFAULT_DB, *,
               samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
-              context: AppContext | None = None) -> gr.Blocks:
+              context: AppContext | None = None, admins: tuple[str, ...] | list[str] = ()) -> gr.Blocks:
     """The whole app as a gr.Blocks; launch it with `demo.launch(**launch_options(demo.ctx, ...))`."""
-    ctx = context or make_context(zoo_dir, db_path, samples_dir=samples_dir, image_dir=image_dir)
+    ctx = context or make_context(zoo_dir, db_path, samples_dir=samples_dir, image_dir=image_dir, admins=admins)
     entries, zoo_note = zoo_entries(ctx)
     samples = sample_names(ctx)
 
@@ -846,7 +913,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                         if view.blind:
                             reveal = gr.Button("Hide model names" if view.revealed else "Reveal model names",
                                                size="sm", elem_id="reveal")
-                            reveal.click(toggle_reveal, session, session, api_visibility="private")
+                            reveal.click(bind(reveal_names, ctx), session, session, api_visibility="private")
                     for i, row in enumerate(view.rows):
                         with gr.Row(elem_classes="grid-row"):
                             with gr.Column(scale=0, min_width=168, elem_classes="grid-image"):
@@ -943,25 +1010,25 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                 import_status = gr.Markdown(elem_id="import-status")
 
         # -- wiring ---------------------------------------------------------------------------------------
-        open_btn.click(partial(open_set, ctx), [session, rater, set_name, blind, preset],
+        open_btn.click(bind(open_set, ctx), [session, rater, set_name, blind, preset],
                        [session, session_line, preset, blind], api_name="open_set"
                        ).success(remember, session, remembered, api_visibility="private")
         existing.input(lambda name: name or "", existing, set_name, api_visibility="private").then(
-            partial(open_set, ctx), [session, rater, set_name, blind, preset], [session, session_line, preset, blind],
+            bind(open_set, ctx), [session, rater, set_name, blind, preset], [session, session_line, preset, blind],
             api_visibility="private").success(remember, session, remembered, api_visibility="private")
-        caption_btn.click(partial(caption, ctx),
+        caption_btn.click(bind(caption, ctx),
                           [session, rater, set_name, blind, uploads, sample_picks, models, preset],
                           [session, caption_status, session_line], api_name="caption", concurrency_limit=1
                           ).success(remember, session, remembered, api_visibility="private")
         models.change(partial(model_cards, ctx), models, cards, api_visibility="private")
 
         rescan.click(partial(rescan_zoo, ctx), None, [models, zoo_md, zoo_df], api_visibility="private")
-        results_btn.click(partial(results, ctx), [session, results_set], [summary_df, agreement_md, chart],
+        results_btn.click(bind(results, ctx), [session, results_set], [summary_df, agreement_md, chart],
                           api_name="results"
-                          ).success(partial(rater_results, ctx), [session, results_set], raters_df,
+                          ).success(bind(rater_results, ctx), [session, results_set], raters_df,
                                     api_visibility="private")
-        export_btn.click(partial(export, ctx), [session, results_set], export_files, api_name="export")
-        import_btn.click(partial(import_captions, ctx),
+        export_btn.click(bind(export, ctx), [session, results_set], export_files, api_name="export")
+        import_btn.click(bind(import_captions, ctx),
                          [session, rater, set_name, blind, preset, import_csv, import_images],
                          [session, import_status, session_line], api_name="import_captions"
                          ).success(remember, session, remembered, api_visibility="private")
@@ -974,27 +1041,38 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
             # cannot land on the next pair before the rater has seen it
             button.click(partial(pairwise_vote, ctx, outcome), [session, pair_state], pair_shown,
                          trigger_mode="once", api_visibility="private")
-        pair_results_btn.click(partial(pairwise_results, ctx), session, [pair_board, pair_matrix, pair_results_md],
+        pair_results_btn.click(bind(pairwise_results, ctx), session, [pair_board, pair_matrix, pair_results_md],
                                api_name="pairwise_results")
-        pair_export_btn.click(partial(pairwise_export, ctx), session, pair_files, api_name="pairwise_export")
+        pair_export_btn.click(bind(pairwise_export, ctx), session, pair_files, api_name="pairwise_export")
         session.change(partial(refresh_sets, ctx), None, [existing, results_set], api_visibility="private")
         demo.load(partial(refresh_sets, ctx), None, [existing, results_set], api_visibility="private")
-        demo.load(partial(restore_session, ctx), remembered, [session, session_line, rater, set_name, blind, preset],
+        demo.load(bind(restore_session, ctx), remembered, [session, session_line, rater, set_name, blind, preset],
                   api_visibility="private")
 
         # -- plain API endpoints (for gradio_client and scripts) --------------------------------------------
         # gr.api takes the endpoint's parameter types from the function's own signature, hence closures here.
-        def rate(eval_set: str, rater: str, image_hash: str, model_name: str, score: int) -> str:
-            """Store one rating (0, 1 or 2) of a caption already in the set; returns a confirmation."""
+        # A blind set's model names go only to its owner and the admins (sets.may_see_names): anyone else gets
+        # the grid's column labels ("Caption A") from /captions and rates by them.
+        def rate(eval_set: str, rater: str, image_hash: str, model_name: str, score: int,
+                 request: gr.Request | None = None) -> str:
+            """Store one rating (0, 1 or 2) of a caption already in the set; returns a confirmation. For a blind
+            set whose names the caller may not see, `model_name` is the caption's `column` from /captions."""
             try:
-                ctx.store.rate(eval_set, rater, image_hash, model_name, score)
+                model = model_name
+                if not sets.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
+                    model = sets.column_model(ctx.store, eval_set, image_hash, model_name)
+                ctx.store.rate(eval_set, rater, image_hash, model, score)
             except ValueError as e:
                 raise gr.Error(_esc(str(e)), print_exception=False) from None
             return f"saved {int(score)} by {rater} for {model_name} on {image_hash[:12]}"
 
-        def captions(eval_set: str) -> list[dict]:
-            """Every caption of the set: image_hash, file_name, model_name, caption, decoding."""
+        def captions(eval_set: str, rater: str = "", request: gr.Request | None = None) -> list[dict]:
+            """Every caption of the set: image_hash, file_name, model_name, caption, decoding. For a blind set,
+            to anyone but its owner (the logged-in user with --auth, else `rater`) and the admins: image_hash,
+            file_name, column ("Caption A", as in the grid) and caption, no model name."""
             try:
+                if not sets.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
+                    return sets.blind_captions(ctx.store, eval_set)
                 rows = ctx.store.get_captions(eval_set)
             except ValueError as e:
                 raise gr.Error(_esc(str(e)), print_exception=False) from None
@@ -1032,6 +1110,12 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def parse_admins(values: list[str] | None) -> tuple[str, ...]:
+    """The --admin values ('alice', 'bob,carol', repeatable) as validated names."""
+    names = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return tuple(dict.fromkeys(validate_name(name, "--admin user name") for name in names))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Caption Zoo: compare zoo captioners side by side and rate captions.")
     parser.add_argument("--zoo", default=DEFAULT_ZOO, help=f"zoo folder (default: {DEFAULT_ZOO})")
@@ -1040,6 +1124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     parser.add_argument("--auth", default=None, help="require a login, given as USER:PASS")
+    parser.add_argument("--admin", action="append", default=[], metavar="USER",
+                        help="a user who may see every blind set's model names and results, besides the set's "
+                             "owner (repeatable or comma-separated); the login name with --auth, else the rater name")
     parser.add_argument("--samples", default=str(DEFAULT_SAMPLES),
                         help="folder of sample images (default: sample_images)")
     parser.add_argument("--image-cache", default=str(DEFAULT_IMAGE_CACHE),
@@ -1076,7 +1163,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = port_problem(args.host, args.port)  # before anything is opened: a busy port fails at once
         if problem:
             raise ValueError(problem)
-        demo = build_app(args.zoo, args.db, samples_dir=args.samples, image_dir=args.image_cache)
+        demo = build_app(args.zoo, args.db, samples_dir=args.samples, image_dir=args.image_cache,
+                         admins=parse_admins(args.admin))
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,8 @@ user mistakes as ValueError (ImageLoadError for unreadable images, FileNotFoundE
 never import a UI.
 
     open_set(store, name, rater, blind, preset)        -> SetInfo (an existing set keeps its blind flag/preset)
+    may_see_names(store, name, who, admins)            -> whether `who` may see a blind set's model names
+    blind_captions(store, name) / column_model(...)    -> a blind set's captions by column label, and back
     set_summary(store, name, rater)                    -> SetSummary (images, captions, rated by this rater)
     new_pairs(store, name, image_hashes, model_names)  -> the (image, model) pairs with no caption yet
     add_image(store, path, name, image_dir)            -> AddedImage (loaded, hashed, display copy, recorded)
@@ -81,6 +83,7 @@ class SetInfo:
     preset: str
     settings: dict[str, Any]
     created_at: str
+    owner: str | None = None  # who created the set (None for a set from a database older than owners)
 
 
 @dataclass(frozen=True)
@@ -95,20 +98,71 @@ class SetSummary:
     rated: int  # captions this rater has scored
 
 
-def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, preset: str | None = None) -> SetInfo:
+def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, preset: str | None = None, *,
+             owner: str | None = None) -> SetInfo:
     """Open the evaluation set `name` for `rater`, creating it (blind or not, with `preset`) if it is new.
 
-    An existing set keeps the blind flag and preset it was created with, so every rater rates under the
-    same conditions; the returned SetInfo shows the stored values. Raises ValueError for a bad name or an
+    An existing set keeps the blind flag, preset and owner it was created with, so every rater rates under
+    the same conditions; the returned SetInfo shows the stored values. A new set's owner is `owner` (the
+    app passes the logged-in user when it has logins), else `rater`. Raises ValueError for a bad name or an
     unknown preset.
     """
     rater = validate_name(rater, "rater name")
     name = validate_name(name, "evaluation set name")
     preset = preset or DEFAULT_PRESET
     settings = get_settings(preset).to_dict()  # ValueError naming the presets for an unknown one
-    info = store.create_or_open_set(name, blind=bool(blind), preset=preset, settings=settings)
+    info = store.create_or_open_set(name, blind=bool(blind), preset=preset, settings=settings,
+                                    owner=owner or rater)
     return SetInfo(name=info["name"], rater=rater, blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
-                   settings=info["settings"], created_at=info["created_at"])
+                   settings=info["settings"], created_at=info["created_at"], owner=info["owner"])
+
+
+def may_see_names(store: RatingStore, set_name: str, who: str | None, admins: Iterable[str] = ()) -> bool:
+    """The one rule for a blind set's model names (grid reveal, results, exports, API): True for a set that
+    is not blind; for a blind set only when `who` is its owner or one of `admins`. A set from a database
+    older than owners has no owner, so only an admin may see its names. Raises for an unknown set."""
+    info = store.get_set(set_name)
+    if not info["blind"]:
+        return True
+    if not who:
+        return False
+    return who in set(admins) or (info["owner"] is not None and who == info["owner"])
+
+
+def names_refused(set_name: str) -> str:
+    """What a rater who is not the owner is told when they ask for a blind set's results or names."""
+    return (f"Results of blind set '{set_name}' are for its owner; ask them, or start the app with "
+            "--admin YOUR_NAME")
+
+
+def column_label(index: int) -> str:
+    """A blind column's label: "Caption A", "Caption B", ..."""
+    return f"Caption {chr(ord('A') + index)}"
+
+
+def blind_captions(store: RatingStore, set_name: str) -> list[dict[str, Any]]:
+    """Every caption of the set with `column` ("Caption A"... as the grid shows it, in `column_order`)
+    instead of the model name, for whoever may not see a blind set's names."""
+    captions = store.get_captions(set_name)
+    by_image: dict[str, list[str]] = {}
+    for c in captions:
+        by_image.setdefault(c["image_hash"], []).append(c["model_name"])
+    labels = {(h, m): column_label(i) for h, models in by_image.items()
+              for i, m in enumerate(column_order(set_name, h, models))}
+    return [{"image_hash": c["image_hash"], "file_name": c["file_name"],
+             "column": labels[(c["image_hash"], c["model_name"])], "caption": c["caption"]} for c in captions]
+
+
+def column_model(store: RatingStore, set_name: str, image_hash: str, column: str) -> str:
+    """The model behind a blind column label ("Caption B") of one image; ValueError (naming the labels the
+    image has, never a model) for a label the image does not have."""
+    models = [c["model_name"] for c in store.get_captions(set_name) if c["image_hash"] == image_hash]
+    order = column_order(set_name, image_hash, models)
+    labels = [column_label(i) for i in range(len(order))]
+    if column not in labels:
+        raise ValueError(f"Image {image_hash!r} of blind set {set_name!r} has no column {column!r}; its columns "
+                         f"are {labels} (use the `column` the captions endpoint gives)")
+    return order[labels.index(column)]
 
 
 @contextmanager
@@ -560,7 +614,7 @@ def grid_page(store: RatingStore, set_name: str, rater: str, page: int = 0, page
         for index, model in enumerate(names):
             label = model
             if blind:
-                label = f"Caption {chr(ord('A') + index)}" + (f" = {model}" if revealed else "")
+                label = column_label(index) + (f" = {model}" if revealed else "")
             cells.append(GridCell(label, model, models[model]["caption"], scores.get((image_hash, model))))
         path = display_path(image_dir, image_hash) if image_dir is not None else None
         file_name = next(iter(models.values()))["file_name"] or image_hash[:12]

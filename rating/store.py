@@ -15,7 +15,7 @@ threads, or several processes on one shared file), so the store:
 
 Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
 
-    evaluation_sets(name PK, created_at, blind, preset, settings_json, notes)
+    evaluation_sets(name PK, created_at, blind, preset, settings_json, notes, owner)
     images(content_hash PK, file_name, width, height, added_at)
     captions(eval_set, image_hash, model_name, caption, model_weights_hash, decoding_json, created_at,
              PK(eval_set, image_hash, model_name))
@@ -25,6 +25,9 @@ Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
                    outcome IN ('a','b','both_good','both_bad'), caption_a, caption_b, created_at,
                    PK(eval_set, rater, image_hash, model_low, model_high))
 
+``evaluation_sets.owner`` (who created the set: the only one, with the app's admins, who may see a blind
+set's model names) is added on open when missing (``ALTER TABLE ... ADD COLUMN``); sets from such an older
+file keep owner NULL, so only an admin counts as their owner.
 ``pairwise_votes`` is created on open when missing (``CREATE TABLE IF NOT EXISTS``), so a database written
 before pairwise mode gains it without a version change. Any set can be judged both ways: pairwise votes
 live in their own table and do not depend on a mode flag of the set.
@@ -67,7 +70,8 @@ CREATE TABLE IF NOT EXISTS evaluation_sets (
     blind         INTEGER NOT NULL DEFAULT 0,
     preset        TEXT,
     settings_json TEXT NOT NULL DEFAULT '{}',
-    notes         TEXT
+    notes         TEXT,
+    owner         TEXT
 );
 CREATE TABLE IF NOT EXISTS images (
     content_hash TEXT PRIMARY KEY,
@@ -373,7 +377,11 @@ class RatingStore(PairwiseVotes):
 
     @staticmethod
     def _migrate_import_columns(conn: sqlite3.Connection) -> None:
-        """Add captions.gold_score and the image_references table to a file that lacks them."""
+        """Add evaluation_sets.owner, captions.gold_score and the image_references table to a file that lacks
+        them."""
+        set_columns = {row[1] for row in conn.execute("PRAGMA table_info(evaluation_sets)")}
+        if "owner" not in set_columns:
+            conn.execute("ALTER TABLE evaluation_sets ADD COLUMN owner TEXT")
         columns = {row[1] for row in conn.execute("PRAGMA table_info(captions)")}
         if "gold_score" not in columns:
             conn.execute("ALTER TABLE captions ADD COLUMN gold_score INTEGER CHECK (gold_score IN (0, 1, 2))")
@@ -425,6 +433,7 @@ class RatingStore(PairwiseVotes):
             "preset": row["preset"],
             "settings": _from_json(row["settings_json"]),
             "notes": row["notes"],
+            "owner": row["owner"],
         }
 
     def create_or_open_set(
@@ -435,20 +444,22 @@ class RatingStore(PairwiseVotes):
         preset: str | None = None,
         settings: dict | None = None,
         notes: str | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Create the evaluation set ``name``, or return it unchanged if it exists.
 
         An existing set keeps the blind flag, preset and settings it was created with, so that every
         rater of a set rates under the same conditions; the returned dict shows the stored values
-        (keys: name, created_at, blind, preset, settings, notes).
+        (keys: name, created_at, blind, preset, settings, notes, owner). ``owner`` is stored when the set is
+        created and never changed afterwards (opening an existing set with another owner keeps the first).
         """
         name = validate_name(name, "evaluation set name")
         settings_json = _to_json(settings, "settings")
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO evaluation_sets(name, created_at, blind, preset, settings_json, notes) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
-                (name, utc_now(), int(bool(blind)), preset, settings_json, notes),
+                "INSERT INTO evaluation_sets(name, created_at, blind, preset, settings_json, notes, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, utc_now(), int(bool(blind)), preset, settings_json, notes, owner),
             )
             row = conn.execute("SELECT * FROM evaluation_sets WHERE name = ?", (name,)).fetchone()
         return self._set_row_to_dict(row)

@@ -224,11 +224,11 @@ def test_results_accuracy_rank_interval_and_agreement(ctx, tmp_path):
 
     bob, _, _, _ = app.open_set(ctx, app.new_session(), "bob", "set-1", True, "greedy")
     _rate_all(ctx, bob, {"alpha": 2, "beta": 0, "gamma": 1})
-    table, text, _ = app.results(ctx, bob, "set-1")
+    table, text, _ = app.results(ctx, alice, "set-1")  # a blind set's results are for its owner (alice)
     assert list(table["accuracy %"]) == [100.0, 50.0, 25.0]  # per image: mean of the raters' scores
     assert "Krippendorff's α (ordinal) = " in text and "Cohen's κ = " in text and "over 12 caption(s)" in text
     # bob gave beta 0 where alice gave 1 (4 captions) and the same elsewhere: leniency -4/12 and +4/12
-    per_rater = app.rater_results(ctx, bob, "set-1").set_index("rater")
+    per_rater = app.rater_results(ctx, alice, "set-1").set_index("rater")
     assert per_rater.loc["bob", "leniency"] == pytest.approx(-0.33) and per_rater.loc["alice", "leniency"] == 0.33
 
 

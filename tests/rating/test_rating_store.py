@@ -53,7 +53,7 @@ def test_schema_wal_and_version(store, tmp_path):
             raw.execute("INSERT INTO ratings VALUES ('s', 'r', 'h', 'm', 3, 'c', NULL, '{}', 't')")
     finally:
         raw.close()
-    assert columns["evaluation_sets"] == ["name", "created_at", "blind", "preset", "settings_json", "notes"]
+    assert columns["evaluation_sets"] == ["name", "created_at", "blind", "preset", "settings_json", "notes", "owner"]
     assert columns["images"] == ["content_hash", "file_name", "width", "height", "added_at"]
     assert columns["captions"] == ["eval_set", "image_hash", "model_name", "caption", "model_weights_hash",
                                    "decoding_json", "created_at", "gold_score"]  # gold_score: imported known score
@@ -263,3 +263,23 @@ def test_a_set_is_deleted_only_while_nothing_was_saved_in_it(store):
     store.save_caption("used", "h1", "m", "a cat", weights_hash=None, decoding=None)
     assert store.delete_set_if_empty("used") is False
     assert [c["caption"] for c in store.get_captions("used")] == ["a cat"]
+
+
+def test_owner_is_stored_once_and_an_old_database_gains_the_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path)  # evaluation_sets as written before owners existed
+    raw.execute("CREATE TABLE evaluation_sets (name TEXT PRIMARY KEY, created_at TEXT NOT NULL, "
+                "blind INTEGER NOT NULL DEFAULT 0, preset TEXT, settings_json TEXT NOT NULL DEFAULT '{}', notes TEXT)")
+    raw.execute("INSERT INTO evaluation_sets VALUES ('legacy', '2025-01-01T00:00:00Z', 1, NULL, '{}', NULL)")
+    raw.commit()
+    raw.close()
+    with RatingStore(path) as store:
+        columns = [row[1] for row in store._read("PRAGMA table_info(evaluation_sets)")]
+        assert columns[-1] == "owner"
+        assert store.get_set("legacy")["owner"] is None and store.get_set("legacy")["blind"] is True
+        assert store.create_or_open_set("new", blind=True, owner="alice")["owner"] == "alice"
+        assert store.create_or_open_set("new", owner="bob")["owner"] == "alice"  # never changed afterwards
+        assert store.create_or_open_set("legacy", owner="bob")["owner"] is None
+        assert {s["name"]: s["owner"] for s in store.list_sets()} == {"legacy": None, "new": "alice"}
+    with RatingStore(path) as again:  # opening the migrated file again changes nothing
+        assert again.get_set("new")["owner"] == "alice"
