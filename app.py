@@ -9,7 +9,9 @@ Run it (offline; nothing is downloaded, no share link, no analytics):
 Blind sets are blind everywhere: the grid, the named API endpoints and the exports give a blind set's model
 names only to its owner (who created it) and to the --admin users (`rating.sets.may_see_names`). Who is
 asking is the logged-in user with --auth (enforced per login), else the rater name typed on the page
-(honour-based: the names are kept from raters who do not pretend to be the owner).
+(honour-based: the names are kept from raters who do not pretend to be the owner). A set from a database
+older than owners has none: only the admins see its names. `python -m rating results/export` runs on the
+server with the database file in hand, so it is an admin tool and shows names.
 
 How it is put together (the usual Gradio order): the handler functions first, each a thin layer over the
 `captioning` and `rating` libraries (the evaluation-set workflow itself, from opening a set to paging the

@@ -205,3 +205,12 @@ def test_with_logins_the_rule_follows_the_login_through_the_api(ctx):
         assert names_in(root.predict(api_name="/pairwise_results"))
     finally:
         demo.close()
+
+
+def test_admin_option_is_repeatable_or_comma_separated(capsys):
+    args = app.build_parser().parse_args(["--admin", "root", "--admin", "ann, bo", "--admin", "root"])
+    assert app.parse_admins(args.admin) == ("root", "ann", "bo")
+    assert app.parse_admins(app.build_parser().parse_args([]).admin) == ()
+    assert app.main(["--admin", "x" * 200, "--port", str(free_port())]) == 2  # one clear line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: --admin user name is 200 characters long") and err.count("\n") == 1
