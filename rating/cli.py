@@ -3,6 +3,7 @@
     import FILE --set S [--images DIR] [--rater R] [--sheet NAME]   captions (+ scores, gold, references) in
     results --set S [--json | --csv]                                 the app's Results table (and agreement)
     export --set S --out DIR                                         summary + raw ratings, CSV and XLSX
+    gold --set S --from-rater R                                      R's scores become the gold scores
     sets                                                             every set with its counts
 
 Every command takes `--db PATH` (default ratings.sqlite, the app's default). They call the same functions as
@@ -116,6 +117,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gold(args: argparse.Namespace) -> int:
+    from rating import sets
+
+    store = _store(args)
+    try:
+        changed = sets.mark_gold(store, args.set, args.from_rater)
+        total = len(store.gold_scores(args.set))
+    finally:
+        store.close()
+    print(f"{changed} caption(s) got {args.from_rater}'s score as their gold score; set {args.set} has {total} "
+          "gold caption(s). Results now show each rater's agreement with them.")
+    return 0
+
+
 def cmd_sets(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
@@ -159,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", required=True)
     p.add_argument("--out", required=True, help="folder for the files (created if needed)")
     p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("gold", parents=[common], help="make a rater's scores the set's gold scores")
+    p.add_argument("--set", required=True)
+    p.add_argument("--from-rater", required=True, help="the rater (e.g. the expert) whose scores become gold")
+    p.set_defaults(func=cmd_gold)
 
     p = commands.add_parser("sets", parents=[common], help="list the evaluation sets with their counts")
     p.set_defaults(func=cmd_sets)

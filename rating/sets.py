@@ -13,6 +13,7 @@ never import a UI.
     add_image(store, path, name, image_dir)            -> AddedImage (loaded, hashed, display copy, recorded)
     caption_into_set(store, name, models, images, ...) -> CaptionRun (captioned, saved, kept, problems)
     import_captions_file(store, name, file, folder)    -> ImportRun (captions, ratings, gold, references, problems)
+    mark_gold(store, name, rater)                      -> a rater's scores become the captions' gold scores
     grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
     column_order(name, image_hash, models)             -> blind mode's per-image column order
     set_results(store, name)                           -> SetResults (coverage, raters, gold, metrics vs humans)
@@ -163,6 +164,28 @@ def column_model(store: RatingStore, set_name: str, image_hash: str, column: str
         raise ValueError(f"Image {image_hash!r} of blind set {set_name!r} has no column {column!r}; its columns "
                          f"are {labels} (use the `column` the captions endpoint gives)")
     return order[labels.index(column)]
+
+
+def mark_gold(store: RatingStore, set_name: str, rater: str,
+              pairs: Iterable[tuple[str, str]] | None = None) -> int:
+    """Make `rater`'s scores the known (gold) scores of the captions they rated in `set_name`: every caption
+    they rated, or only the given (image_hash, model_name) pairs. An expert rates a few captions, their
+    scores become gold, and Results show each other rater's agreement with them; raters are not told which
+    captions are gold. Returns how many captions' gold scores changed (marking again changes nothing).
+    A pair the rater has not rated is refused, naming it."""
+    rater = validate_name(rater, "rater name")
+    ratings = store.ratings(set_name, rater)
+    scores = {(h, m): int(score) for h, m, score in zip(ratings["image_hash"], ratings["model_name"],
+                                                        ratings["score"])}
+    if not scores:
+        raise ValueError(f"{rater!r} has rated nothing in set {set_name!r}; rate some captions first "
+                         f"(raters so far: {', '.join(store.raters(set_name)) or 'none'})")
+    wanted = list(scores) if pairs is None else [tuple(pair) for pair in pairs]
+    unrated = [pair for pair in wanted if pair not in scores]
+    if unrated:
+        raise ValueError(f"{rater!r} has not rated {len(unrated)} of the given captions (e.g. image "
+                         f"{unrated[0][0][:12]}, model {unrated[0][1]}); only rated captions can become gold")
+    return sum(store.set_gold_score(set_name, h, m, scores[(h, m)]) for h, m in wanted)
 
 
 @contextmanager

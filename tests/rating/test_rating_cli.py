@@ -113,3 +113,18 @@ def test_user_mistakes_are_one_line(tmp_path, workbook, capsys):
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if not line.startswith("warning:")]
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, err)
+
+
+def test_gold_from_a_rater(tmp_path, capsys):
+    db = tmp_path / "g.sqlite"
+    with RatingStore(db) as store:
+        store.create_or_open_set("g")
+        store.add_image("h1", "a.png", 10, 10)
+        store.save_caption("g", "h1", "alpha", "a dog", weights_hash=None, decoding=None)
+        store.rate("g", "expert", "h1", "alpha", 2)
+    assert main(["gold", "--set", "g", "--from-rater", "expert", "--db", str(db)]) == 0
+    assert "1 caption(s) got expert's score as their gold score; set g has 1 gold caption(s)" in capsys.readouterr().out
+    assert main(["gold", "--set", "g", "--from-rater", "nobody", "--db", str(db)]) == 2
+    assert "error: 'nobody' has rated nothing in set 'g'" in capsys.readouterr().err
+    with RatingStore(db) as store:
+        assert store.gold_scores("g")["gold_score"].tolist() == [2]

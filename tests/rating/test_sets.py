@@ -305,3 +305,30 @@ def test_photos_are_decoded_at_the_side_the_models_and_display_need(store, model
     assert tuple(row) == (2000, 3000)
     display = Image.open(tmp_path / "display" / f"{run.image_hashes[0]}.png")
     assert max(display.size) == sets.DISPLAY_SIDE and display.height > display.width
+
+
+def test_an_experts_scores_become_gold_and_results_show_agreement_with_them(store):
+    # 2 images x 2 models; the expert rates 3 captions, bob rates the same 3 and agrees on 2 of them
+    sets.open_set(store, "g", "expert")
+    for h in ("h1", "h2"):
+        store.add_image(h, f"{h}.png", 10, 10)
+        for m in ("alpha", "beta"):
+            store.save_caption("g", h, m, f"{m} on {h}", weights_hash=None, decoding=None)
+    expert = {("h1", "alpha"): 2, ("h1", "beta"): 0, ("h2", "alpha"): 1}
+    bob = {("h1", "alpha"): 2, ("h1", "beta"): 1, ("h2", "alpha"): 1}
+    for rater, scores in (("expert", expert), ("bob", bob)):
+        for (h, m), score in scores.items():
+            store.rate("g", rater, h, m, score)
+    assert sets.mark_gold(store, "g", "expert", [("h1", "alpha")]) == 1
+    assert sets.mark_gold(store, "g", "expert") == 2  # the other two; the first is already gold
+    assert sets.mark_gold(store, "g", "expert") == 0  # marking again changes nothing
+    gold = store.gold_scores("g")
+    assert dict(zip(zip(gold["image_hash"], gold["model_name"]), gold["gold_score"])) == expert
+    with pytest.raises(ValueError, match="has not rated 1 of the given captions"):
+        sets.mark_gold(store, "g", "expert", [("h2", "beta")])
+    with pytest.raises(ValueError, match="'carol' has rated nothing"):
+        sets.mark_gold(store, "g", "carol")
+    raters = sets.set_results(store, "g").rater_table.set_index("rater")
+    assert raters.loc["bob", "gold_rated"] == 3
+    assert raters.loc["bob", "gold_exact_match"] == pytest.approx(2 / 3)  # h1/beta: 1 against gold 0
+    assert raters.loc["bob", "gold_mean_abs_diff"] == pytest.approx(1 / 3)
