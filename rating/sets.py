@@ -51,7 +51,7 @@ from captioning.zoo import ZooModel
 from rating.exports import export_csv, export_xlsx
 from rating.imports import read_captions_file
 from rating.results import agreement, coverage_summary, rater_table
-from rating.store import RatingStore, validate_name
+from rating.store import EvaluationSetNotFoundError, RatingStore, validate_name
 
 DEFAULT_PRESET = "consistent"
 # Where display copies go unless a front end says otherwise: the app serves this folder and the CLI's import
@@ -194,11 +194,12 @@ def undo_new_set_on_failure(store: RatingStore, name: Any) -> Iterator[None]:
     fails and the set did not exist before it, the set is removed again, provided nothing was saved in it, so
     a failed first attempt leaves no empty set behind. An invalid name is left for the action to refuse."""
     try:
-        name = validate_name(name, "evaluation set name")
+        store.get_set(name)  # one indexed look-up (list_sets would count every set's captions and ratings)
+        existed = True
+    except EvaluationSetNotFoundError:
+        existed = False
     except ValueError:
-        existed = True  # nothing can be created under an invalid name
-    else:
-        existed = any(s["name"] == name for s in store.list_sets())
+        existed = True  # an invalid name: nothing can be created under it
     try:
         yield
     except BaseException:

@@ -31,6 +31,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 CHROMIUM_MISSING = (f"{CHROMIUM} is not installed; run `make browser` (apt-get install chromium) to run the "
                     "browser tests")
+
+
+
+def browser_test_marks() -> list:
+    """`pytestmark` of a browser test module: slow, and skipped with the reason when Chromium is missing."""
+    import pytest
+
+    return [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING)]
 VOCAB = 96
 MODELS = ["alpha", "beta", "gamma"]
 

@@ -16,12 +16,9 @@ import time
 import pytest
 
 import app
-from helpers import ARTIFACTS, CHROMIUM, CHROMIUM_MISSING, build_tiny_zoo, fill, serve_in_thread, write_images
+from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, write_images
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
-]
+pytestmark = browser_test_marks()
 
 
 @pytest.fixture(scope="module")

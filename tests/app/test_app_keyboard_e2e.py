@@ -16,16 +16,13 @@ import time
 import pytest
 
 import app
-from helpers import ARTIFACTS, CHROMIUM, CHROMIUM_MISSING, build_tiny_zoo, fill, serve_in_thread, write_images
+from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, write_images
 
 MODELS = ["alpha", "beta", "gamma", "delta-captioner-with-a-rather-long-name", "epsilon", "zeta"]
 SET, RATER = "keys-set", "kim"
 ROWS_PER_PAGE = 2  # 3 images make two pages, so page keys can be tried
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
-]
+pytestmark = browser_test_marks()
 
 
 @pytest.fixture(scope="module")

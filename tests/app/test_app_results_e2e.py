@@ -5,17 +5,12 @@ test-artifacts/results-partial-coverage.png. Skipped, with the reason, when /usr
 
 from __future__ import annotations
 
-import pytest
-
 import app
-from helpers import ARTIFACTS, CHROMIUM, CHROMIUM_MISSING, build_tiny_zoo, serve_in_thread, write_images
+from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, serve_in_thread, write_images
 
 MODELS = ["clip-mlp-k10", "clip-transformer-k10", "vit-mlp-k10", "clip-grid-k9", "prefix-only-k5", "frozen-k4"]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
-]
+pytestmark = browser_test_marks()
 
 
 def test_results_of_a_partly_rated_six_model_set(tmp_path, browser):
