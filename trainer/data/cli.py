@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
+from captioning.datasets import FORMATS, DatasetError, inspect_dataset
+
 from . import __doc__ as PACKAGE_DOC
-from .load import inspect_dataset
-from .records import FORMATS, DatasetError
 from .shapes import write_shapes_dataset
 
 

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from .reading import split_counts
-from .records import SPLITS, DatasetError
+from captioning.datasets.reading import split_counts
+from captioning.datasets.records import SPLITS, DatasetError
 
 # ----------------------------------------------------------------------------------------------------
 # Synthetic "shapes" dataset and its object-level metric

@@ -12,11 +12,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from captioning.datasets import Split
 from captioning.images import load_image
 from captioning.model import encode_captions
 from captioning.pipeline import read_images
-
-from .records import Split
 
 # ----------------------------------------------------------------------------------------------------
 # Subset sampling: a fresh random part of the training set each epoch
