@@ -27,22 +27,12 @@ class UserError(Exception):
 
 
 def _select_models(zoo: Path, wanted: str | None) -> list[Path]:
-    from .zoo import is_entry, list_zoo
+    from .zoo import ZooError, select_entries
 
-    available = [Path(r["path"]) for r in list_zoo(zoo) if "error" not in r]
-    if not available:
-        broken = [r["name"] for r in list_zoo(zoo)]
-        raise UserError(f"no loadable models in zoo {zoo}" + (f" (broken entries: {broken})" if broken else ""))
-    if not wanted:
-        return available
-    by_name = {p.name: p for p in available}
-    chosen = []
-    for name in [w.strip() for w in wanted.split(",") if w.strip()]:
-        if name not in by_name:
-            hint = " (it exists but cannot be loaded; run `python -m captioning list`)" if is_entry(zoo / name) else ""
-            raise UserError(f"Model {name!r} not found in {zoo}{hint}; available models = {sorted(by_name)}")
-        chosen.append(by_name[name])
-    return chosen
+    try:
+        return select_entries(zoo, wanted)
+    except ZooError as e:
+        raise UserError(str(e)) from None
 
 
 def cmd_caption(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -462,6 +463,28 @@ def base_models(config: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def is_entry(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(".") and (path / CONFIG_FILE).is_file()
+
+
+def select_entries(zoo_dir: str | os.PathLike, wanted: str | Sequence[str] | None = None) -> list[Path]:
+    """The loadable entries of a zoo named in `wanted` ("a,b" or a list; None or empty: all of them), in the
+    order given. ZooError, saying what is available, for an unknown or broken name or a zoo with none."""
+    zoo_dir = Path(zoo_dir)
+    listing = list_zoo(zoo_dir)
+    available = {Path(r["path"]).name: Path(r["path"]) for r in listing if "error" not in r}
+    if not available:
+        broken = [r["name"] for r in listing]
+        raise ZooError(f"no loadable models in zoo {zoo_dir}" + (f" (broken entries: {broken})" if broken else ""))
+    names = wanted.split(",") if isinstance(wanted, str) else list(wanted or [])
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        return list(available.values())
+    chosen = []
+    for name in names:
+        if name not in available:
+            hint = " (it exists but cannot be loaded; run `python -m captioning list`)" if is_entry(zoo_dir / name) else ""
+            raise ZooError(f"Model {name!r} not found in {zoo_dir}{hint}; available models = {sorted(available)}")
+        chosen.append(available[name])
+    return chosen
 
 
 def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:

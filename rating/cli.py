@@ -1,6 +1,7 @@
 """Command line over the rating workflow the app uses: `python -m rating import|results|export|sets`.
 
     import FILE --set S [--images DIR] [--rater R] [--sheet NAME]   captions (+ scores, gold, references) in
+    import-dataset PATH --set S [--split test] [--limit N] [--models a,b]  a split's images + references
     results --set S [--json | --csv]                                 the app's Results table (and agreement)
     export --set S --out DIR                                         summary + raw ratings, CSV and XLSX
     gold --set S --from-rater R                                      R's scores become the gold scores
@@ -69,6 +70,53 @@ def cmd_import(args: argparse.Namespace) -> int:
           f"{len(done.invalid_scores)} left out; gold scores: {done.gold_saved}; references: {done.references_saved}")
     if not done.imported:
         raise UserError("no caption could be imported: " + (" | ".join(done.problems[:5]) or done.message))
+    return 0
+
+
+def cmd_import_dataset(args: argparse.Namespace) -> int:
+    from captioning.datasets import DatasetError
+    from captioning.zoo import ModelCache, ZooError, select_entries
+    from rating import sets
+    from rating.store import EvaluationSetNotFoundError
+
+    if not Path(args.dataset).exists():
+        raise UserError(f"dataset {args.dataset} does not exist; give a dataset folder or caption file "
+                        "(COCO, Karpathy, Flickr8k or a folder with captions.csv: see python -m trainer.data inspect)")
+    models = []
+    if args.models is not None:
+        try:
+            entries = select_entries(args.zoo, args.models)
+            cache = ModelCache(max_models=len(entries))
+            models = [cache.get(path) for path in entries]
+        except ZooError as e:
+            raise UserError(str(e)) from None
+    store = _store(args, create=True)
+    try:
+        with sets.undo_new_set_on_failure(store, args.set):
+            try:
+                store.get_set(args.set)
+            except EvaluationSetNotFoundError:
+                sets.open_set(store, args.set, "cli", preset=args.preset)
+            try:
+                done = sets.import_dataset_split(store, args.set, args.dataset, args.split, format=args.format,
+                                                 limit=args.limit, seed=args.seed, models=models, preset=args.preset,
+                                                 image_dir=args.display_dir)
+            except DatasetError as e:
+                raise UserError(str(e)) from None
+            if not done.images:
+                raise UserError(f"no image of the {done.split} split could be read: "
+                                + (" | ".join(done.problems[:5]) or "the split is empty"))
+    finally:
+        store.close()
+    for problem in done.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"set '{done.set_name}': {done.images} image(s) of the {done.split} split (of {done.dataset_images}), "
+          f"{done.references_saved} reference caption(s) added")
+    if done.captioned is not None:
+        run = done.captioned
+        print(f"captioned with {', '.join(run.models)} ({run.preset}): {run.saved} new caption(s), {run.kept} kept")
+    else:
+        print("no models given: caption these images in the app, or import captions (python -m rating import)")
     return 0
 
 
@@ -162,6 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--display-dir", default=str(DEFAULT_DISPLAY_DIR),
                    help=f"where the grid's display copies go (default {DEFAULT_DISPLAY_DIR}, the app's default)")
     p.set_defaults(func=cmd_import)
+
+    p = commands.add_parser("import-dataset", parents=[common],
+                            help="a dataset split's images with their reference captions (optionally captioned)")
+    p.add_argument("dataset", help="dataset folder or caption file (coco, karpathy, flickr8k or a captions folder)")
+    p.add_argument("--set", required=True, help="evaluation set (created if new)")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--format", default="auto", help="auto (default), coco, karpathy, flickr8k or folder")
+    p.add_argument("--limit", type=int, help="take this many images, drawn with --seed (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit draw (default 0)")
+    p.add_argument("--models", help="caption the images with these zoo entries (comma-separated; '' for all)")
+    p.add_argument("--zoo", default="model_zoo", help="zoo folder for --models (default model_zoo)")
+    p.add_argument("--preset", default=None, help="decoding preset of a new set (default: consistent)")
+    p.add_argument("--display-dir", default=str(DEFAULT_DISPLAY_DIR),
+                   help=f"where the grid's display copies go (default {DEFAULT_DISPLAY_DIR}, the app's default)")
+    p.set_defaults(func=cmd_import_dataset)
 
     p = commands.add_parser("results", parents=[common], help="per-model accuracy table and agreement")
     p.add_argument("--set", required=True)

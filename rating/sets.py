@@ -13,6 +13,7 @@ never import a UI.
     add_image(store, path, name, image_dir)            -> AddedImage (loaded, hashed, display copy, recorded)
     caption_into_set(store, name, models, images, ...) -> CaptionRun (captioned, saved, kept, problems)
     import_captions_file(store, name, file, folder)    -> ImportRun (captions, ratings, gold, references, problems)
+    import_dataset_split(store, name, dataset, split)  -> DatasetImport (a split's images with their references)
     mark_gold(store, name, rater)                      -> a rater's scores become the captions' gold scores
     grid_page(store, name, rater, page, ...)           -> GridView (one page of the rating grid)
     column_order(name, image_hash, models)             -> blind mode's per-image column order
@@ -434,6 +435,7 @@ class ImportRun:
     invalid_scores: list[str] = field(default_factory=list)  # "row 7: score '3' is not 0, 1 or 2", left out
     gold_saved: int = 0  # known scores written or changed
     references_saved: int = 0  # reference captions added
+    attached: int = 0  # captions, scores and references of images first imported without their file, now on it
 
     @property
     def imported(self) -> int:
@@ -508,6 +510,14 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
             hashes[image_id] = add_image(store, path, Path(path).name, image_dir).content_hash
         except (ImageLoadError, OSError) as e:
             run.problems.append(str(e))
+            continue
+        # imported before by name only (no file then): its captions and scores now belong to the file's image
+        moved, left = store.attach_file(set_name, image_id_hash(image_id), hashes[image_id])
+        run.attached += moved
+        if left:
+            run.problems.append(f"Image '{image_id}' was imported before without its file and now with it; {left} "
+                                "of its earlier captions or scores differ from the ones the file's image already "
+                                "has, so both are kept")
     source = source_name or Path(csv_path).name
     existing = {(c["image_hash"], c["model_name"]): c for c in store.get_captions(set_name)}
     for record in frame.to_dict("records"):
@@ -554,6 +564,66 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
             hashes[image_id] = image_id_hash(image_id)
             store.add_image_without_file(hashes[image_id], image_id)
             run.references_saved += store.add_references(set_name, hashes[image_id], references)
+    return run
+
+
+@dataclass
+class DatasetImport:
+    """What import_dataset_split did."""
+
+    set_name: str
+    split: str
+    images: int  # images of the split now in the set (added now or already there)
+    references_saved: int  # reference captions added (an import done before adds none)
+    dataset_images: int  # images the split has
+    captioned: CaptionRun | None = None  # when models were given
+    problems: list[str] = field(default_factory=list)  # unreadable images, left out
+
+
+def import_dataset_split(store: RatingStore, set_name: str, dataset: str | os.PathLike, split: str = "test", *,
+                         format: str = "auto", limit: int | None = None, seed: int = 0,
+                         models: Sequence[ZooModel] = (), preset: str | None = None,
+                         image_dir: str | os.PathLike | None = None, progress: Progress | None = None) -> DatasetImport:
+    """Bring one split of a caption dataset (COCO, Karpathy, Flickr8k or a captions folder: see
+    `captioning.datasets`) into the existing set `set_name`: its images, each with the dataset's captions as
+    its reference captions, so Results can set BLEU, CIDEr-D and BERTScore beside the raters' scores. With
+    `models`, the images are captioned into the set too (`caption_into_set`: pairs already captioned are kept).
+
+    limit: take that many images, drawn with `seed` from the split's sorted ids (the same draw every time).
+    Raises captioning.datasets.DatasetError for a path or format that cannot be read, ValueError for a bad limit.
+    """
+    from captioning.datasets import load_dataset
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    set_name = store.get_set(set_name)["name"]
+    data = load_dataset(dataset, format=format, split=split)
+    ids = sorted(data.image_paths, key=natural_key)
+    if limit is not None and limit < len(ids):
+        ids = sorted(random.Random(seed).sample(ids, limit), key=natural_key)
+    run = DatasetImport(set_name=set_name, split=data.name, images=0, references_saved=0,
+                        dataset_images=len(data.image_paths))
+    sources = [(data.image_paths[i], i) for i in ids]
+    hashes: dict[str, str] = {}
+    if models:
+        run.captioned = caption_into_set(store, set_name, models, sources, preset, progress=progress,
+                                         image_dir=image_dir)
+        run.problems += run.captioned.problems
+    for path, image_id in sources:
+        content_hash = _hash_or_none(path)
+        if content_hash is None:
+            if not models:
+                run.problems.append(f"{image_id}: the file is missing or unreadable; left out")
+            continue
+        if not models:  # caption_into_set has recorded it (and its display copy) otherwise
+            try:
+                add_image(store, path, image_id, image_dir, content_hash=content_hash)
+            except (ImageLoadError, OSError) as e:
+                run.problems.append(str(e))
+                continue
+        hashes[image_id] = content_hash
+        run.references_saved += store.add_references(set_name, content_hash, data.references.get(image_id, []))
+    run.images = len(set(hashes.values()))
     return run
 
 

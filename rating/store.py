@@ -701,6 +701,25 @@ class RatingStore(PairwiseVotes):
                 (image_hash, str(file_name), utc_now()),
             )
 
+    def attach_file(self, eval_set: str, placeholder_hash: str, content_hash: str) -> tuple[int, int]:
+        """An image first imported by name only (`placeholder_hash`) has now come with its file: move its
+        captions, ratings and references in ``eval_set`` onto the file's `content_hash`, so it is one image.
+        A row the file's image already has (same model, same rater, same reference) is left under the
+        placeholder rather than overwritten, so nothing is lost. Returns (rows moved, rows left)."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        old, new = _require_hash(placeholder_hash), _require_hash(content_hash)
+        if old == new:
+            return 0, 0
+        moved = left = 0
+        with self._write() as conn:
+            self._require_set(conn, eval_set)
+            for table in ("captions", "ratings", "image_references"):
+                moved += conn.execute(f"UPDATE OR IGNORE {table} SET image_hash = ? WHERE eval_set = ? AND "
+                                      "image_hash = ?", (new, eval_set, old)).rowcount
+                left += conn.execute(f"SELECT COUNT(*) FROM {table} WHERE eval_set = ? AND image_hash = ?",
+                                     (eval_set, old)).fetchone()[0]
+        return moved, left
+
     def set_gold_score(self, eval_set: str, image_hash: str, model_name: str, gold_score: int | None) -> bool:
         """Store the known score (0, 1, 2, or None to clear it) of a saved caption; True if it changed."""
         eval_set = validate_name(eval_set, "evaluation set name")
