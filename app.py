@@ -685,6 +685,27 @@ def rater_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None
 
 
 @user_errors
+def mark_gold(ctx: AppContext, session: dict[str, Any], eval_set: str | None, expert: str | None,
+              request: gr.Request | None = None) -> str:
+    """The Gold button: the named rater's scores (an expert's) become the set's gold scores, and Results
+    then show every rater's agreement with them. Raters are never told which captions are gold. For the
+    set's owner and the admins only."""
+    name = _chosen_set(session, eval_set)
+    who = _who(session, request)
+    if not sets.may_manage(ctx.store, name, who, ctx.admins):
+        raise gr.Error(f"Only the owner of set '{_esc(name)}' (or an --admin user) may mark gold scores.",
+                       print_exception=False)
+    expert = (expert or "").strip()
+    if not expert:
+        raise gr.Error("Type the name of the rater whose scores become the gold scores (e.g. your expert).",
+                       print_exception=False)
+    changed = sets.mark_gold(ctx.store, name, expert)
+    total = len(ctx.store.gold_scores(name))
+    return (f"{changed} caption(s) now have {_esc(expert)}'s score as their gold score; set '{_esc(name)}' has "
+            f"{total} gold caption(s). Press Show results to see each rater's agreement with them.")
+
+
+@user_errors
 def export(ctx: AppContext, session: dict[str, Any], eval_set: str | None, request: gr.Request | None = None
            ) -> list[str]:
     """The Export button: summary + every raw rating as CSV (two files) and as one XLSX workbook (a blind
@@ -954,7 +975,9 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                             "interval use only the images rated for every model, so models are compared on the "
                             "same images; images rated and total score count all of the model's rated images. "
                             "Model names are shown here even for blind sets. Per rater: progress, leniency (their "
-                            "score minus the others' mean on the same captions) and accuracy per model.")
+                            "score minus the others' mean on the same captions) and accuracy per model. The set's owner can "
+                            "make an expert's scores the gold scores; raters are not told which captions are "
+                            "gold, and the per-rater table then shows each one's agreement with them.")
                 with gr.Row():
                     results_set = gr.Dropdown(choices=set_choices(ctx), value=None, allow_custom_value=True,
                                               label="Evaluation set (empty: the open one)", elem_id="results-set")
@@ -963,6 +986,12 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                 agreement_md = gr.Markdown(elem_id="agreement")
                 chart = gr.Plot(label="Accuracy with 95% intervals", elem_id="chart")
                 raters_df = gr.Dataframe(interactive=False, label="Per rater", elem_id="raters")
+                with gr.Row():
+                    gold_rater = gr.Textbox(label="Gold scores from rater (owner only)", scale=3,
+                                            placeholder="the expert whose scores become the set's gold scores",
+                                            elem_id="gold-rater")
+                    gold_btn = gr.Button("Mark their scores as gold", scale=1, elem_id="gold-btn")
+                gold_md = gr.Markdown(elem_id="gold-status")
                 export_btn = gr.Button("Export CSV + XLSX", elem_id="export-btn")
                 export_files = gr.File(label="Downloads", file_count="multiple", interactive=False,
                                        elem_id="export-files")
@@ -1030,6 +1059,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                           ).success(bind(rater_results, ctx), [session, results_set], raters_df,
                                     api_visibility="private")
         export_btn.click(bind(export, ctx), [session, results_set], export_files, api_name="export")
+        gold_btn.click(bind(mark_gold, ctx), [session, results_set, gold_rater], gold_md, api_name="mark_gold")
         import_btn.click(bind(import_captions, ctx),
                          [session, rater, set_name, blind, preset, import_csv, import_images],
                          [session, import_status, session_line], api_name="import_captions"

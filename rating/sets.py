@@ -7,6 +7,7 @@ never import a UI.
 
     open_set(store, name, rater, blind, preset)        -> SetInfo (an existing set keeps its blind flag/preset)
     may_see_names(store, name, who, admins)            -> whether `who` may see a blind set's model names
+    may_manage(store, name, who, admins)               -> whether `who` may mark gold scores (owner, admins)
     blind_captions(store, name) / column_model(...)    -> a blind set's captions by column label, and back
     set_summary(store, name, rater)                    -> SetSummary (images, captions, rated by this rater)
     new_pairs(store, name, image_hashes, model_names)  -> the (image, model) pairs with no caption yet
@@ -129,6 +130,13 @@ def may_see_names(store: RatingStore, set_name: str, who: str | None, admins: It
     if not who:
         return False
     return who in set(admins) or (info["owner"] is not None and who == info["owner"])
+
+
+def may_manage(store: RatingStore, set_name: str, who: str | None, admins: Iterable[str] = ()) -> bool:
+    """Who may change what a set's results rest on (e.g. mark gold scores): its owner and the `admins`,
+    blind or not. Raises for an unknown set."""
+    owner = store.get_set(set_name)["owner"]
+    return bool(who) and (who in set(admins) or (owner is not None and who == owner))
 
 
 def names_refused(set_name: str) -> str:

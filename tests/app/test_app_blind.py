@@ -214,3 +214,24 @@ def test_admin_option_is_repeatable_or_comma_separated(capsys):
     assert app.main(["--admin", "x" * 200, "--port", str(free_port())]) == 2  # one clear line, no traceback
     err = capsys.readouterr().err
     assert err.startswith("error: --admin user name is 200 characters long") and err.count("\n") == 1
+
+
+def test_marking_gold_from_the_page_is_for_the_owner(ctx):
+    """The Results tab's gold control: the owner (or an admin) makes an expert's scores the gold scores and
+    the per-rater table then shows agreement with them; any other rater is refused and nothing changes."""
+    bob = session_of(ctx, "bob", OPEN)
+    for model, score in zip(MODELS, (2, 0, 1)):
+        ctx.store.rate(OPEN, "bob", "hash0", model, score)
+    with pytest.raises(gr.Error, match="Only the owner of set 'open-set'"):
+        app.mark_gold(ctx, bob, OPEN, "alice")
+    assert ctx.store.gold_scores(OPEN).empty
+    alice = session_of(ctx, "alice", OPEN)
+    with pytest.raises(gr.Error, match="Type the name of the rater"):
+        app.mark_gold(ctx, alice, OPEN, "  ")
+    with pytest.raises(gr.Error, match="'carol' has rated nothing"):
+        app.mark_gold(ctx, alice, OPEN, "carol")
+    message = app.mark_gold(ctx, alice, OPEN, "alice")
+    assert message.startswith("1 caption(s) now have alice's score") and "1 gold caption(s)" in message
+    assert app.mark_gold(ctx, session_of(ctx, "root", OPEN), OPEN, "alice").startswith("0 caption(s)")  # admin
+    per_rater = app.rater_results(ctx, alice, OPEN).set_index("rater")
+    assert per_rater.loc["bob", "gold rated"] == 1 and per_rater.loc["bob", "gold exact %"] == 100.0
