@@ -10,6 +10,8 @@ metrics, curves, experiment config and model card (`captioning.zoo.save_entry`, 
 Devices and precision come from Accelerate: CPU, one GPU, or `accelerate launch -m trainer.train ...`
 for several; bf16/fp16 mixed precision, gradient accumulation and clipping. With a frozen encoder, image
 embeddings are computed once per unique image and cached on disk as safetensors (`trainer/cache.py`).
+An encoder that reads pixels can get augmented training images (`data.augment`, `trainer/augment.py`), and
+each part its own learning rate (`training.lr`, `trainer/optim.py`).
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def make_karpathy_and_flickr(shapes: Path, root: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("config_name", ["coco_clip_gpt2", "karpathy_coco_clip_gpt2", "flickr8k_vit_gpt2",
-                                         "prefix_only_clip_gpt2", "clipcap_transformer"])
+                                         "prefix_only_clip_gpt2", "clipcap_transformer", "coco_clip_gpt2_finetune"])
 def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
     local = save_tiny_pretrained(tmp_path / "hub", shapes / "tokenizer")
     other = make_karpathy_and_flickr(shapes, tmp_path / "formats")
@@ -194,6 +194,7 @@ def test_every_shipped_recipe_runs_at_tiny_scale(shapes, tmp_path, config_name):
     assert entry.model.config.prefix_length == raw.model.prefix_length
     assert entry.model.config.mapper.type == raw.model.mapper.type
     assert entry.model.config.freeze_decoder == raw.model.freeze_decoder
+    assert entry.model.config.freeze_encoder == raw.model.freeze_encoder
     counts = entry.model.parameter_counts()
     if raw.model.freeze_decoder == "all":
         assert counts["trainable"] == counts["mapper"]

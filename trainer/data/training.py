@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -17,6 +17,9 @@ from captioning.model import encode_captions
 from captioning.pipeline import read_images
 
 from .records import Split
+
+if TYPE_CHECKING:
+    from ..augment import Augmenter
 
 # ----------------------------------------------------------------------------------------------------
 # Subset sampling: a fresh random part of the training set each epoch
@@ -100,7 +103,7 @@ class CaptionDataset(Dataset):
     """
 
     def __init__(self, split: Split, image_processor, embeddings: dict[str, torch.Tensor] | None = None,
-                 augment: Any = None):
+                 augment: Augmenter | None = None):
         self.records = split.records
         self.image_processor = image_processor
         self.embeddings = embeddings
