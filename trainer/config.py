@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from captioning.config import ENCODER_TYPES, FREEZE_DECODER_MODES, MapperConfig, config_problems
 
+from .augment import AugmentConfig, active_augmentations, cache_problem
+from .optim import LearningRates, lr_problems
 from .typed_config import ConfigError, Schema, Values, at_least, greater_than, members, not_empty, setting
 
 __all__ = [
@@ -169,6 +171,11 @@ class DataConfig:
                               check=at_least(0))
     cache_embeddings: bool = setting(True, doc="Cache image embeddings on disk (only with a frozen encoder).")
     cache_dir: str = setting(".cache/embeddings", doc="Folder of the embedding cache.", check=not_empty)
+    augment: AugmentConfig = setting(
+        doc="Training-image augmentation (trainer/augment.py), each off by default, never on validation/test images. "
+            "It needs the encoder to read pixels: refused with model.freeze_encoder and data.cache_embeddings both "
+            "true. Flipping is refused when training captions name left/right (the shapes captions do).",
+        factory=AugmentConfig)
 
 
 @dataclass(kw_only=True)
@@ -180,6 +187,8 @@ class TrainingConfig:
     gradient_accumulation_steps: int = setting(
         1, doc="Micro-batches per optimiser step (effective batch = batch_size x this).", check=at_least(1))
     learning_rate: float = setting(2e-5, doc="Peak AdamW learning rate.", check=greater_than(0))
+    lr: LearningRates = setting(doc="Per-part peak learning rates (trainer/optim.py); each null = learning_rate.",
+                                factory=LearningRates)
     weight_decay: float = setting(0.01, doc="AdamW weight decay.", check=at_least(0))
     warmup_steps: int = setting(0, doc="Linear warmup steps (set this or warmup_ratio, not both).",
                                check=at_least(0))
@@ -242,6 +251,7 @@ RENAMED = {
     "model.mapper_num_layers": "model.mapper.num_layers",
     "model.mapper_num_heads": "model.mapper.num_heads",
     "model.clip_length": "model.mapper.clip_length",
+    "training.lr": "training.learning_rate",  # one rate for every part is learning_rate; training.lr is per part
 }
 
 
@@ -276,6 +286,13 @@ def _cross_checks(values: Values) -> list[str]:
             errors.append(
                 f"training.warmup_steps ({steps}) and training.warmup_ratio ({ratio}) are both set; set only one"
             )
+    if usable("data.augment", "model.freeze_encoder", "data.cache_embeddings"):
+        active = active_augmentations(get("data.augment"))
+        if active and get("model.freeze_encoder") and get("data.cache_embeddings"):
+            errors.append(cache_problem(active))
+    if usable("training.lr"):
+        errors += lr_problems(get("training.lr"), get("model.freeze_encoder") if usable("model.freeze_encoder") else None,
+                              get("model.freeze_decoder") if usable("model.freeze_decoder") else None)
     if usable("training.mixed_precision", "training.device"):
         if get("training.mixed_precision") == "fp16" and get("training.device") == "cpu":
             errors.append(

@@ -10,6 +10,8 @@ metrics, curves, experiment config and model card (`captioning.zoo.save_entry`, 
 Devices and precision come from Accelerate: CPU, one GPU, or `accelerate launch -m trainer.train ...`
 for several; bf16/fp16 mixed precision, gradient accumulation and clipping. With a frozen encoder, image
 embeddings are computed once per unique image and cached on disk as safetensors (`trainer/cache.py`).
+An encoder that reads pixels can get augmented training images (`data.augment`, `trainer/augment.py`), and
+each part its own learning rate (`training.lr`, `trainer/optim.py`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from captioning.generation import get_settings
 from captioning.model import PrefixCaptioner
 from captioning.zoo import ZooModel, save_entry
 
+from .augment import active_augmentations, cache_problem, flip_problem, make_augmenter
 from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from .data import CaptionDataset, DatasetError, Split, SubsetSampler, drop_unreadable, load_dataset, make_collate
 from .evaluate import evaluate_split
+from .optim import parameter_groups, part_lrs
 
 STATE_DIR = "state"
 BEST_DIR = "best"
@@ -220,6 +224,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     if not train_split.records:
         raise TrainingError(f"the {d.train_split!r} split of {d.path} has no usable captions; check data.path "
                             f"(try `python -m trainer.data inspect {d.path}`)")
+    augmenter = make_augmenter(d.augment, image_processor, cfg.experiment.seed)
+    if augmenter and (problem := flip_problem(d.augment, [r.caption for r in train_split.records])):
+        raise TrainingError(problem)
 
     embeddings = None
     if model.config.freeze_encoder and d.cache_embeddings:
@@ -233,7 +240,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
         log(f"embedding cache: {len(wanted)} images ({cache.last_computed} computed, {cache.last_reused} reused) "
             f"in {time.perf_counter() - started:.1f}s")
 
-    dataset = CaptionDataset(train_split, image_processor, embeddings)
+    if augmenter and embeddings is not None:
+        raise TrainingError(cache_problem(active_augmentations(d.augment)))
+    dataset = CaptionDataset(train_split, image_processor, embeddings, augment=augmenter)
     groups = None
     if d.captions_per_image != "all":
         by_image: dict[str, list[int]] = {}
@@ -249,11 +258,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                         generator=torch.Generator().manual_seed(cfg.experiment.seed))
     val_loader = DataLoader(CaptionDataset(val_split, image_processor, embeddings), batch_size=t.batch_size,
                             collate_fn=make_collate(tokenizer, d.max_caption_tokens))
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]  # biases and norms are not decayed
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=t.learning_rate)
+    param_groups = parameter_groups(model, t.learning_rate, t.lr, t.weight_decay)  # biases and norms not decayed
+    params = [p for group in param_groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(param_groups, lr=t.learning_rate)
     steps_per_epoch = math.ceil(len(sampler) / t.batch_size / t.gradient_accumulation_steps)
     total_steps = t.max_steps or steps_per_epoch * t.epochs
     scheduler = _lr_scheduler(cfg, optimizer, total_steps)
@@ -286,6 +293,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             if t.max_steps and state.global_step >= t.max_steps:
                 break
             model.train()
+            dataset.set_epoch(epoch)  # the epoch's augmentations (a no-op without data.augment)
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
             # Accelerate's loaders pass their own iteration count to the sampler as the epoch; pin it to the
             # real epoch so a resumed run (whose loaders start counting at 0) sees the same subset and order.
@@ -318,12 +326,15 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                     if state.global_step % t.log_every == 0:
                         ms = (time.perf_counter() - tick) * 1000 / max(state.global_step - tick_step, 1)
                         tick, tick_step = time.perf_counter(), state.global_step
-                        lr = scheduler.get_last_lr()[0]
+                        lr, lrs = scheduler.get_last_lr()[0], part_lrs(optimizer)
                         recent = sum(losses[-t.log_every * t.gradient_accumulation_steps:]) / len(losses[-t.log_every * t.gradient_accumulation_steps:])
-                        log(f"step {state.global_step}/{total_steps} | loss {recent:.3f} | lr {lr:.1e} | {ms:.0f} ms/step")
+                        shown = " ".join(f"{part} {value:.1e}" for part, value in lrs.items()) if lrs else f"{lr:.1e}"
+                        log(f"step {state.global_step}/{total_steps} | loss {recent:.3f} | lr {shown} | {ms:.0f} ms/step")
                         if writer:
                             writer.add_scalar("train/loss", recent, state.global_step)
                             writer.add_scalar("train/lr", lr, state.global_step)
+                            for part, value in lrs.items():
+                                writer.add_scalar(f"train/lr_{part}", value, state.global_step)
                     if stop_after_steps is not None and state.global_step >= stop_after_steps:
                         raise KeyboardInterrupt
                     if t.max_steps and state.global_step >= t.max_steps:

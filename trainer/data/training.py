@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -16,6 +16,9 @@ from captioning.datasets import Split
 from captioning.images import load_image
 from captioning.model import encode_captions
 from captioning.pipeline import read_images
+
+if TYPE_CHECKING:
+    from ..augment import Augmenter
 
 # ----------------------------------------------------------------------------------------------------
 # Subset sampling: a fresh random part of the training set each epoch
@@ -92,18 +95,27 @@ PIXEL_MEMO_BYTES = 2 * 1024**3  # preprocessed images are kept in memory when th
 class CaptionDataset(Dataset):
     """(image, caption) pairs; yields pixel values, or the cached embedding when one is given.
 
-    Preprocessing is deterministic (no augmentation), so when the split's preprocessed images fit in
-    PIXEL_MEMO_BYTES each image is decoded and preprocessed once, not once per caption per epoch.
+    Without augmentation preprocessing is deterministic, so when the split's preprocessed images fit in
+    PIXEL_MEMO_BYTES each image is decoded and preprocessed once, not once per caption per epoch. With an
+    `augment` (trainer/augment.py `Augmenter`) each sample is changed afresh, seeded by the epoch (`set_epoch`)
+    and its index, so it is the same with any number of loader workers.
     """
 
-    def __init__(self, split: Split, image_processor, embeddings: dict[str, torch.Tensor] | None = None):
+    def __init__(self, split: Split, image_processor, embeddings: dict[str, torch.Tensor] | None = None,
+                 augment: Augmenter | None = None):
         self.records = split.records
         self.image_processor = image_processor
         self.embeddings = embeddings
+        self.augment = augment if embeddings is None else None  # cached embeddings are never augmented
+        self.epoch = 0
         crop = getattr(image_processor, "crop_size", None) or image_processor.size
         side = max(crop.get("height", 0), crop.get("width", 0), crop.get("shortest_edge", 0)) or 224
         self._memo: dict[str, torch.Tensor] | None = (
-            {} if len(split.image_paths) * 3 * side * side * 4 <= PIXEL_MEMO_BYTES else None)
+            {} if self.augment is None and len(split.image_paths) * 3 * side * side * 4 <= PIXEL_MEMO_BYTES else None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentations the next items get (called before each epoch's loader is iterated)."""
+        self.epoch = epoch
 
     def pixels(self, image_id: str, path) -> torch.Tensor:
         if self._memo is not None and image_id in self._memo:
@@ -121,6 +133,9 @@ class CaptionDataset(Dataset):
         item: dict[str, Any] = {"caption": record.caption, "image_id": record.image_id}
         if self.embeddings is not None:
             item["image_embeds"] = self.embeddings[record.image_id]
+        elif self.augment is not None:
+            image = self.augment.augment(load_image(record.image_path), self.epoch, index)
+            item["pixel_values"] = self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
         else:
             item["pixel_values"] = self.pixels(record.image_id, record.image_path)
         return item
