@@ -4,7 +4,7 @@
     torchrun --nproc_per_node N -m trainer.train CONFIG                         (N CPU processes, gloo)
 
 Accelerate shards each epoch's training batches over the processes and DDP keeps the weights identical;
-this module holds the rest, each a no-op cost in one process:
+this module holds the rest (in one process each takes the one-process path):
 
 - `shared_embeddings`: the embedding cache is filled by the main process alone; the others wait, then read it.
 - `validation_loss`: the teacher-forced loss from per-caption sums gathered in dataset order, regrouped into
@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,22 +140,37 @@ def caption_metrics(accelerator, split, *, caption: Callable[[Any], dict[str, st
     ids = sorted(split.image_paths)[: max_images or None]
     mine = process_slice(ids, accelerator)
     sub = dataclasses.replace(split, image_paths={i: split.image_paths[i] for i in mine})
-    captions = caption(sub)
+    if accelerator.num_processes == 1:
+        captions = caption(sub)
+        if rank_log is not None:
+            rank_log.write("val", epoch=epoch, image_ids=mine, captions=captions)
+        return score(captions)
+    # A failure travels with the results (as text: any exception can be sent), so no rank waits in a
+    # collective for one that stopped; the failing rank raises its own exception, the others a RuntimeError.
+    failure: BaseException | None = None
+    try:
+        captions = caption(sub)
+    except Exception as error:
+        captions, failure = {}, error
     if rank_log is not None:
         rank_log.write("val", epoch=epoch, image_ids=mine, captions=captions)
-    pairs: Iterable[tuple[str, str]] = gather_object(sorted(captions.items())) if accelerator.num_processes > 1 \
-        else sorted(captions.items())
-    result: list[Any] = [None]
-    if accelerator.is_main_process:
+    gathered = gather_object([(accelerator.process_index, _describe(failure), sorted(captions.items()))])
+    result: list[Any] = [None, next((f"rank {rank}: {text}" for rank, text, _ in gathered if text), None)]
+    if accelerator.is_main_process and result[1] is None:
         try:
-            result[0] = score(dict(pairs))
-        except Exception as error:  # sent to every rank, so none waits for metrics that never come
-            result[0] = error
-    if accelerator.num_processes > 1:
-        broadcast_object_list(result)
-    if isinstance(result[0], Exception):
-        raise result[0]
+            result[0] = score(dict(pair for _, _, pairs in gathered for pair in pairs))
+        except Exception as error:
+            failure, result[1] = error, f"rank 0: {_describe(error)}"
+    broadcast_object_list(result)
+    if failure is not None:
+        raise failure
+    if result[1] is not None:
+        raise RuntimeError(f"validation captioning failed on another process ({result[1]})")
     return result[0]
+
+
+def _describe(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 def mean_over_processes(accelerator, value: float) -> float:
