@@ -8,8 +8,9 @@ entry; at the end that entry is scored on the test split and saved into `<zoo_di
 metrics, curves, experiment config and model card (`captioning.zoo.save_entry`, one atomic save).
 
 Devices and precision come from Accelerate: CPU, one GPU, or several processes
-(`accelerate launch --multi_gpu --num_processes N -m trainer.train ...`, or `torchrun --nproc_per_node N` on
-CPU; what is sharded and what only the main process does: `trainer/distributed.py`); bf16/fp16 mixed precision, gradient accumulation and clipping. With a frozen encoder, image
+(`accelerate launch --multi_gpu --num_processes N -m trainer.train ...`, or `torchrun --nproc_per_node N`
+on CPU; what is sharded and what only the main process does: `trainer/distributed.py`); bf16/fp16 mixed
+precision, gradient accumulation and clipping. With a frozen encoder, image
 embeddings are computed once per unique image and cached on disk as safetensors (`trainer/cache.py`).
 """
 
@@ -399,10 +400,12 @@ def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_proc
             with accelerator.autocast():
                 return caption_split(zoo_model, split, settings, batch_size=e.eval_batch_size, features=features)
 
-        scores = caption_metrics(accelerator, val_split, caption=caption, max_images=e.max_val_images,
-                                 score=lambda captions: score_captions(
-                                     captions, val_split, metrics=wanted, bertscore_model=e.bertscore_model,
-                                     bertscore_num_layers=e.bertscore_num_layers),
+        def score(captions: dict[str, str]) -> dict[str, float]:
+            with accelerator.autocast():
+                return score_captions(captions, val_split, metrics=wanted, bertscore_model=e.bertscore_model,
+                                      bertscore_num_layers=e.bertscore_num_layers)
+
+        scores = caption_metrics(accelerator, val_split, caption=caption, score=score, max_images=e.max_val_images,
                                  rank_log=rank_log, epoch=epoch)
         metrics.update({k: float(v) for k, v in scores.items() if k != "images"})
     model.train()

@@ -86,6 +86,7 @@ def check_shard(ranklog: Path, epoch: int, train_ids: list[str]) -> list[int]:
     return flat[0] + flat[1]
 
 
+@pytest.mark.slow
 def test_two_process_run_shards_agrees_and_resumes(shapes, tmp_path):
     ranklog = tmp_path / "ranklog"
     first = torchrun(overrides(shapes, tmp_path), ranklog)
