@@ -46,8 +46,12 @@ class EmbeddingCache:
         return index
 
     def get_or_compute(self, images: dict[str, Path], model, image_processor, *, device="cpu", batch_size: int = 64,
-                       progress: bool = False) -> dict[str, torch.Tensor]:
-        """image_id -> embedding (CPU float32) for every image, computing only what is not cached."""
+                       progress: bool = False, write: bool = True) -> dict[str, torch.Tensor]:
+        """image_id -> embedding (CPU float32) for every image, computing only what is not cached.
+
+        write=False only reads (the non-main processes of a multi-process run, after the main one filled the
+        cache): an image missing then is an error, not a second writer.
+        """
         from tqdm import tqdm
 
         hashes = {image_id: image_content_hash(path) for image_id, path in images.items()}
@@ -60,6 +64,9 @@ class EmbeddingCache:
         for shard, keys in by_shard.items():
             with safe_open(shard, framework="pt") as f:
                 by_hash.update({k: f.get_tensor(k) for k in keys})
+        if missing and not write:
+            raise RuntimeError(f"the embedding cache {self.folder} lacks {len(missing)} of {len(set(hashes.values()))} "
+                               f"images that the main process should have written; delete the folder and rerun")
         if missing:
             path_of = {h: images[i] for i, h in hashes.items()}
             encoder = model.encoder

@@ -7,8 +7,10 @@ state for `--resume` (written every `save_every_epochs`, and on Ctrl-C), and the
 entry; at the end that entry is scored on the test split and saved into `<zoo_dir>/<name>/` with its
 metrics, curves, experiment config and model card (`captioning.zoo.save_entry`, one atomic save).
 
-Devices and precision come from Accelerate: CPU, one GPU, or `accelerate launch -m trainer.train ...`
-for several; bf16/fp16 mixed precision, gradient accumulation and clipping. With a frozen encoder, image
+Devices and precision come from Accelerate: CPU, one GPU, or several processes
+(`accelerate launch --multi_gpu --num_processes N -m trainer.train ...`, or `torchrun --nproc_per_node N`
+on CPU; what is sharded and what only the main process does: `trainer/distributed.py`); bf16/fp16 mixed
+precision, gradient accumulation and clipping. With a frozen encoder, image
 embeddings are computed once per unique image and cached on disk as safetensors (`trainer/cache.py`).
 An encoder that reads pixels can get augmented training images (`data.augment`, `trainer/augment.py`), and
 each part its own learning rate (`training.lr`, `trainer/optim.py`).
@@ -38,7 +40,8 @@ from captioning.zoo import ZooModel, save_entry
 from .augment import active_augmentations, cache_problem, flip_problem, make_augmenter
 from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from .data import CaptionDataset, DatasetError, Split, SubsetSampler, drop_unreadable, load_dataset, make_collate
-from .evaluate import evaluate_split
+from .distributed import RankLog, caption_metrics, mean_over_processes, shared_embeddings, validation_loss
+from .evaluate import caption_split, evaluate_split, score_captions
 from .optim import parameter_groups, part_lrs
 
 STATE_DIR = "state"
@@ -163,13 +166,15 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric in LOWER_IS_BETTER else value > best
 
 
-def _lr_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int):
+def _lr_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int, num_processes: int = 1):
     from transformers import get_scheduler
 
     t = cfg.training
     warmup = t.warmup_steps if t.warmup_ratio is None else int(t.warmup_ratio * total_steps)
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[t.scheduler]
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    # Accelerate steps a prepared scheduler once per process at every optimiser step: count in those units.
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup * num_processes,
+                         num_training_steps=total_steps * num_processes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -204,6 +209,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
                               cpu=t.device == "cpu")
     log = accelerator.print if not quiet else (lambda *a, **k: None)
+    rank_log = RankLog.from_env(accelerator)
     run_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
@@ -235,8 +241,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
         cache = EmbeddingCache.for_model(d.cache_dir, model, image_processor)
         wanted = {**train_split.image_paths, **val_split.image_paths}
         started = time.perf_counter()
-        embeddings = cache.get_or_compute(wanted, model, image_processor, device=accelerator.device,
-                                          batch_size=t.batch_size, progress=not quiet and sys.stderr.isatty())
+        embeddings = shared_embeddings(accelerator, cache, wanted, model, image_processor, batch_size=t.batch_size,
+                                       progress=not quiet and sys.stderr.isatty())
+        rank_log.write("cache", computed=cache.last_computed, reused=cache.last_reused, folder=cache.folder)
         log(f"embedding cache: {len(wanted)} images ({cache.last_computed} computed, {cache.last_reused} reused) "
             f"in {time.perf_counter() - started:.1f}s")
 
@@ -261,15 +268,18 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     param_groups = parameter_groups(model, t.learning_rate, t.lr, t.weight_decay)  # biases and norms not decayed
     params = [p for group in param_groups for p in group["params"]]
     optimizer = torch.optim.AdamW(param_groups, lr=t.learning_rate)
-    steps_per_epoch = math.ceil(len(sampler) / t.batch_size / t.gradient_accumulation_steps)
+    # Each process takes every N-th batch (Accelerate pads the last round), so an epoch has 1/N the steps.
+    batches = math.ceil(math.ceil(len(sampler) / t.batch_size) / accelerator.num_processes)
+    steps_per_epoch = math.ceil(batches / t.gradient_accumulation_steps)
     total_steps = t.max_steps or steps_per_epoch * t.epochs
-    scheduler = _lr_scheduler(cfg, optimizer, total_steps)
+    scheduler = _lr_scheduler(cfg, optimizer, total_steps, accelerator.num_processes)
     model, optimizer, loader, val_loader, scheduler = accelerator.prepare(model, optimizer, loader, val_loader, scheduler)
 
     state = RunState()
     if resume:
         accelerator.load_state(str(state_path))
         state = RunState.load(state_path / TRAINER_STATE)
+        rank_log.step(state.global_step, accelerator.unwrap_model(model), event="resumed")
         log(f"resumed from {state_path}: epoch {state.epoch}, step {state.global_step}")
 
     writer = None
@@ -299,6 +309,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             # real epoch so a resumed run (whose loaders start counting at 0) sees the same subset and order.
             for dl in {id(loader): loader, id(epoch_loader): epoch_loader}.values():
                 dl.set_epoch(epoch) if hasattr(dl, "set_epoch") else sampler.set_epoch(epoch)
+            rank_log.epoch_shard(epoch, loader)
             losses: list[float] = []
             tick, tick_step = time.perf_counter(), state.global_step  # the log's ms/step: steps timed since tick
             bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process or not sys.stderr.isatty(),
@@ -323,6 +334,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                 losses.append(loss.item())
                 if accelerator.sync_gradients:
                     state.global_step += 1
+                    rank_log.step(state.global_step, unwrapped)
                     if state.global_step % t.log_every == 0:
                         ms = (time.perf_counter() - tick) * 1000 / max(state.global_step - tick_step, 1)
                         tick, tick_step = time.perf_counter(), state.global_step
@@ -342,8 +354,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             bar.close()
             # ---- end of epoch: validation
             val_metrics = validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_processor,
-                                   embeddings, settings, accelerator)
-            train_loss = sum(losses) / max(len(losses), 1)
+                                   embeddings, settings, accelerator, rank_log=rank_log, epoch=epoch + 1)
+            train_loss = mean_over_processes(accelerator, sum(losses) / max(len(losses), 1))
             record = {"epoch": epoch + 1, "step": state.global_step, "train_loss": train_loss, **val_metrics}
             state.history.append(record)
             log(f"epoch {epoch + 1}/{t.epochs} | train loss {train_loss:.3f} | " + " | ".join(
@@ -356,10 +368,13 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             if criterion not in val_metrics:
                 raise TrainingError(f"evaluation.best_metric {criterion!r} was not computed; "
                                     f"computed: {sorted(val_metrics)}")
-            if is_better(criterion, val_metrics[criterion], state.best_score) and accelerator.is_main_process:
+            if is_better(criterion, val_metrics[criterion], state.best_score):  # every rank: the metrics agree
                 state.best_score, state.best_epoch = val_metrics[criterion], epoch + 1
-                save_entry(unwrapped, tokenizer, image_processor, best_dir, overwrite=True,
-                           metrics={"epoch": epoch + 1, **val_metrics})
+                if accelerator.is_main_process:
+                    save_entry(unwrapped, tokenizer, image_processor, best_dir, overwrite=True,
+                               metrics={"epoch": epoch + 1, **val_metrics})
+            rank_log.write("epoch", epoch=epoch + 1, step=state.global_step, metrics=record,
+                           best_epoch=state.best_epoch)
             state.epoch, state.batches_done = epoch + 1, 0
             if (epoch + 1) % t.save_every_epochs == 0 or epoch + 1 == t.epochs:
                 save_state()
@@ -381,26 +396,28 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
 
 @torch.no_grad()
 def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_processor, embeddings, settings,
-             accelerator) -> dict[str, float]:
-    """Validation loss (teacher-forced) and caption metrics from the engine's batched decoding."""
+             accelerator, *, rank_log: RankLog | None = None, epoch: int | None = None) -> dict[str, float]:
+    """Validation loss (teacher-forced) and caption metrics from the engine's batched decoding; with several
+    processes each captions its slice and the main one scores them all (`trainer.distributed`)."""
     model.eval()
-    total, count = 0.0, 0
-    for batch in val_loader:
-        out = model(batch["input_ids"], batch["attention_mask"], pixel_values=batch.get("pixel_values"),
-                    image_embeds=batch.get("image_embeds"))
-        n = batch["input_ids"].shape[0]
-        total += accelerator.gather_for_metrics(out["loss"].detach().float().repeat(n)).sum().item()
-        count += accelerator.gather_for_metrics(torch.tensor([n], device=accelerator.device)).sum().item()
-    metrics: dict[str, float] = {"val_loss": total / max(count, 1)}
+    metrics: dict[str, float] = {"val_loss": validation_loss(model, val_loader, accelerator, cfg.training.batch_size)}
     wanted = [m for m in cfg.evaluation.metrics if m != "loss"]
-    if wanted and accelerator.is_main_process:
+    if wanted:
         e = cfg.evaluation
         zoo_model = ZooModel.from_model(cfg.experiment.name, unwrapped, tokenizer, image_processor)
         features = (lambda ids: torch.stack([embeddings[i] for i in ids])) if embeddings is not None else None
-        with accelerator.autocast():
-            scores, _ = evaluate_split(zoo_model, val_split, settings=settings, metrics=wanted,
-                                       bertscore_model=e.bertscore_model, bertscore_num_layers=e.bertscore_num_layers,
-                                       batch_size=e.eval_batch_size, max_images=e.max_val_images, features=features)
+
+        def caption(split: Split) -> dict[str, str]:
+            with accelerator.autocast():
+                return caption_split(zoo_model, split, settings, batch_size=e.eval_batch_size, features=features)
+
+        def score(captions: dict[str, str]) -> dict[str, float]:
+            with accelerator.autocast():
+                return score_captions(captions, val_split, metrics=wanted, bertscore_model=e.bertscore_model,
+                                      bertscore_num_layers=e.bertscore_num_layers)
+
+        scores = caption_metrics(accelerator, val_split, caption=caption, score=score, max_images=e.max_val_images,
+                                 rank_log=rank_log, epoch=epoch)
         metrics.update({k: float(v) for k, v in scores.items() if k != "images"})
     model.train()
     return metrics

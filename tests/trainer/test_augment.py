@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from captioning.datasets import CaptionRecord, SplitReport
 from captioning.preprocessing import make_image_processor
 from helpers import tiny_captioner
 from trainer.augment import (
@@ -26,7 +27,6 @@ from trainer.augment import (
 )
 from trainer.config import ConfigError, config_from_dict
 from trainer.data import CaptionDataset, Split
-from trainer.data.records import CaptionRecord, SplitReport
 from trainer.optim import LearningRates, parameter_groups, part_lrs
 
 MINIMAL = {"experiment": {"name": "aug"}, "data": {"path": "d"}}
