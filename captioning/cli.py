@@ -1,4 +1,5 @@
-"""Command line: `python -m captioning caption ...` and `python -m captioning list ...`.
+"""Command line: `python -m captioning caption ...`, `python -m captioning list ...` and
+`python -m captioning convert model_zoo/NAME --dtype fp16|bf16` (a half-precision copy, `captioning.precision`).
 
 caption: every image in a folder x every chosen zoo model -> one CSV with `image_id, model_name, caption`
 (the layout other CLIP-GPT2 projects' batch inference writes) plus the decoding settings. A bad image is
@@ -141,6 +142,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .precision import convert_entry
+    from .zoo import WEIGHTS_FILE, ZooError
+
+    try:
+        out = convert_entry(args.entry, args.dtype, args.out)
+    except (ValueError, ZooError) as e:
+        raise UserError(str(e)) from None
+    sizes = [(Path(p) / WEIGHTS_FILE).stat().st_size for p in (args.entry, out)]
+    print(f"wrote {out} ({args.dtype}): weights {sizes[1] / 1e6:.2f} MB, {sizes[1] / sizes[0]:.2f} x the "
+          f"{sizes[0] / 1e6:.2f} MB of {Path(args.entry).name}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .generation import PRESETS
 
@@ -164,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--zoo", default="model_zoo", help="zoo folder (default: model_zoo)")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=cmd_list)
+    conv = sub.add_parser("convert", help="write a half-precision copy of a zoo entry (a new entry)")
+    conv.add_argument("entry", help="zoo entry folder, e.g. model_zoo/NAME")
+    conv.add_argument("--dtype", required=True, help="fp16 or bf16")
+    conv.add_argument("--out", help="new entry: a folder, or a name beside the entry (default: NAME-fp16 / NAME-bf16)")
+    conv.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -1,8 +1,9 @@
 """The model zoo: one folder per model, which rebuilds itself offline. The only module that knows the file names.
 
 A prefix-captioner entry holds:
-    config.json               architecture (full encoder/decoder configs, K, mapper, freezing) + training record
-    model.safetensors         all weights (the tied LM head is stored once, as GPT-2's token embedding)
+    config.json               architecture (full encoder/decoder configs, K, mapper, freezing, weight dtype) + training record
+    model.safetensors         all weights (the tied LM head is stored once, as GPT-2's token embedding), in the
+                              config's dtype (float32; float16 / bfloat16 for `captioning.precision.convert_entry`)
     tokenizer.json, tokenizer_config.json, ...   the decoder's tokenizer
     preprocessor_config.json  the image preprocessing (size, crop, mean/std)
     metrics.json              validation/test metrics, when trained
@@ -433,6 +434,10 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     config = _read_json(path / CONFIG_FILE)
     kind = entry_kind(config)
     model = _load_prefix_model(path, config) if kind == KIND_PREFIX else _load_ved_model(path)
+    if kind == KIND_PREFIX and config.get("dtype", "float32") != "float32":
+        from .precision import runtime_dtype
+
+        model = model.to(runtime_dtype(config["dtype"], device))  # half on GPU; see captioning.precision for CPU
     tokenizer, processor = _load_tokenizer_and_processor(path)
     fingerprint = module_fingerprint(model.encoder)
     if shared_encoders is not None:
