@@ -491,6 +491,7 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
             with safe_open(weights, framework="pt") as f:
                 row["parameters"] = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
             row.update(base_models(config, kind))
+            row["training_data"] = (config.get("training") or {}).get("data")
             row["metrics"] = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
         except (ZooError, SafetensorError, OSError) as e:
             row["error"] = str(e)
