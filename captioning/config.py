@@ -226,7 +226,10 @@ class CaptionerConfig:
             raise ConfigValueError(problems)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        values = dataclasses.asdict(self)
+        if values["dtype"] == "float32":  # the default is left out: float32 entries read as before, by older code too
+            del values["dtype"]
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **values}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionerConfig:
