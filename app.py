@@ -66,6 +66,7 @@ from gradio.exceptions import InvalidPathError  # raised by gradio itself for a 
 from captioning.card import limitations
 from captioning.generation import PRESETS
 from captioning.images import IMAGE_EXTENSIONS, ImageLoadError, find_images
+from captioning.leaderboard import leaderboard_scope, metrics_source, read_leaderboard
 from captioning.zoo import ModelCache, ZooError, list_zoo
 from rating import pairwise, sets
 from rating.results import accuracy_chart
@@ -293,6 +294,15 @@ def zoo_entries(ctx: AppContext) -> tuple[list[dict[str, Any]], str]:
         return [], f"The zoo folder `{ctx.zoo_dir}` has no entries yet; add models with the trainer or import captions."
     broken = [r for r in rows if "error" in r]
     note = "".join(f"\n- ⚠️ `{r['name']}` cannot be used: {_esc(r['error'])}" for r in broken)
+    board = read_leaderboard(ctx.zoo_dir)
+    if board:  # say what the comparable numbers were measured on, and that the others are not comparable
+        note += (f"\n\n**Leaderboard**: every entry scored on the {_esc(leaderboard_scope(board))}, decoding "
+                 f"`{(board.get('decoding') or {}).get('preset', '')}` ({board.get('created')}); these numbers compare. "
+                 "An entry's own metrics come from its training run's split (column *own metrics measured on*) "
+                 "and compare only where that is the same.")
+    else:
+        note += ("\n\nEach entry's own metrics come from its training run's split (column *own metrics measured "
+                 "on*); `python -m trainer.evaluate --zoo DIR --data D --split S` scores all of them on one split.")
     return rows, (f"{len(rows) - len(broken)} usable model(s) in `{ctx.zoo_dir}`." + note)
 
 
@@ -306,17 +316,24 @@ def _metrics_text(metrics: dict[str, Any] | None, limit: int = 5) -> str:
     return ", ".join(shown[:limit])
 
 
-def zoo_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One line per zoo entry, as shown under the model picker."""
+def zoo_table(rows: list[dict[str, Any]], leaderboard: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One line per zoo entry, as shown under the model picker: the leaderboard's numbers (one split for
+    all entries) when the zoo has one, and each entry's own metrics labelled with the split they came from."""
+    board = {e["name"]: e.get("metrics") or {} for e in (leaderboard or {}).get("entries", []) if "metrics" in e}
     records = []
     for r in rows:
         records.append({
             "model": r["name"], "encoder": r.get("encoder") or "", "decoder": r.get("decoder") or "",
             "K": "" if r.get("prefix_length") is None else r["prefix_length"], "mapper": r.get("mapper") or "",
             "parameters (M)": round(r["parameters"] / 1e6, 2) if r.get("parameters") else "",
-            "size (MB)": r.get("size_mb", ""), "metrics": _metrics_text(r.get("metrics")),
+            "size (MB)": r.get("size_mb", ""),
+            "leaderboard": _metrics_text(board[r["name"]]) if r["name"] in board else (
+                "not on the leaderboard" if leaderboard else ""),
+            "own metrics": _metrics_text(r.get("metrics")),
+            "own metrics measured on": metrics_source(r.get("metrics"), r.get("training_data")),
             "status": "broken: " + r["error"] if "error" in r else "ok"})
-    columns = ["model", "encoder", "decoder", "K", "mapper", "parameters (M)", "size (MB)", "metrics", "status"]
+    columns = ["model", "encoder", "decoder", "K", "mapper", "parameters (M)", "size (MB)", "leaderboard",
+               "own metrics", "own metrics measured on", "status"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -355,7 +372,8 @@ def model_cards(ctx: AppContext, names: list[str] | None) -> str:
         limits = limitations(s["metrics"])  # the card's own warning, e.g. a model that only knows coloured shapes
         lines.append(
             f"- **{_esc(s['name'])}**: encoder `{s['encoder']}` → decoder `{s['decoder']}` ({s['kind']}, mapper "
-            f"{s['mapper']}{k}) · training data: {_esc(str(training or 'not recorded'))} · metrics: "
+            f"{s['mapper']}{k}) · training data: {_esc(str(training or 'not recorded'))} · metrics"
+            f"{' (' + _esc(metrics_source(s['metrics'], s.get('training_data'))) + ')' if s['metrics'] else ''}: "
             f"{_metrics_text(s['metrics'], limit=6) or 'none recorded'} · weights `{s['weights_hash']}`"
             + (f"  \n  ⚠️ {limits}" if limits else ""))
     return "\n".join(lines)
@@ -364,7 +382,7 @@ def model_cards(ctx: AppContext, names: list[str] | None) -> str:
 def rescan_zoo(ctx: AppContext) -> tuple[Any, str, pd.DataFrame]:
     """The Rescan button: entries added (or fixed) since the app started become choosable."""
     rows, note = zoo_entries(ctx)
-    return gr.CheckboxGroup(choices=model_choices(rows)), note, zoo_table(rows)
+    return gr.CheckboxGroup(choices=model_choices(rows)), note, zoo_table(rows, read_leaderboard(ctx.zoo_dir))
 
 
 def sample_names(ctx: AppContext) -> list[str]:
@@ -905,7 +923,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                           show_select_all=True)
                 with gr.Accordion("Zoo", open=False):
                     zoo_md = gr.Markdown(zoo_note)
-                    zoo_df = gr.Dataframe(zoo_table(entries), interactive=False, wrap=True)
+                    zoo_df = gr.Dataframe(zoo_table(entries, read_leaderboard(ctx.zoo_dir)), interactive=False, wrap=True)
                     rescan = gr.Button("Rescan zoo folder", size="sm")
                 cards = gr.Markdown(model_cards(ctx, []), elem_id="model-cards")
                 with gr.Row():

@@ -40,6 +40,31 @@ def limitations(metrics: dict[str, Any] | None) -> str | None:
     return None
 
 
+CPU_BEHAVIOUR = {
+    "float16": ("On CPU its float16 weights are upcast to float32 (exactly) and it runs in float32: float16 "
+                "arithmetic on CPU is slow and rounds every intermediate result."),
+    "bfloat16": ("On CPU it runs in bfloat16 when the machine computes bfloat16 correctly (checked once at load "
+                 "time against float32), otherwise in float32."),
+}
+
+
+def precision_lines(config: CaptionerConfig, training: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    """The card's Precision section of a half-precision entry (none for float32): stored dtype, parent, and
+    what it runs in on GPU and CPU."""
+    if config.dtype == "float32":
+        return []
+    lines = ["", "## Precision", "", f"Weights stored in {config.dtype} (about half the size of float32)."]
+    parent = training.get("converted_from") or {}
+    if parent:
+        lines.append(f"Converted from `{parent.get('entry')}` ({parent.get('dtype')}) with "
+                     f"`{parent.get('command')}`.")
+    lines += [f"On a GPU it runs in {config.dtype}. {CPU_BEHAVIOUR[config.dtype]}"]
+    if metrics.get("measured_on"):
+        lines.append(f"The metrics above were measured on {metrics['measured_on']}; "
+                     "`python -m trainer.evaluate --model` measures this entry.")
+    return lines
+
+
 def _value(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -86,6 +111,7 @@ def model_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | Non
         lines += ["", "## Decoding", "", f"`{json.dumps(metrics['decoding'])}`", "",
                   "BLEU is nltk's corpus BLEU (smoothing method 1) over all references; CIDEr-D is pycocoevalcap's; "
                   f"BERTScore uses {bertscore} without baseline rescaling."]
+    lines += precision_lines(config, training, metrics)
     limits = limitations(metrics)
     if limits:
         lines += ["", "## Limitations", "", limits]

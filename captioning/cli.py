@@ -1,7 +1,9 @@
-"""Command line: `python -m captioning caption ...` and `python -m captioning list ...`.
+"""Command line: `python -m captioning caption ...`, `python -m captioning list ...` and
+`python -m captioning convert model_zoo/NAME --dtype fp16|bf16` (a half-precision copy, `captioning.precision`).
 
 caption: every image in a folder x every chosen zoo model -> one CSV with `image_id, model_name, caption`
-(the layout other CLIP-GPT2 projects' batch inference writes) plus the decoding settings. A bad image is
+(the layout other CLIP-GPT2 projects' batch inference writes) plus the decoding settings, or with `--out
+results.json` the COCO results format `[{"image_id", "caption", "model_name"}]` (see `coco_results`). A bad image is
 reported by name on stderr and skipped, and so is every file in the folder that is not an image we read
 (`skipped: drawing.svg: SVG is a vector format; ...`). Images are decoded at the size the models read
 (`preprocessing.needed_side`), so a folder of 50-megapixel photos needs memory for a few small images only.
@@ -14,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -70,9 +73,12 @@ def cmd_caption(args: argparse.Namespace) -> int:
     rows = 0
     progress = tqdm(total=len(paths) * len(models), unit="caption", disable=args.quiet or None)
     tmp = out.with_name(out.name + ".partial")
+    as_results = out.suffix.lower() == ".json"  # the COCO results format instead of our CSV
+    results_rows: list[dict] = []
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
+        if not as_results:
+            writer.writeheader()
         for start in range(0, len(paths), args.batch_size):
             batch = read_images([(str(path.relative_to(args.images)), path)
                                  for path in paths[start:start + args.batch_size]], min_side=min_side)
@@ -87,10 +93,16 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                      progress=lambda done, total, before=done_before: progress.update(before + done - progress.n))
             for r in results:
                 for i, (caption, score) in enumerate(zip(r.captions, r.scores)):
-                    writer.writerow({"image_id": r.image_name, "model_name": r.model_name, "caption": caption,
-                                     "caption_index": i, "score": round(score, 4), "weights_hash": r.weights_hash,
-                                     **{k: v for k, v in r.settings.items() if k in CSV_COLUMNS}})
+                    row = {"image_id": r.image_name, "model_name": r.model_name, "caption": caption,
+                           "caption_index": i, "score": round(score, 4), "weights_hash": r.weights_hash,
+                           **{k: v for k, v in r.settings.items() if k in CSV_COLUMNS}}
+                    if not as_results:
+                        writer.writerow(row)
+                    elif i == 0:  # COCO results hold one caption per image: the model's best
+                        results_rows.append(row)
                     rows += 1
+        if as_results:
+            json.dump(coco_results(results_rows), f, indent=1)
     progress.close()
     os.replace(tmp, out)
     notes = []
@@ -101,6 +113,19 @@ def cmd_caption(args: argparse.Namespace) -> int:
     print(f"wrote {rows} captions ({len(paths) - skipped} images x {len(models)} models) to {out}"
           + (f"; skipped {' and '.join(notes)}" if notes else ""), file=sys.stderr)
     return 0 if rows else 1
+
+
+_COCO_NAME = re.compile(r"(?:COCO_[A-Za-z]+\d*_)?0*(\d+)")
+
+
+def coco_results(rows: list[dict]) -> list[dict]:
+    """`[{"image_id", "caption", "model_name"}]`, the COCO results format. image_id is the COCO id when every
+    file is named the COCO way (COCO_val2014_000000000042.jpg or 000000000042.jpg -> 42), as the COCO tools
+    expect; otherwise the file's path relative to the image folder."""
+    numbers = [_COCO_NAME.fullmatch(Path(row["image_id"]).stem) for row in rows]
+    as_ids = all(numbers) and len({(m.group(1), row["model_name"]) for m, row in zip(numbers, rows)}) == len(rows)
+    return [{"image_id": int(m.group(1)) if as_ids else row["image_id"], "caption": row["caption"],
+             "model_name": row["model_name"]} for m, row in zip(numbers, rows)]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -131,6 +156,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .precision import convert_entry
+    from .zoo import WEIGHTS_FILE, ZooError
+
+    try:
+        out = convert_entry(args.entry, args.dtype, args.out)
+    except (ValueError, ZooError) as e:
+        raise UserError(str(e)) from None
+    sizes = [(Path(p) / WEIGHTS_FILE).stat().st_size for p in (args.entry, out)]
+    print(f"wrote {out} ({args.dtype}): weights {sizes[1] / 1e6:.2f} MB, {sizes[1] / sizes[0]:.2f} x the "
+          f"{sizes[0] / 1e6:.2f} MB of {Path(args.entry).name}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .generation import PRESETS
 
@@ -139,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap = sub.add_parser("caption", help="caption a folder of images with zoo models into a CSV")
     cap.add_argument("--zoo", default="model_zoo", help="zoo folder (default: model_zoo)")
     cap.add_argument("--images", required=True, help="folder of images")
-    cap.add_argument("--out", default="captions.csv", help="CSV to write (default: captions.csv)")
+    cap.add_argument("--out", default="captions.csv",
+                     help="CSV to write (default: captions.csv); a .json path gets the COCO results format")
     cap.add_argument("--models", help="comma-separated entry names (default: every loadable entry)")
     cap.add_argument("--preset", default="consistent", choices=sorted(PRESETS), help="decoding preset")
     cap.add_argument("--max-new-tokens", type=int, help="caption length limit in tokens")
@@ -154,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--zoo", default="model_zoo", help="zoo folder (default: model_zoo)")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=cmd_list)
+    conv = sub.add_parser("convert", help="write a half-precision copy of a zoo entry (a new entry)")
+    conv.add_argument("entry", help="zoo entry folder, e.g. model_zoo/NAME")
+    conv.add_argument("--dtype", required=True, help="fp16 or bf16")
+    conv.add_argument("--out", help="new entry: a folder, or a name beside the entry (default: NAME-fp16 / NAME-bf16)")
+    conv.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ENCODER_TYPES = ("clip", "vit")
+# The dtypes a zoo entry's weights may be stored in (`python -m captioning convert` writes the half ones).
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16")
 MAPPER_TYPES = ("mlp", "transformer", "grid")
 PATCH_MAPPERS = ("grid",)  # mappers that read the encoder's patch tokens, not its single pooled embedding
 FREEZE_DECODER_MODES = ("none", "all")  # or an int N: the first N blocks
@@ -160,6 +162,8 @@ def config_problems(values: Mapping[str, Any], *, decoder_width: int | None = No
         problems.append(f"prefix_length: the grid mapper's {grid_side(k)} x {grid_side(k)} cells need at least that many "
                         f"patches per side, but the encoder gives {encoder_patches} x {encoder_patches} (image_size / "
                         f"patch_size); use prefix_length <= {encoder_patches ** 2} or a larger model.image_size")
+    if "dtype" in values and values["dtype"] not in WEIGHT_DTYPES:
+        problems.append(f"dtype: unknown weight dtype {values['dtype']!r}; allowed = {list(WEIGHT_DTYPES)}")
     fd = values.get("freeze_decoder")
     if "freeze_decoder" in values and not (fd in FREEZE_DECODER_MODES or (_is_int(fd) and fd >= 0)):
         problems.append(f"freeze_decoder: must be 'none', 'all' or a number of blocks >= 0, got {fd!r}")
@@ -194,6 +198,8 @@ class CaptionerConfig:
     freeze_encoder: the vision encoder does not train (the default, as in ClipCap).
     freeze_decoder: "none" (GPT-2 trains), "all" (only the mapper, and the encoder if unfrozen, train), or
         an int N: the token/position embeddings (and so the tied LM head) and the first N blocks are frozen.
+    dtype: what the stored weights are ("float32", or "float16" / "bfloat16" for a converted entry; see
+        `captioning.precision` for what each runs in on CPU and GPU).
     """
 
     encoder_type: str
@@ -206,6 +212,7 @@ class CaptionerConfig:
     decoder_name: str = ""
     freeze_encoder: bool = True
     freeze_decoder: str | int = "none"
+    dtype: str = "float32"
 
     def validate(self, *, decoder_width: int | None = None, decoder_heads: int | None = None,
                  decoder_blocks: int | None = None, encoder_patches: int | None = None) -> None:
@@ -219,7 +226,10 @@ class CaptionerConfig:
             raise ConfigValueError(problems)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        values = dataclasses.asdict(self)
+        if values["dtype"] == "float32":  # the default is left out: float32 entries read as before, by older code too
+            del values["dtype"]
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **values}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptionerConfig:

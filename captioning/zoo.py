@@ -1,8 +1,9 @@
 """The model zoo: one folder per model, which rebuilds itself offline. The only module that knows the file names.
 
 A prefix-captioner entry holds:
-    config.json               architecture (full encoder/decoder configs, K, mapper, freezing) + training record
-    model.safetensors         all weights (the tied LM head is stored once, as GPT-2's token embedding)
+    config.json               architecture (full encoder/decoder configs, K, mapper, freezing, weight dtype) + training record
+    model.safetensors         all weights (the tied LM head is stored once, as GPT-2's token embedding), in the
+                              config's dtype (float32; float16 / bfloat16 for `captioning.precision.convert_entry`)
     tokenizer.json, tokenizer_config.json, ...   the decoder's tokenizer
     preprocessor_config.json  the image preprocessing (size, crop, mean/std)
     metrics.json              validation/test metrics, when trained
@@ -434,6 +435,10 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     config = _read_json(path / CONFIG_FILE)
     kind = entry_kind(config)
     model = _load_prefix_model(path, config) if kind == KIND_PREFIX else _load_ved_model(path)
+    if kind == KIND_PREFIX and config.get("dtype", "float32") != "float32":
+        from .precision import runtime_dtype
+
+        model = model.to(runtime_dtype(config["dtype"], device))  # half on GPU; see captioning.precision for CPU
     tokenizer, processor = _load_tokenizer_and_processor(path)
     fingerprint = module_fingerprint(model.encoder)
     if shared_encoders is not None:
@@ -509,6 +514,7 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
             with safe_open(weights, framework="pt") as f:
                 row["parameters"] = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
             row.update(base_models(config, kind))
+            row["training_data"] = (config.get("training") or {}).get("data")
             row["metrics"] = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
         except (ZooError, SafetensorError, OSError) as e:
             row["error"] = str(e)

@@ -37,6 +37,7 @@ import os
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -450,14 +451,18 @@ ImageIndex = tuple[dict[str, Path], dict[str, list[Path]], dict[str, list[Path]]
 
 
 def _image_index(folder: Path) -> ImageIndex:
+    """The index (see image_index) of the files in ``folder``."""
+    return image_index(path for path in sorted(folder.iterdir()) if path.is_file())
+
+
+def image_index(paths: Iterable[Path]) -> ImageIndex:
     """Lower-case NFC file name -> path, lower-case NFC stem -> image paths, and loose name (see loose_name,
-    with and without extension) -> image paths, for files in ``folder``."""
+    with and without extension) -> image paths, for the files ``paths`` (for resolve_image; the trainer's
+    `evaluate --captions` indexes a split's images with it)."""
     by_name: dict[str, Path] = {}
     by_stem: dict[str, list[Path]] = {}
     by_loose: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file():
-            continue
+    for path in paths:
         name = unicodedata.normalize("NFC", path.name).lower()
         by_name.setdefault(name, path)
         if path.suffix.lower() in IMAGE_EXTENSIONS:  # every format the library's loader reads (HEIC, AVIF, ...)
@@ -465,19 +470,21 @@ def _image_index(folder: Path) -> ImageIndex:
             for key in {loose_name(path.name), loose_name(path.stem)}:
                 by_loose.setdefault(key, []).append(path)
     order = {suffix: i for i, suffix in enumerate(PREFERRED_EXTENSIONS)}
-    for paths in by_stem.values():  # prefer the most common formats when foo.jpg and foo.png both exist
-        paths.sort(key=lambda p: (order.get(p.suffix.lower(), len(order)), p.suffix.lower()))
+    for same_stem in by_stem.values():  # prefer the most common formats when foo.jpg and foo.png both exist
+        same_stem.sort(key=lambda p: (order.get(p.suffix.lower(), len(order)), p.suffix.lower()))
     return by_name, by_stem, by_loose
 
 
-def resolve_image(image_id: str, folder: Path, index: ImageIndex) -> Path | None:
+def resolve_image(image_id: str, folder: Path | None, index: ImageIndex) -> Path | None:
     """The file in ``folder`` that ``image_id`` names: the exact relative path, the same name in any case
     or Unicode form, the same name (without its extension) with any image extension, or else the one file
-    whose loose name (see loose_name) is the same; None if there is none (or several loose matches)."""
-    exact = folder / image_id
-    # an id like "../secret.png" or "/etc/x.png" must not reach outside the folder
-    if exact.is_file() and exact.resolve().is_relative_to(folder.resolve()):
-        return exact
+    whose loose name (see loose_name) is the same; None if there is none (or several loose matches).
+    With ``folder`` None only the index is searched (its files may lie in several folders)."""
+    if folder is not None:
+        exact = folder / image_id
+        # an id like "../secret.png" or "/etc/x.png" must not reach outside the folder
+        if exact.is_file() and exact.resolve().is_relative_to(folder.resolve()):
+            return exact
     by_name, by_stem, by_loose = index
     name = unicodedata.normalize("NFC", Path(image_id.replace("\\", "/")).name).lower()  # ids are sometimes full paths
     if name in by_name:

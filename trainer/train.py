@@ -458,6 +458,7 @@ def finish(cfg: ExperimentConfig, run_dir: Path, state: RunState, counts: dict[s
                            "val_loss": best_record["val_loss"], "validation": best_record}
                 test_report = test_split.report.counts()
     metrics["decoding"] = settings.to_dict()
+    metrics["data"] = str(d.path)  # the split above is of this dataset: the app labels the numbers with both
     metrics["info"] = metrics_info(bertscore_model=e.bertscore_model, bertscore_num_layers=e.bertscore_num_layers,
                                    use_bertscore="bertscore" in e.metrics, use_meteor="meteor" in e.metrics)
     metrics["history"] = state.history
