@@ -6,9 +6,10 @@ local one started here by default, or `--address`/`RAY_ADDRESS`):
     manifest rows (image_id, source)
       -> decode + preprocess      Ray tasks: `captioning.pipeline.read_images` (the one rule for unreadable
                                   images) at `preprocessing.needed_side`, then each distinct preprocessing once
-      -> encode                   one actor pool per encoder key (`captioning.zoo.encoder_key`): the models
-                                  that share an encoder share its one pass
-      -> decode captions          one actor pool per model: `captioning.pipeline.caption_features`
+      -> encode, decode captions  one actor pool per model (`Captioner`): the first model of an encoder key
+                                  (`captioning.zoo.encoder_key`) runs the encoder once per batch and passes the
+                                  features on to the other models with that key; each model decodes with
+                                  `captioning.pipeline.caption_features`
       -> Parquet shards           written by this process into the output folder, `shard_size` images each
 
 Manifest (`read_manifest`): a folder (scanned like the local engine's `--images`), a `.csv` or a `.parquet`
@@ -247,50 +248,23 @@ def decode_and_preprocess(batch: dict[str, np.ndarray], processors: dict[str, An
     return out
 
 
-def _device(use_gpu: bool) -> str:
-    return "cuda" if use_gpu else "cpu"
+class Captioner:
+    """Actor of one model's pool: its captions of a batch (`captioning.pipeline.caption_features`).
 
+    The first model of an encoder key also runs that encoder, once per batch, on its preprocessed pixels
+    (`pixels` column) and passes the features on (`features` column) to the other models with that key,
+    which read them instead of encoding again. Unreadable images' rows (`error` set) get no captions.
+    """
 
-class Encoder:
-    """Actor: one encoder pass for every model of one encoder key (`pixels` column in, `features` column out)."""
-
-    def __init__(self, entry: str, pixels: str, features: str, drop: Sequence[str], use_gpu: bool, threads: int):
+    def __init__(self, entry: str, column: str, features: str, pixels: str | None, drop: Sequence[str], settings,
+                 use_gpu: bool, threads: int):
         import torch
 
         from .zoo import load_entry
 
         torch.set_num_threads(threads)
-        self.model = load_entry(entry, device=_device(use_gpu))
-        self.pixels, self.features, self.drop = pixels, features, list(drop)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        ok = batch["error"] == ""
-        out = {k: v for k, v in batch.items() if k not in self.drop}
-        if ok.any():
-            encoded = self.model.encode(torch.from_numpy(np.ascontiguousarray(batch[self.pixels][ok])))
-            encoded = encoded.float().cpu().numpy()
-            full = np.zeros((len(ok), *encoded.shape[1:]), dtype=encoded.dtype)
-            full[ok] = encoded
-        else:
-            full = np.zeros((len(ok), 1), dtype=np.float32)
-        out[self.features] = full
-        return out
-
-
-class Decoder:
-    """Actor: one model's captions of the features of its encoder key (`captioning.pipeline.caption_features`)."""
-
-    def __init__(self, entry: str, features: str, column: str, drop: Sequence[str], settings, use_gpu: bool,
-                 threads: int):
-        import torch
-
-        from .zoo import load_entry
-
-        torch.set_num_threads(threads)
-        self.model = load_entry(entry, device=_device(use_gpu))
-        self.features, self.column, self.drop, self.settings = features, column, list(drop), settings
+        self.model = load_entry(entry, device="cuda" if use_gpu else "cpu")
+        self.column, self.features, self.pixels, self.drop, self.settings = column, features, pixels, drop, settings
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -298,6 +272,15 @@ class Decoder:
         from .pipeline import caption_features
 
         ok = np.flatnonzero(batch["error"] == "")
+        if self.pixels is not None:  # the encoder pass of this key, shared by the models after this one
+            full = np.zeros((len(batch["error"]), 1), dtype=np.float32)  # no readable image: nothing to encode
+            if len(ok):
+                features = self.model.encode(torch.from_numpy(np.ascontiguousarray(batch[self.pixels][ok])))
+                features = features.float().cpu().numpy()
+                full = np.zeros((len(batch["error"]), *features.shape[1:]), dtype=features.dtype)
+                full[ok] = features
+            batch = {**batch, self.features: full}
+        out = {k: v for k, v in batch.items() if k not in self.drop}
         captions = np.empty(len(batch["error"]), dtype=object)
         scores = np.empty(len(batch["error"]), dtype=object)
         captions[:], scores[:] = [[]] * len(captions), [[]] * len(scores)
@@ -306,7 +289,6 @@ class Decoder:
             names = [str(batch["image_id"][i]) for i in ok]
             for i, result in zip(ok, caption_features(self.model, features, names, self.settings)):
                 captions[i], scores[i] = list(result.captions), [float(s) for s in result.scores]
-        out = {k: v for k, v in batch.items() if k not in self.drop}
         out[f"captions:{self.column}"], out[f"scores:{self.column}"] = captions, scores
         return out
 
@@ -338,7 +320,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     import ray
 
     if ray.is_initialized():
-        return ray.get_runtime_context().gcs_address
+        return "the Ray session's logs folder (/tmp/ray/session_latest/logs unless set otherwise)"
     # Workers import `captioning` from this checkout; on a cluster it must lie at the same path on every node.
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0"}}
@@ -348,11 +330,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
-        return f"the cluster's log folder (address {address})"
+        return f"the logs folder of the cluster at {address} (/tmp/ray/session_latest/logs on its nodes by default)"
     logs = tempfile.mkdtemp(prefix="caption-zoo-ray-")
-    os.environ.setdefault("PYTHONPATH", pythonpath)  # the local raylet and its workers inherit this environment
+    # The local raylet's workers inherit this environment; a runtime_env would cost them their prestarted workers.
+    os.environ["PYTHONPATH"] = pythonpath
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, _temp_dir=logs, log_to_driver=False,
-             runtime_env=runtime_env, logging_level=logging.ERROR)
+             logging_level=logging.ERROR)
     return logs
 
 
@@ -428,12 +411,12 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
     logs = connect(args.address, args.num_cpus)
     import ray
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would bury the `skipped:` lines
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would bury the `skipped:` lines
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    pools = len(plan) + len(names)
+    pools = len(names)
     # CPU actors get a share of the cluster's CPUs, keeping one share for the decode tasks, so every pool fits
     # (with whole CPUs per actor, 2 CPUs could not hold 5 pools and Ray Data would wait forever).
     cpus = 1.0 if use_gpu else max(0.01, ray.cluster_resources().get("CPU", 1) / (pools * args.actors + 1))
@@ -449,15 +432,12 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
     for g, (first, indices) in enumerate(plan):
         col = pixels_of[first.preprocess_key]
         pixels_left[col] -= 1
-        drop = [col] if pixels_left[col] == 0 else []
-        ds = ds.map_batches(Encoder, batch_size=args.batch_size, batch_format="numpy", compute=pool,
-                            fn_constructor_args=(str(first.path), col, f"features:{g}", drop, use_gpu, threads),
-                            **resources)
         for n, i in enumerate(indices):
-            drop = [f"features:{g}"] if n == len(indices) - 1 else []
-            ds = ds.map_batches(Decoder, batch_size=args.batch_size, batch_format="numpy", compute=pool,
-                                fn_constructor_args=(entries[i], f"features:{g}", str(i), drop, settings,
-                                                     use_gpu, threads), **resources)
+            drop = ([col] if n == 0 and pixels_left[col] == 0 else []) + (
+                [f"features:{g}"] if n == len(indices) - 1 else [])
+            ds = ds.map_batches(Captioner, batch_size=args.batch_size, batch_format="numpy", compute=pool,
+                                fn_constructor_args=(entries[i], str(i), f"features:{g}", col if n == 0 else None,
+                                                     drop, settings, use_gpu, threads), **resources)
 
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     buffer: list[dict[str, Any]] = []
@@ -495,7 +475,7 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
         flush()
     except ray.exceptions.RayError as e:
         flush()  # what was captioned is kept; the next run resumes after it
-        raise UserError(f"the Ray job failed ({type(e).__name__}: {_last_line(e)}); {shards} shard(s) written to "
+        raise UserError(f"the Ray job failed ({_cause(e)}); {shards} shard(s) written to "
                         f"{out} are kept and a re-run resumes after them; logs in {logs}") from None
     finally:
         progress.close()
@@ -507,6 +487,9 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
     return 0 if rows or already else 1
 
 
-def _last_line(error: Exception) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
+def _cause(error: BaseException) -> str:
+    """The exception a worker raised, as `Type: message`, from under Ray's wrappers."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line for line in str(error).splitlines() if line.strip() and "DataContext" not in line]
+    return f"{type(error).__name__}: {lines[-1].strip() if lines else ''}"
