@@ -6,6 +6,8 @@ encoder (same weights, preprocessing and features taken, see `captioning.zoo.enc
 features are shared by every model that uses it; then each model decodes the whole batch at once. Features
 computed beforehand (the trainer's embedding cache) come in through `features`, keyed by the same encoder
 key: a model whose key is there skips preprocessing and encoding, and no image needs to be loaded for it.
+`caption_features` is the decoding step alone (one model, one batch of features): the Ray engine
+(`captioning.ray_engine`) runs the encoder in another process and decodes with it.
 
 Unreadable images: `read_images` loads (name, source) pairs with `load_image`; an image it refuses (missing,
 not an image, truncated, too many pixels) is left out and its problem kept, named by file, in

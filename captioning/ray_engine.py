@@ -343,6 +343,19 @@ def _batches(ds, **kwargs) -> Iterator[Any]:
     yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", **kwargs)
 
 
+def actor_resources(cluster: dict[str, float], actors: int) -> tuple[dict[str, float], float]:
+    """(Ray resources of each model actor, CPUs of each decoding task) for a cluster with `cluster` resources.
+
+    Every actor must fit at once, or Ray Data waits forever for the pools it cannot start: with GPUs each
+    actor gets one, or a share when there are fewer GPUs than actors; on CPUs each actor gets a share of the
+    CPUs, and one share is kept for the decoding tasks.
+    """
+    share = max(0.01, cluster.get("CPU", 1) / (actors + 1))
+    if cluster.get("GPU", 0) > 0:
+        return {"num_gpus": min(1.0, cluster["GPU"] / actors), "num_cpus": min(1.0, share)}, min(1.0, share)
+    return {"num_cpus": share}, share
+
+
 def plan_stages(models: Sequence[Any]) -> tuple[dict[str, str], dict[str, Any], list[tuple[Any, list[int]]]]:
     """Which models share an encoder pass and which preprocessing each reads, as the local engine shares them.
 
@@ -373,6 +386,9 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
         value = getattr(args, option, None)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.address and args.num_cpus:
+        raise UserError(f"--num-cpus sizes a local Ray; with --address {args.address} (or RAY_ADDRESS) the cluster's "
+                        "own CPUs are used: leave one of the two out")
     out = Path(args.out)
     if out.suffix.lower() in (".csv", ".json") or out.is_file():
         raise UserError(f"--engine ray writes a folder of Parquet shards; --out {out} is a file name; "
@@ -415,19 +431,15 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would bury the `skipped:` lines
-    use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    pools = len(names)
-    # CPU actors get a share of the cluster's CPUs, keeping one share for the decode tasks, so every pool fits
-    # (with whole CPUs per actor, 2 CPUs could not hold 5 pools and Ray Data would wait forever).
-    cpus = 1.0 if use_gpu else max(0.01, ray.cluster_resources().get("CPU", 1) / (pools * args.actors + 1))
-    threads = args.threads or max(1, int(cpus))
-    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpus}
+    resources, decode_cpus = actor_resources(ray.cluster_resources(), len(names) * args.actors)
+    use_gpu = "num_gpus" in resources
+    threads = args.threads or max(1, int(resources["num_cpus"]))
     pool = ray.data.ActorPoolStrategy(size=args.actors)
 
     ds = ray.data.from_items([{"image_id": i, "source": s} for i, s in todo],
                              override_num_blocks=max(1, min(len(todo) // args.batch_size, 200)))
     ds = ds.map_batches(decode_and_preprocess, batch_size=args.batch_size, batch_format="numpy",
-                        num_cpus=1.0 if use_gpu else cpus, fn_kwargs={"processors": processors, "min_side": min_side})
+                        num_cpus=decode_cpus, fn_kwargs={"processors": processors, "min_side": min_side})
     pixels_left = {col: sum(1 for m, _ in plan if pixels_of[m.preprocess_key] == col) for col in processors}
     for g, (first, indices) in enumerate(plan):
         col = pixels_of[first.preprocess_key]

@@ -92,6 +92,17 @@ def test_shared_encoder_plan(zoo):
     assert len(processors) == 1 and set(pixels_of.values()) == set(processors)
 
 
+def test_every_actor_fits_the_cluster():
+    from captioning.ray_engine import actor_resources
+
+    # 2 CPUs, 3 model actors: each gets 0.5 CPU and decoding keeps 0.5, so all start at once
+    assert actor_resources({"CPU": 2.0}, 3) == ({"num_cpus": 0.5}, 0.5)
+    # one GPU for three models: they share it
+    resources, _ = actor_resources({"CPU": 16.0, "GPU": 1.0}, 3)
+    assert resources == {"num_gpus": 1 / 3, "num_cpus": 1.0}
+    assert actor_resources({"CPU": 64.0, "GPU": 8.0}, 3)[0]["num_gpus"] == 1.0
+
+
 def test_output_equals_the_local_engine_and_a_rerun_resumes(zoo, images, local_rows, ray_session, tmp_path, capsys):
     out = tmp_path / "out"
     assert caption_ray(zoo, images, out) == 0
@@ -175,10 +186,12 @@ def test_user_mistakes_give_one_line(zoo, images, tmp_path, capsys):
         (tmp_path / "dupes.csv", "out", "names 1 image id(s) twice"),
         (tmp_path / "missing.csv", "out", "does not exist"),
         (images, "captions.csv", "writes a folder of Parquet shards; --out"),
+        (images, "out --address 127.0.0.1:1 --num-cpus 2", "--num-cpus sizes a local Ray; with --address"),
     ]
     for manifest, out, message in cases:
+        out, *extra = out.split()
         code = cli.main(["caption", "--engine", "ray", "--zoo", str(zoo), "--images", str(manifest),
-                         "--out", str(tmp_path / out), "--quiet"])
+                         "--out", str(tmp_path / out), "--quiet", *extra])
         err = capsys.readouterr().err
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
