@@ -6,6 +6,7 @@ local one started here by default, or `--address`/`RAY_ADDRESS`):
     manifest rows (image_id, source)
       -> decode + preprocess      Ray tasks: `captioning.pipeline.read_images` (the one rule for unreadable
                                   images) at `preprocessing.needed_side`, then each distinct preprocessing once
+                                  (on CPUs Ray Data runs them inside the first model's actors: same resources)
       -> encode, decode captions  one actor pool per model (`Captioner`): the first model of an encoder key
                                   (`captioning.zoo.encoder_key`) runs the encoder once per batch and passes the
                                   features on to the other models with that key; each model decodes with
@@ -15,8 +16,9 @@ local one started here by default, or `--address`/`RAY_ADDRESS`):
 Manifest (`read_manifest`): a folder (scanned like the local engine's `--images`), a `.csv` or a `.parquet`
 file with a column of image paths (`--column`, default `path`) and optionally an `image_id` column (default:
 the path as written). Relative paths are relative to the manifest's folder. A source may be a URI: `file://`
-is a local path; other schemes (`s3://`, `gs://`, `hdfs://`, ...) are read with `pyarrow.fs` on the worker
-(credentials and filesystem libraries as pyarrow needs them there; only local files are tested here).
+is a local path; `s3://`, `gs://`, `hdfs://` and `abfs://` are read with `pyarrow.fs` on the worker
+(credentials and filesystem libraries as pyarrow needs them there; only local files are tested here);
+other schemes (http) are refused before anything runs.
 Every path must be readable from every node of the cluster (a shared filesystem).
 
 Output: `part-<run>-<n>.parquet` shards with the columns of the local engine's CSV (`cli.CSV_COLUMNS`, typed),
@@ -52,6 +54,7 @@ from .cli import CSV_COLUMNS, UserError, _select_models
 
 RUN_FILE = "_run.json"
 SHARD_PREFIX = "part-"
+URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")  # pyarrow.fs.FileSystem.from_uri reads these
 MANIFEST_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 INT_COLUMNS = {"caption_index", "num_beams", "top_k", "no_repeat_ngram_size", "max_new_tokens", "seed"}
 FLOAT_COLUMNS = {"score", "length_penalty", "temperature", "top_p"}
@@ -148,7 +151,13 @@ def read_manifest(location: str | os.PathLike, *, column: str = "path", recursiv
     if not ids:
         raise UserError(f"manifest {location} has no rows")
     base = location.resolve().parent
-    return Manifest(ids=ids, sources=[_resolve(s, base) for s in sources])
+    resolved = [_resolve(s, base) for s in sources]
+    schemes = sorted({s.split("://", 1)[0].lower() for s in resolved if "://" in s} - set(URI_SCHEMES))
+    if schemes:
+        raise UserError(f"manifest {location} has URIs of scheme(s) {schemes}; the Ray engine reads local paths, "
+                        f"file:// and the schemes pyarrow's filesystems read ({', '.join(URI_SCHEMES)}); download "
+                        "other images first and list their paths")
+    return Manifest(ids=ids, sources=resolved)
 
 
 def done_ids(out: Path) -> set[str]:
@@ -231,7 +240,7 @@ def decode_and_preprocess(batch: dict[str, np.ndarray], processors: dict[str, An
     for image_id, source in zip(ids, batch["source"]):
         try:
             sources.append((image_id, _read_source(str(source))))
-        except OSError as e:  # a URI that cannot be fetched; a local path's problems come from load_image
+        except (OSError, ValueError) as e:  # a URI that cannot be fetched (pyarrow's ArrowInvalid is a ValueError)
             problems[image_id] = f"Could not read image '{source}': {e}"
     read = read_images(sources, min_side=min_side)
     problems.update(read.problems)

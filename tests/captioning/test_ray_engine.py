@@ -179,12 +179,14 @@ def test_user_mistakes_give_one_line(zoo, images, tmp_path, capsys):
     (tmp_path / "nocol.csv").write_text("file,label\na.png,cat\n")
     (tmp_path / "bad.parquet").write_text("not parquet")
     (tmp_path / "dupes.csv").write_text("path\na.png\na.png\n")
+    (tmp_path / "web.csv").write_text("path\nhttps://example.com/a.png\n")
     cases = [
         (tmp_path / "list.txt", "out", "is neither a folder nor a manifest"),
         (tmp_path / "nocol.csv", "out", "has no column 'path' (columns: file, label); name the column"),
         (tmp_path / "bad.parquet", "out", "cannot read manifest"),
         (tmp_path / "dupes.csv", "out", "names 1 image id(s) twice"),
         (tmp_path / "missing.csv", "out", "does not exist"),
+        (tmp_path / "web.csv", "out", "has URIs of scheme(s) ['https']"),
         (images, "captions.csv", "writes a folder of Parquet shards; --out"),
         (images, "out --address 127.0.0.1:1 --num-cpus 2", "--num-cpus sizes a local Ray; with --address"),
     ]
