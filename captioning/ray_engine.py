@@ -19,7 +19,8 @@ the path as written). Relative paths are relative to the manifest's folder. A so
 is a local path; `s3://`, `gs://`, `hdfs://` and `abfs://` are read with `pyarrow.fs` on the worker
 (credentials and filesystem libraries as pyarrow needs them there; only local files are tested here);
 other schemes (http) are refused before anything runs.
-Every path must be readable from every node of the cluster (a shared filesystem).
+Every path must be readable from every node of the cluster (a shared filesystem), and every node needs this
+checkout at the same path with the same virtualenv (the workers import `captioning` from it).
 
 Output: `part-<run>-<n>.parquet` shards with the columns of the local engine's CSV (`cli.CSV_COLUMNS`, typed),
 and `_run.json` naming the models, their weights hashes and the decoding settings. A shard is written to a
