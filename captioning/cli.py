@@ -39,6 +39,10 @@ def _select_models(zoo: Path, wanted: str | None) -> list[Path]:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
+    if args.engine == "ray":  # Ray is imported only for this engine
+        from .ray_engine import cmd_caption_ray
+
+        return cmd_caption_ray(args)
     import torch
     from tqdm import tqdm
 
@@ -189,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--recursive", action="store_true", help="also caption images in sub-folders")
     cap.add_argument("--threads", type=int, help="torch CPU threads")
     cap.add_argument("--quiet", action="store_true", help="no progress bar")
+    cap.add_argument("--engine", default="local", choices=["local", "ray"],
+                     help="local: this process, one CSV; ray: Ray Data, Parquet shards in the --out folder "
+                          "(--images may then be a CSV or Parquet manifest; see captioning/ray_engine.py)")
+    from .ray_engine import add_arguments
+
+    add_arguments(cap)
     cap.set_defaults(func=cmd_caption)
     lst = sub.add_parser("list", help="list the entries of a zoo")
     lst.add_argument("--zoo", default="model_zoo", help="zoo folder (default: model_zoo)")

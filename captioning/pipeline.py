@@ -6,6 +6,8 @@ encoder (same weights, preprocessing and features taken, see `captioning.zoo.enc
 features are shared by every model that uses it; then each model decodes the whole batch at once. Features
 computed beforehand (the trainer's embedding cache) come in through `features`, keyed by the same encoder
 key: a model whose key is there skips preprocessing and encoding, and no image needs to be loaded for it.
+`caption_features` is the decoding step alone (one model, one batch of features): the Ray engine
+(`captioning.ray_engine`) runs the encoder in another process and decodes with it.
 
 Unreadable images: `read_images` loads (name, source) pairs with `load_image`; an image it refuses (missing,
 not an image, truncated, too many pixels) is left out and its problem kept, named by file, in
@@ -77,6 +79,31 @@ class CaptionResult:
     def caption(self) -> str:
         return self.captions[0]
 
+    def rows(self, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """One table row per caption, with the keys of `columns` this result has (the batch CLI's CSV and
+        the Ray engine's Parquet shards: image_id, model_name, caption, caption_index, score, the decoding
+        settings, weights_hash); a setting the strategy does not use is absent."""
+        return [{"image_id": self.image_name, "model_name": self.model_name, "caption": caption,
+                 "caption_index": i, "score": round(score, 4), "weights_hash": self.weights_hash,
+                 **{k: v for k, v in self.settings.items() if k in columns}}
+                for i, (caption, score) in enumerate(zip(self.captions, self.scores))]
+
+
+def caption_features(model: ZooModel, features: torch.Tensor, names: Sequence[str],
+                     settings: GenerationSettings) -> list[CaptionResult]:
+    """Decode one batch of encoder features (`ZooModel.encode` of the preprocessed images, or features of the
+    same encoder key) with one model: one CaptionResult per row, named by `names`, in order.
+
+    The decoding step of `caption_images`; engines that run the encoder elsewhere (`captioning.ray_engine`)
+    call it with the features they received.
+    """
+    if len(names) != features.shape[0]:
+        raise ValueError(f"got features of {features.shape[0]} images but {len(names)} names")
+    out = generate(model.model, features.to(model.device), settings)
+    return [CaptionResult(image_name=name, model_name=model.name, captions=[model.decode(t) for t in token_lists],
+                          scores=scores, settings=settings.to_dict(), weights_hash=model.weights_hash)
+            for name, token_lists, scores in zip(names, out.tokens, out.scores)]
+
 
 def caption_images(models: Sequence[ZooModel], images: Sequence[Image.Image] | None, *,
                    names: Sequence[str] | None = None,
@@ -125,12 +152,8 @@ def caption_images(models: Sequence[ZooModel], images: Sequence[Image.Image] | N
                     if model.preprocess_key not in pixels:
                         pixels[model.preprocess_key] = model.preprocess(list(images[start:start + batch_size]))
                     encoded[key] = model.encode(pixels[model.preprocess_key])
-            out = generate(model.model, encoded[key], settings)
-            for i, (token_lists, scores) in enumerate(zip(out.tokens, out.scores)):
-                by_image[start + i][model.name] = CaptionResult(
-                    image_name=names[start + i], model_name=model.name,
-                    captions=[model.decode(t) for t in token_lists], scores=scores,
-                    settings=settings.to_dict(), weights_hash=model.weights_hash)
+            for i, result in enumerate(caption_features(model, encoded[key], batch_names, settings)):
+                by_image[start + i][model.name] = result
             done += len(batch_names)
             if progress is not None:
                 progress(done, total)
