@@ -96,13 +96,10 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                      batch_size=args.batch_size,
                                      progress=lambda done, total, before=done_before: progress.update(before + done - progress.n))
             for r in results:
-                for i, (caption, score) in enumerate(zip(r.captions, r.scores)):
-                    row = {"image_id": r.image_name, "model_name": r.model_name, "caption": caption,
-                           "caption_index": i, "score": round(score, 4), "weights_hash": r.weights_hash,
-                           **{k: v for k, v in r.settings.items() if k in CSV_COLUMNS}}
+                for row in r.rows(CSV_COLUMNS):
                     if not as_results:
                         writer.writerow(row)
-                    elif i == 0:  # COCO results hold one caption per image: the model's best
+                    elif row["caption_index"] == 0:  # COCO results hold one caption per image: the model's best
                         results_rows.append(row)
                     rows += 1
         if as_results:
