@@ -160,6 +160,29 @@ def serve_in_thread(zoo: Path, root: Path):
         demo.ctx.store.close()
 
 
+def serve_asgi_in_thread(asgi_app, host: str = "127.0.0.1"):
+    """An ASGI app (e.g. `server.api.create_app(...)` or `app.build_server(...)`) served by uvicorn in a thread on
+    a free loopback port, as `python app.py` serves it; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(asgi_app, host=host, port=free_port(), log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 class AppProcess:
     """`python app.py ...` as a subprocess on a free port; waits until it answers, kill() ends it abruptly."""
 
