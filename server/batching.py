@@ -3,7 +3,8 @@
 one request after another.
 
 One worker thread takes the oldest waiting request and then waits at most `max_wait_ms` (counted from that
-request's arrival) for more requests with the same key (the models' paths and weights hashes, and the
+request's arrival, or from the end of the previous batch when it arrived during it) for more requests with the
+same key (the models' paths and weights hashes, and the
 `GenerationSettings`), up to `max_batch` images in all; requests with another key wait for a later round, in
 arrival order. The batch's results are split back to each request's future. `max_wait_ms=0` turns merging
 off: every request is captioned alone, one after another (what the server did without batching).
@@ -63,6 +64,7 @@ class MicroBatcher:
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._free_since = time.monotonic()  # when the worker last finished a batch
         self._worker = threading.Thread(target=self._run, name="caption-micro-batcher", daemon=True)
         self._worker.start()
 
@@ -110,7 +112,10 @@ class MicroBatcher:
                 self._waiting.pop(0)
                 self._set_depth()
                 return [first]
-            deadline = first.arrived + self.max_wait
+            # The window opens when the request arrives, or when the worker got free if it came in meanwhile:
+            # the clients of the batch just finished send their next requests at about that moment, and
+            # waiting for them keeps batches whole instead of alternating between two halves.
+            deadline = max(first.arrived, self._free_since) + self.max_wait
             while True:
                 batch, images = [], 0
                 for request in self._waiting:
@@ -138,6 +143,7 @@ class MicroBatcher:
             live = [r for r in batch if not r.future.cancelled()]
             if live:
                 self._caption_batch(live)
+            self._free_since = time.monotonic()
 
     def _caption_batch(self, batch: list[_Request]) -> None:
         first = batch[0]

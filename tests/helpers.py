@@ -147,16 +147,17 @@ def free_port() -> int:
 
 
 def serve_in_thread(zoo: Path, root: Path):
-    """The app launched in this process, in a thread, exactly as `python app.py` launches it; yields it."""
+    """The app served in this process, in a thread, exactly as `python app.py` serves it (the page mounted on
+    the REST API's FastAPI app, run by uvicorn); yields the Blocks, its `local_url` set to the server's URL."""
     import app
 
     demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
     demo.queue(default_concurrency_limit=4)
-    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
     try:
-        yield demo
+        for url in serve_asgi_in_thread(app.build_server(demo)):
+            demo.local_url = url + "/"
+            yield demo
     finally:
-        demo.close()
         demo.ctx.store.close()
 
 

@@ -236,6 +236,21 @@ def test_micro_batching_merges_concurrent_requests(zoo, tmp_path, wait_ms):
     assert registry.get_sample_value("captionzoo_queue_depth") == 0
 
 
+def test_requests_with_other_settings_are_not_merged(zoo, tmp_path):
+    pictures = write_images(tmp_path, 4, seed=11)
+    app = create_app(ApiConfig(zoo_dir=zoo, max_batch_wait_ms=300))
+    bodies = [{"images": [{"id": p.name, "data": b64(p)}], "models": ["alpha"],
+               "caption_mode": "greedy" if i % 2 else "consistent"} for i, p in enumerate(pictures)]
+    for url in serve_asgi_in_thread(app):
+        answers = _post_at_once(url, bodies)
+    for body, answer in zip(bodies, answers):
+        assert answer.status_code == 200
+        assert answer.json()["images"][0]["models"][0]["settings"] == get_settings(body["caption_mode"]).to_dict()
+    registry = app.state.api.metrics.registry
+    assert registry.get_sample_value("captionzoo_batch_requests_count") >= 2  # one batch per setting at least
+    assert registry.get_sample_value("captionzoo_batch_requests_sum") == 4
+
+
 def test_metrics_text(client, images):
     before = sample(client, "captionzoo_captions_generated_total", model="beta") or 0
     body = {"images": [{"data": b64(p)} for p in images], "models": ["beta"], "caption_mode": "consistent",

@@ -7,6 +7,7 @@ scrapes the app every second, and the test asks Prometheus' HTTP API (/api/v1/qu
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import AppProcess, build_tiny_zoo, free_port, write_images
+from helpers import ROOT, AppProcess, build_tiny_zoo, free_port, write_images
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -98,6 +99,17 @@ def test_prometheus_scrapes_the_app(tmp_path):
         assert {r["metric"]["source"] for r in ratings} == {"page", "api", "pairwise"}
         assert all(float(r["value"][1]) == 0 for r in ratings)
         assert value(query(url, 'process_resident_memory_bytes{job="caption-zoo"}')) > 10e6
+
+        # Every query of the Grafana dashboard is valid PromQL here and finds data (its variables filled in),
+        # once two scrapes hold the series (rate() needs two samples).
+        wait_for(url, "rate(captionzoo_captions_generated_total[1m])", lambda r: len(r) == 2)
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "caption-zoo.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = (target["expr"].replace("$__rate_interval", "1m").replace("$job", "caption-zoo")
+                        .replace("$model", ".*"))
+                found = query(url, expr)
+                assert found, (panel["title"], expr)
     finally:
         prometheus.terminate()
         try:
