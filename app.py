@@ -1133,6 +1133,9 @@ def build_server(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None =
     options = launch_options(ctx, host=host, port=port, auth=auth, max_file_size=max_file_size)
     options.pop("share")  # a mounted app has no share link either way
     gr.mount_gradio_app(api, demo, path="/", **options)
+    # Gradio checks that a file input names an uploaded file (not the database, not the zoo) only once the
+    # Blocks "has launched", which launch() sets and mount_gradio_app (Gradio 6.31) does not: set it here.
+    demo.has_launched = True
     api.state.api.config.max_file_size = demo.max_file_size  # as Gradio parsed it: the page's limit exactly
     return api
 

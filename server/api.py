@@ -33,6 +33,8 @@ import asyncio
 import base64
 import binascii
 import secrets
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ DEFAULT_PRESET = "consistent"
 DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024  # bytes per image; the page's default --max-file-size (25mb)
 MAX_IMAGES_PER_REQUEST = 16
 MAX_CAPTIONS = 10
+ZOO_LISTING_SECONDS = 2.0  # an entry added to (or fixed in) the zoo folder is seen within this time
 
 
 class ApiError(Exception):
@@ -142,6 +145,8 @@ class ApiState:
         self.batcher = MicroBatcher(max_wait_ms=config.max_batch_wait_ms, max_batch=config.max_batch,
                                     metrics=metrics)
         self._hashes: dict[tuple[str, int, int], str] = {}
+        self._listing: tuple[float, list[dict[str, Any]]] | None = None
+        self._listing_lock = threading.Lock()
         metrics.watch_models(lambda: len(cache))
 
     def weights_hash(self, entry: Path) -> str | None:
@@ -157,10 +162,17 @@ class ApiState:
         return self._hashes[key]
 
     def zoo_rows(self) -> list[dict[str, Any]]:
-        try:
-            return list_zoo(self.config.zoo_dir)
-        except ZooError as e:
-            raise ApiError(503, "zoo_unavailable", str(e)) from None
+        """The zoo listing, read again at most every ZOO_LISTING_SECONDS: listing walks every entry's folder
+        (about 10 ms for the demo zoo), too much to repeat for each of many concurrent requests."""
+        with self._listing_lock:
+            now = time.monotonic()
+            if self._listing is None or now - self._listing[0] > ZOO_LISTING_SECONDS:
+                try:
+                    self._listing = (now, list_zoo(self.config.zoo_dir))
+                except ZooError as e:
+                    self._listing = None
+                    raise ApiError(503, "zoo_unavailable", str(e)) from None
+            return [dict(row) for row in self._listing[1]]
 
     def default_models(self, rows: list[dict[str, Any]]) -> list[str]:
         if self.config.default_models:

@@ -42,6 +42,12 @@ def test_page_keeps_its_login_theme_and_blocked_paths(served):
         for private in (db, (demo.ctx.zoo_dir / "alpha" / WEIGHTS_FILE).resolve()):
             assert http.get(f"/gradio_api/file={private}").status_code == 403
         assert http.get("/").status_code == 200
+        # a file input naming a server file instead of an upload is refused (Gradio's check, kept when mounted)
+        given = {"path": str(db), "meta": {"_type": "gradio.FileData"}}
+        data = ["eve", "probe", False, [given], [], ["alpha"], "greedy"]
+        event = http.post("/gradio_api/call/caption", json={"data": data}).json()["event_id"]
+        stream = http.get(f"/gradio_api/call/caption/{event}").text
+        assert "event: error" in stream and app.UPLOADS_ONLY in stream, stream
 
 
 def test_api_shares_the_login_and_the_upload_limit(served, tmp_path):
