@@ -65,6 +65,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import gradio as gr
 import pandas as pd
+import uvicorn
+from fastapi import FastAPI
 from gradio.exceptions import InvalidPathError  # raised by gradio itself for a file input it refuses
 
 from captioning.card import limitations
@@ -1119,7 +1121,7 @@ def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None
 def build_server(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860,
                  auth: tuple[str, str] | list[tuple[str, str]] | None = None,
                  max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, api_token: str | None = None,
-                 max_batch_wait_ms: float = 10.0, max_batch: int = 32) -> Any:
+                 max_batch_wait_ms: float = 10.0, max_batch: int = 32) -> FastAPI:
     """One FastAPI app serving the REST API, /healthz, /readyz, /metrics and /docs (`server.api`) with the page
     mounted at / (`gr.mount_gradio_app`, with everything `launch_options` gives `demo.launch`). The API uses
     the page's model cache, its auth (HTTP Basic there) plus the optional bearer token, and its upload limit."""
@@ -1242,8 +1244,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # taken between the check and now
         print(f"error: {port_problem(args.host, args.port) or e}", file=sys.stderr)
         return 2
-    import uvicorn
-
     shown = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
     print(f"Caption Zoo on http://{shown}:{args.port} (REST API /api/v1, docs /docs, metrics /metrics)", flush=True)
     # Gradio keeps event streams open; do not wait for them for ever on Ctrl+C

@@ -12,7 +12,7 @@ from gradio_client import Client, handle_file
 
 import app
 from captioning.zoo import WEIGHTS_FILE
-from helpers import build_tiny_zoo, serve_asgi_in_thread, write_images
+from helpers import build_tiny_zoo, free_port, serve_asgi_in_thread, write_images
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,11 @@ def test_ratings_through_the_page_and_its_api_are_counted(served, tmp_path):
         lines = http.get("/metrics", auth=("ann", "s3cret")).text.splitlines()
     assert 'captionzoo_ratings_saved_total{source="api"} 1.0' in lines
     assert 'captionzoo_ratings_saved_total{source="page"} 1.0' in lines
+
+
+def test_bad_batching_options_exit_with_one_line(tmp_path, capsys):
+    args = ["--db", str(tmp_path / "r.sqlite"), "--image-cache", str(tmp_path / "c"), "--port", str(free_port())]
+    assert app.main([*args, "--max-batch-wait-ms", "-1"]) == 2
+    assert app.main([*args, "--max-batch", "0"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: --max-batch-wait-ms must be >= 0") for line in lines)
