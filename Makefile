@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock lint browser test demo demo-zoo bench clean
+.PHONY: setup lock lint browser prometheus test demo demo-zoo bench clean
 
 setup: $(STAMP)
 
@@ -45,7 +45,20 @@ browser:
 	  else echo "note: /usr/bin/chromium missing and cannot be installed here; the browser test will be skipped"; fi; \
 	fi
 
-test: setup browser lint
+# The metrics test runs Debian's Prometheus on a port of its own. A policy-rc.d that refuses (101) keeps apt
+# from starting the packaged daemon as a service on :9090; --no-install-recommends leaves out node-exporter.
+prometheus:
+	@if [ ! -x /usr/bin/prometheus ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    made=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	      chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus) >/dev/null; status=$$?; \
+	    if [ -n "$$made" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$status; \
+	  else echo "note: /usr/bin/prometheus missing and cannot be installed here; the Prometheus test will be skipped"; fi; \
+	fi
+
+test: setup browser prometheus lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 demo: setup

@@ -4,7 +4,11 @@ every caption 0/1/2, and get per-model accuracy with intervals, rater agreement 
 Run it (offline; nothing is downloaded, no share link, no analytics):
 
     python app.py [--zoo model_zoo] [--db ratings.sqlite] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS]
-                  [--admin USER ...]
+                  [--admin USER ...] [--api-token TOKEN] [--max-batch-wait-ms MS]
+
+One process serves the page at / and the REST API (`server/`: /api/v1/caption, /api/v1/models, /healthz,
+/readyz, /metrics, docs at /docs): `build_server` mounts the Gradio Blocks on the API's FastAPI app, uvicorn
+runs it.
 
 Blind sets are blind everywhere: the grid, the named API endpoints and the exports give a blind set's model
 names only to its owner (who created it) and to the --admin users (`rating.sets.may_see_names`). Who is
@@ -61,6 +65,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import gradio as gr
 import pandas as pd
+import uvicorn
+from fastapi import FastAPI
 from gradio.exceptions import InvalidPathError  # raised by gradio itself for a file input it refuses
 
 from captioning.card import limitations
@@ -194,6 +200,13 @@ class AppContext:
     image_dir: Path  # display copies, one PNG per image content hash
     work_dir: Path  # scratch space for exports and imports (inside the system temp dir; removed at exit)
     admins: tuple[str, ...] = ()  # --admin users: they may see every blind set's names and results
+    metrics: Any = None  # server.metrics.ServerMetrics when served with the REST API (`build_server`)
+
+
+def count_rating(ctx: AppContext, source: str) -> None:
+    """One more rating saved, in the server's metrics (page, api or pairwise)."""
+    if ctx.metrics is not None:
+        ctx.metrics.rating_saved(source)
 
 
 def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
@@ -595,6 +608,7 @@ def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     if score is None:
         return "Choose 0, 1 or 2.", gr.skip()
     ctx.store.rate(eval_set, rater, image_hash, model_name, score)
+    count_rating(ctx, "page")
     counts = sets.set_summary(ctx.store, eval_set, rater)
     return (f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {_esc(label)} · you rated {counts.rated} of "
             f"{counts.captions}", session_summary(ctx, session))
@@ -781,6 +795,7 @@ def pairwise_vote(ctx: AppContext, outcome: str, session: dict[str, Any], pair: 
     if pair.get("eval_set") != eval_set or pair.get("rater") != rater or not pair.get("image_hash"):
         raise gr.Error("No pair of this set is on screen: click Show next pair first.")
     ctx.store.vote(eval_set, rater, pair["image_hash"], pair["model_a"], pair["model_b"], outcome)
+    count_rating(ctx, "pairwise")
     *shown, status = _show_pair(ctx, eval_set, rater)
     saved = f"Saved “{pairwise.OUTCOME_LABELS[outcome]}” for {_esc(pair['file_name'] or 'the last image')}."
     return (*shown, f"{saved}  \n{status}")
@@ -1112,6 +1127,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                 if not sets.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
                     model = sets.column_model(ctx.store, eval_set, image_hash, model_name)
                 ctx.store.rate(eval_set, rater, image_hash, model, score)
+                count_rating(ctx, "api")
             except ValueError as e:
                 raise gr.Error(_esc(str(e)), print_exception=False) from None
             return f"saved {int(score)} by {rater} for {model_name} on {image_hash[:12]}"
@@ -1150,6 +1166,44 @@ def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None
                 theme=gr.themes.Soft(), css=CSS, js=KEYBOARD_JS, show_error=True, ssr_mode=False, mcp_server=False)
 
 
+def build_server(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860,
+                 auth: tuple[str, str] | list[tuple[str, str]] | None = None,
+                 max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, api_token: str | None = None,
+                 max_batch_wait_ms: float = 10.0, max_batch: int = 32) -> FastAPI:
+    """One FastAPI app serving the REST API, /healthz, /readyz, /metrics and /docs (`server.api`) with the page
+    mounted at / (`gr.mount_gradio_app`, with everything `launch_options` gives `demo.launch`). The API uses
+    the page's model cache, its auth (HTTP Basic there) plus the optional bearer token, and its upload limit."""
+    from server.api import ApiConfig, create_app
+
+    ctx: AppContext = demo.ctx
+    pairs = [auth] if isinstance(auth, tuple) else list(auth or [])
+    api = create_app(ApiConfig(zoo_dir=ctx.zoo_dir, auth=pairs, api_token=api_token,
+                               max_batch_wait_ms=max_batch_wait_ms, max_batch=max_batch), cache=ctx.cache)
+    ctx.metrics = api.state.api.metrics
+    options = launch_options(ctx, host=host, port=port, auth=auth, max_file_size=max_file_size)
+    options.pop("share")  # a mounted app has no share link either way
+    gr.mount_gradio_app(api, demo, path="/", **options)
+    # Gradio checks that a file input names an uploaded file (not the database, not the zoo) only once the
+    # Blocks "has launched", which launch() sets and mount_gradio_app (Gradio 6.31) does not: set it here.
+    demo.has_launched = True
+    api.state.api.config.max_file_size = demo.max_file_size  # as Gradio parsed it: the page's limit exactly
+    return api
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound now, so that a port taken meanwhile fails here (OSError)."""
+    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    family, kind, proto, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(where)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     """'USER:PASS' -> ('USER', 'PASS'); the password may itself contain ':'."""
     if value is None:
@@ -1182,7 +1236,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-cache", default=str(DEFAULT_IMAGE_CACHE),
                         help="folder for the display copies of images (default: <temp>/caption-zoo/images)")
     parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
-                        help="largest upload accepted (default: 25mb)")
+                        help="largest upload accepted, on the page and per image in the REST API (default: 25mb)")
+    parser.add_argument("--api-token", default=os.environ.get("CAPTION_ZOO_API_TOKEN") or None, metavar="TOKEN",
+                        help="also accept `Authorization: Bearer TOKEN` on the REST API and /metrics (default: "
+                             "$CAPTION_ZOO_API_TOKEN; with neither this nor --auth the API is open)")
+    parser.add_argument("--max-batch-wait-ms", type=float, default=10.0, metavar="MS",
+                        help="how long a REST caption request waits for others to be captioned in one batch "
+                             "(default: 10; 0 = no micro-batching)")
+    parser.add_argument("--max-batch", type=int, default=32, metavar="IMAGES",
+                        help="most images in one micro-batch (default: 32)")
     return parser
 
 
@@ -1213,18 +1275,27 @@ def main(argv: list[str] | None = None) -> int:
         problem = port_problem(args.host, args.port)  # before anything is opened: a busy port fails at once
         if problem:
             raise ValueError(problem)
+        if args.max_batch_wait_ms < 0 or args.max_batch < 1:
+            raise ValueError(f"--max-batch-wait-ms must be >= 0 and --max-batch >= 1, got "
+                             f"{args.max_batch_wait_ms:g} and {args.max_batch}")
         demo = build_app(args.zoo, args.db, samples_dir=args.samples, image_dir=args.image_cache,
                          admins=parse_admins(args.admin))
+        demo.queue(default_concurrency_limit=4)
+        server = build_server(demo, host=args.host, port=args.port, auth=auth, max_file_size=args.max_file_size,
+                              api_token=args.api_token, max_batch_wait_ms=args.max_batch_wait_ms,
+                              max_batch=args.max_batch)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    demo.queue(default_concurrency_limit=4)
     try:
-        demo.launch(**launch_options(demo.ctx, host=args.host, port=args.port, auth=auth,
-                                     max_file_size=args.max_file_size))
-    except OSError as e:  # taken between the check and the start: Gradio says "Cannot find empty port"
+        listener = listen(args.host, args.port)
+    except OSError as e:  # taken between the check and now
         print(f"error: {port_problem(args.host, args.port) or e}", file=sys.stderr)
         return 2
+    shown = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
+    print(f"Caption Zoo on http://{shown}:{args.port} (REST API /api/v1, docs /docs, metrics /metrics)", flush=True)
+    # Gradio keeps event streams open; do not wait for them for ever on Ctrl+C
+    uvicorn.Server(uvicorn.Config(server, log_level="warning", timeout_graceful_shutdown=3)).run(sockets=[listener])
     return 0
 
 

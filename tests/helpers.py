@@ -147,17 +147,41 @@ def free_port() -> int:
 
 
 def serve_in_thread(zoo: Path, root: Path):
-    """The app launched in this process, in a thread, exactly as `python app.py` launches it; yields it."""
+    """The app served in this process, in a thread, exactly as `python app.py` serves it (the page mounted on
+    the REST API's FastAPI app, run by uvicorn); yields the Blocks, its `local_url` set to the server's URL."""
     import app
 
     demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
     demo.queue(default_concurrency_limit=4)
-    demo.launch(**app.launch_options(demo.ctx, port=free_port()), prevent_thread_lock=True, quiet=True)
     try:
-        yield demo
+        for url in serve_asgi_in_thread(app.build_server(demo)):
+            demo.local_url = url + "/"
+            yield demo
     finally:
-        demo.close()
         demo.ctx.store.close()
+
+
+def serve_asgi_in_thread(asgi_app, host: str = "127.0.0.1"):
+    """An ASGI app (e.g. `server.api.create_app(...)` or `app.build_server(...)`) served by uvicorn in a thread on
+    a free loopback port, as `python app.py` serves it; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(asgi_app, host=host, port=free_port(), log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 class AppProcess:
