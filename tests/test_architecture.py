@@ -1,6 +1,7 @@
-"""Protects the import direction the file tree promises: the library (`captioning/`) and the rating core
-(`rating/`) never import gradio, the trainer or the app, so the REST server, the CLI and batch jobs can use
-them without a UI or training stack. Checked on the source (every import statement, also inside functions),
+"""Protects the import direction the file tree promises: the library (`captioning/`), the rating core
+(`rating/`) and the HTTP server (`server/`) never import gradio, the trainer or the app, so the REST server,
+the CLI and batch jobs can use them without a UI or training stack (app.py mounts the page on the server,
+not the other way round). Checked on the source (every import statement, also inside functions),
 not on what happens to be loaded at run time."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from helpers import ROOT
 
 FORBIDDEN = {"gradio", "gradio_client", "trainer", "app"}
-LIBRARIES = ("captioning", "rating")
+LIBRARIES = ("captioning", "rating", "server")
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
