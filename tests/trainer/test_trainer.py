@@ -257,20 +257,21 @@ def test_model_mistakes_stop_before_the_data_with_one_line(shapes, tmp_path, ove
 
 
 def test_demo_recipe_rebuilds_the_committed_zoo_entries():
-    """trainer/demo_zoo.py's ENTRIES on the base config
+    """trainer/demo_zoo.py's ENTRIES (and SCST_ENTRIES, built from their committed parent) on the base config
     give each committed entry's experiment.yaml, and the model they build has the committed config.json and
     preprocessing (so the schema change kept the values). Keys the schema gained after an entry was trained
     read back as their defaults (config_from_dict of the recorded config)."""
     from trainer.config import config_from_dict
-    from trainer.demo_zoo import BASE_CONFIG, ENTRIES, entry_overrides
+    from trainer.demo_zoo import BASE_CONFIG, ENTRIES, SCST_ENTRIES, entry_overrides
     from trainer.train import build_components
 
-    for name in ENTRIES:
+    for name in [*ENTRIES, *SCST_ENTRIES]:
         committed = ROOT / "model_zoo" / name
         cfg = load_config(BASE_CONFIG, entry_overrides(name, Path("runs/demo"), "model_zoo", 48))
         assert cfg == load_config(committed / EXPERIMENT_FILE), name
+        parent = [f"model.init_from={ROOT / 'model_zoo' / SCST_ENTRIES[name][0]}"] if name in SCST_ENTRIES else []
         model, _, processor = build_components(load_config(BASE_CONFIG, entry_overrides(
-            name, Path("runs/demo"), "model_zoo", 48, [f"model.tokenizer={committed}"])))
+            name, Path("runs/demo"), "model_zoo", 48, [f"model.tokenizer={committed}", *parent])))
         config = json.loads((committed / CONFIG_FILE).read_text())
         recorded = config_to_dict(config_from_dict(config["training"]["config"]))
         assert json.loads(json.dumps(recorded)) == json.loads(json.dumps(config_to_dict(cfg))), name
