@@ -2,7 +2,7 @@
 
 `model_card` takes the entry's config, its metrics and (optionally) the training record the trainer keeps in
 config.json, and writes: what the model is (grid or mapping network), its parts and parameters, the data it
-was trained on, the metrics table, its limitations (a shapes-only model says so), the decoding settings with notes on how the metrics are computed, the
+was trained on, where its training started (a parent zoo entry) and whether it was SCST-trained, the metrics table, its limitations (a shapes-only model says so), the decoding settings with notes on how the metrics are computed, the
 command that reproduces it and the training curves. It knows no file names: `captioning.zoo` passes the
 curves image's name and the reproduce command.
 """
@@ -65,6 +65,23 @@ def precision_lines(config: CaptionerConfig, training: dict[str, Any], metrics: 
     return lines
 
 
+def lineage(training: dict[str, Any]) -> list[str]:
+    """The card's "Training" lines: the zoo entry the run started from and the SCST stage, when there were."""
+    parent, scst = training.get("init_from"), training.get("scst")
+    if not parent and not scst:
+        return []
+    lines = ["", "## Training", ""]
+    if parent:
+        lines.append(f"- Started from zoo entry `{parent['entry']}` (weights sha256 `{parent['weights_sha256'][:16]}`), "
+                     "its weights and architecture")
+    if scst:
+        after = f"after {scst['after_epoch']} cross-entropy epochs" if scst["after_epoch"] else "with no cross-entropy epoch"
+        lines.append(f"- SCST-trained (self-critical sequence training): {scst['epochs']} SCST epochs {after}; reward "
+                     f"{scst['reward']}; baseline {scst['baseline']}; {scst['samples_per_image']} samples per image at "
+                     f"temperature {scst['temperature']}; learning rate {scst['learning_rate']:g}")
+    return lines
+
+
 def _value(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -97,6 +114,7 @@ def model_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | Non
         for split, report in (training.get("splits") or {}).items():
             if report:
                 lines.append(f"- {split}: {report['images']} images, {report['captions']} captions")
+    lines += lineage(training)
     shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if shown:
         title = "## Metrics"

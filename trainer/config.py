@@ -1,8 +1,8 @@
 """The experiment config: one typed schema, one YAML file per experiment, ``key.sub=value`` overrides.
 
 Follows torchtune's recipe configs: an experiment is a single YAML file whose sections mirror the dataclasses
-below (``experiment``, ``model``, ``data``, ``training``, ``evaluation``; ``model.mapper`` is a nested section
-typed by the library's own ``captioning.config.MapperConfig``, so it has the keys of a zoo entry's
+below (``experiment``, ``model``, ``data``, ``training``, ``evaluation``, ``scst``; ``model.mapper`` is a nested
+section typed by the library's own ``captioning.config.MapperConfig``, so it has the keys of a zoo entry's
 config.json); any key can be overridden on the command line as ``training.learning_rate=1e-4`` or
 ``model.mapper.type=grid``; and *all* problems are reported at once, each saying what was received and what
 is allowed, with a "did you mean" suggestion for misspelt keys and choices:
@@ -45,6 +45,7 @@ __all__ = [
     "DataConfig",
     "TrainingConfig",
     "EvaluationConfig",
+    "ScstConfig",
     "load_config",
     "config_from_dict",
     "config_to_dict",
@@ -145,6 +146,10 @@ class ModelConfig:
     decoder_config: dict[str, Any] | None = setting(
         None, doc="GPT-2 config overrides for from_scratch (e.g. {n_embd: 32, n_layer: 2, n_head: 2}).")
     tokenizer: str | None = setting(None, doc="Tokenizer folder or id; null = the decoder's own tokenizer.")
+    init_from: str | None = setting(
+        None, doc="Start from this zoo entry (e.g. model_zoo/NAME): its weights, architecture, tokenizer and "
+                  "preprocessing. Other model keys may only repeat the entry's values, except freeze_encoder and "
+                  "freeze_decoder, which apply; null = build the model from the keys above.", check=not_empty)
 
 
 @dataclass(kw_only=True)
@@ -231,6 +236,39 @@ class EvaluationConfig:
 
 
 @dataclass(kw_only=True)
+class ScstConfig:
+    """Self-critical sequence training (Rennie et al., 2017): after cross-entropy, optimise CIDEr-D directly.
+
+    training.epochs counts every epoch; the first scst.after_epoch are cross-entropy, the rest SCST (as
+    self-critical.pytorch's --self_critical_after). Each SCST step samples captions for a batch of training
+    images, scores them with CIDEr-D (document frequencies from the training captions) and follows the policy
+    gradient -(reward - baseline) * sum log p(sampled tokens).
+    """
+
+    enabled: bool = setting(False, doc="Run an SCST stage.")
+    after_epoch: int = setting(0, doc="Cross-entropy epochs before the SCST stage starts (0 = SCST from the first "
+                                      "epoch, which needs model.init_from: a model that already captions).",
+                               check=at_least(0))
+    steps_per_epoch: int | None = setting(
+        None, doc="Optimiser steps per SCST epoch (each epoch ends with validation); null = one pass over the "
+                  "training images.", check=at_least(1))
+    batch_size: int | None = setting(None, doc="Images per SCST micro-batch; null = training.batch_size.",
+                                     check=at_least(1))
+    samples_per_image: int = setting(5, doc="Captions sampled per image each step.", check=at_least(1))
+    baseline: Literal["greedy", "mean"] = setting(
+        "greedy", doc="Reward baseline: 'greedy' = the greedy caption's reward (Rennie et al.); 'mean' = the mean "
+                      "reward of the other samples of the same image (new SCST; needs samples_per_image >= 2).")
+    temperature: float = setting(1.0, doc="Sampling temperature.", check=greater_than(0))
+    top_k: int = setting(0, doc="Sample from the k most likely tokens only; 0 = the whole vocabulary.",
+                         check=at_least(0))
+    learning_rate: float = setting(1.0e-5, doc="Constant AdamW learning rate of the SCST stage (its own optimiser; "
+                                               "training.weight_decay and max_grad_norm apply).",
+                                   check=greater_than(0))
+    max_new_tokens: int | None = setting(None, doc="Longest sampled caption; null = evaluation.max_new_tokens.",
+                                         check=at_least(1))
+
+
+@dataclass(kw_only=True)
 class ExperimentConfig:
     """A whole experiment: what is trained, on what, how, and how it is judged."""
 
@@ -239,6 +277,7 @@ class ExperimentConfig:
     data: DataConfig = setting(doc="Dataset location and reading.")
     training: TrainingConfig = setting(doc="Optimisation loop.", factory=TrainingConfig)
     evaluation: EvaluationConfig = setting(doc="Validation and metrics.", factory=EvaluationConfig)
+    scst: ScstConfig = setting(doc="Self-critical sequence training stage (off by default).", factory=ScstConfig)
 
 
 # Section name -> its dataclass, in file order.
@@ -293,11 +332,37 @@ def _cross_checks(values: Values) -> list[str]:
     if usable("training.lr"):
         errors += lr_problems(get("training.lr"), get("model.freeze_encoder") if usable("model.freeze_encoder") else None,
                               get("model.freeze_decoder") if usable("model.freeze_decoder") else None)
+    errors += _scst_checks(values)
     if usable("training.mixed_precision", "training.device"):
         if get("training.mixed_precision") == "fp16" and get("training.device") == "cpu":
             errors.append(
                 "training.mixed_precision: 'fp16' needs CUDA but training.device is 'cpu'; use 'bf16' or 'no'"
             )
+    return errors
+
+
+def _scst_checks(values: Values) -> list[str]:
+    """The SCST stage against the rest of the run."""
+    usable, get = values.usable, values.get
+    if not (usable("scst.enabled") and get("scst.enabled")):
+        return []
+    errors = []
+    if usable("scst.after_epoch", "training.epochs") and get("scst.after_epoch") >= get("training.epochs"):
+        errors.append(f"scst.after_epoch ({get('scst.after_epoch')}) leaves no SCST epoch: training.epochs "
+                      f"({get('training.epochs')}) counts every epoch, cross-entropy and SCST; set training.epochs "
+                      f"> scst.after_epoch")
+    if usable("scst.after_epoch", "model.init_from") and get("scst.after_epoch") == 0 and not get("model.init_from"):
+        errors.append("scst.after_epoch is 0 but there is no model.init_from: SCST from random weights samples "
+                      "captions that never earn a reward; train some cross-entropy epochs first (scst.after_epoch=N) "
+                      "or start from a trained entry (model.init_from=model_zoo/NAME)")
+    if usable("scst.baseline", "scst.samples_per_image"):
+        if get("scst.baseline") == "mean" and get("scst.samples_per_image") < 2:
+            errors.append(f"scst.baseline 'mean' compares each sample with the other samples of its image, so it "
+                          f"needs scst.samples_per_image >= 2, got {get('scst.samples_per_image')}; raise it or "
+                          f"use baseline: greedy")
+    if usable("evaluation.best_metric") and get("evaluation.best_metric") == "val_loss":
+        errors.append("evaluation.best_metric: 'val_loss' with scst.enabled would pick a cross-entropy epoch (SCST "
+                      "optimises CIDEr-D and raises the cross-entropy loss); use best_metric: cider")
     return errors
 
 

@@ -41,6 +41,7 @@ from .augment import active_augmentations, cache_problem, flip_problem, make_aug
 from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from .data import CaptionDataset, DatasetError, Split, SubsetSampler, drop_unreadable, load_dataset, make_collate
 from .distributed import RankLog, caption_metrics, mean_over_processes, shared_embeddings, validation_loss
+from .errors import TrainingError
 from .evaluate import caption_split, evaluate_split, score_captions
 from .optim import parameter_groups, part_lrs
 
@@ -48,10 +49,6 @@ STATE_DIR = "state"
 BEST_DIR = "best"
 TRAINER_STATE = "trainer_state.json"
 LOWER_IS_BETTER = {"val_loss"}
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on; the message says why and what to do."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -94,6 +91,11 @@ def build_components(cfg: ExperimentConfig):
     from captioning.tokenization import load_tokenizer
 
     m = cfg.model
+    if m.init_from:  # weights, architecture, tokenizer and preprocessing from a zoo entry (trainer/init_from.py)
+        from .init_from import load_parent
+
+        parent = load_parent(cfg)
+        return parent.model, parent.tokenizer, parent.image_processor
     mapper = dataclasses.replace(m.mapper)  # the model's own copy, not shared with the config
     try:
         tokenizer = load_tokenizer(m.tokenizer or m.decoder)
@@ -151,6 +153,8 @@ class RunState:
     best_score: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    stage: str = "cross-entropy"   # or "scst" (trainer/scst.py)
+    parent: dict[str, Any] | None = None  # model.init_from's entry and weights hash, taken at the start
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
@@ -271,16 +275,29 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     # Each process takes every N-th batch (Accelerate pads the last round), so an epoch has 1/N the steps.
     batches = math.ceil(math.ceil(len(sampler) / t.batch_size) / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches / t.gradient_accumulation_steps)
-    total_steps = t.max_steps or steps_per_epoch * t.epochs
+    ce_epochs = cfg.scst.after_epoch if cfg.scst.enabled else t.epochs  # the epochs after it are SCST's
+    total_steps = t.max_steps or steps_per_epoch * ce_epochs
     scheduler = _lr_scheduler(cfg, optimizer, total_steps, accelerator.num_processes)
-    model, optimizer, loader, val_loader, scheduler = accelerator.prepare(model, optimizer, loader, val_loader, scheduler)
+    scst = None
+    if cfg.scst.enabled:
+        from .scst import ScstStage
+
+        scst = ScstStage(cfg, model, params, train_split, dataset, tokenizer, log=log)
+    model, optimizer, loader, val_loader, scheduler, *scst_optimizer = accelerator.prepare(
+        model, optimizer, loader, val_loader, scheduler, *([scst.optimizer] if scst else []))
+    if scst:
+        scst.bind(accelerator, model, scst_optimizer[0])
 
     state = RunState()
     if resume:
         accelerator.load_state(str(state_path))
         state = RunState.load(state_path / TRAINER_STATE)
         rank_log.step(state.global_step, accelerator.unwrap_model(model), event="resumed")
-        log(f"resumed from {state_path}: epoch {state.epoch}, step {state.global_step}")
+        log(f"resumed from {state_path}: epoch {state.epoch}, step {state.global_step} ({state.stage})")
+    elif cfg.model.init_from:
+        from .init_from import parent_record
+
+        state.parent = parent_record(cfg.model.init_from)
 
     writer = None
     if accelerator.is_main_process:
@@ -311,6 +328,10 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                 dl.set_epoch(epoch) if hasattr(dl, "set_epoch") else sampler.set_epoch(epoch)
             rank_log.epoch_shard(epoch, loader)
             losses: list[float] = []
+            if scst and scst.is_scst_epoch(epoch):  # this epoch's steps are SCST's (trainer/scst.py)
+                state.stage = "scst"
+                losses = scst.run_epoch(epoch, state, writer=writer, stop_after_steps=stop_after_steps)
+                epoch_loader = ()
             tick, tick_step = time.perf_counter(), state.global_step  # the log's ms/step: steps timed since tick
             bar = tqdm(epoch_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=quiet or not accelerator.is_main_process or not sys.stderr.isatty(),
                        leave=False, initial=state.batches_done, total=len(loader))
@@ -356,7 +377,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             val_metrics = validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_processor,
                                    embeddings, settings, accelerator, rank_log=rank_log, epoch=epoch + 1)
             train_loss = mean_over_processes(accelerator, sum(losses) / max(len(losses), 1))
-            record = {"epoch": epoch + 1, "step": state.global_step, "train_loss": train_loss, **val_metrics}
+            record = {"epoch": epoch + 1, "step": state.global_step, "train_loss": train_loss, **val_metrics,
+                      **(scst.epoch_record() if state.stage == "scst" else {})}
             state.history.append(record)
             log(f"epoch {epoch + 1}/{t.epochs} | train loss {train_loss:.3f} | " + " | ".join(
                 f"{k} {v:.3f}" for k, v in val_metrics.items() if isinstance(v, float)))
@@ -468,6 +490,12 @@ def finish(cfg: ExperimentConfig, run_dir: Path, state: RunState, counts: dict[s
                                                                "val": val_split.report.counts(), "test": test_report},
                 "epochs": cfg.training.epochs, "best_epoch": state.best_epoch,
                 "best_metric": e.best_metric, "parameters": counts, "config": config_to_dict(cfg)}
+    if state.parent:
+        training["init_from"] = state.parent
+    if cfg.scst.enabled:
+        from .scst import scst_record
+
+        training["scst"] = scst_record(cfg)
     entry = Path(cfg.experiment.zoo_dir) / cfg.experiment.name
     save_entry(best.model, best.tokenizer, best.image_processor, entry, metrics=metrics, training=training,
                experiment=(run_dir / "config.yaml").read_text(), curves=curves, overwrite=True)
@@ -483,13 +511,17 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> N
     epochs = [r["epoch"] for r in history]
     metric_keys = [k for k in ("bleu4", "cider", "bertscore_f1", "object_accuracy") if k in history[0]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
+    ce = [r for r in history if r.get("stage") != "scst"]  # an SCST epoch's loss is a policy loss, not comparable
+    scst = [r for r in history if r.get("stage") == "scst"]
+    axes[0].plot([r["epoch"] for r in ce], [r["train_loss"] for r in ce], "o-", label="train loss")
     axes[0].plot(epochs, [r["val_loss"] for r in history], "o-", label="val loss")
     axes[0].set_xlabel("epoch")
     axes[0].legend()
     axes[0].set_title("loss")
     for k in metric_keys:
         axes[1].plot(epochs, [r[k] for r in history], "o-", label=k)
+    if scst:
+        axes[1].plot([r["epoch"] for r in scst], [r["train_reward"] for r in scst], "s--", label="SCST train reward")
     axes[1].set_xlabel("epoch")
     axes[1].set_title("validation metrics")
     if metric_keys:

@@ -134,7 +134,7 @@ def test_round_trip_keeps_strings_that_look_like_floats(tmp_path):
 
 def test_config_to_dict_is_plain_nested_dicts():
     data = config_to_dict(config_from_dict(MINIMAL))
-    assert list(data) == ["experiment", "model", "data", "training", "evaluation"]
+    assert list(data) == ["experiment", "model", "data", "training", "evaluation", "scst"]
     assert data["experiment"]["name"] == "tiny-run" and data["model"]["prefix_length"] == 10
 
 
