@@ -110,6 +110,7 @@ class KVCache:
     kv: torch.Tensor
     length: int
     runner: Gpt2Runner
+    spare: torch.Tensor | None = None  # a buffer of kv's shape that reorder_cache writes into, then swaps
 
 
 class Gpt2Runner:
@@ -165,6 +166,7 @@ class Gpt2Runner:
         start = cache.length
         if start + length > cache.kv.shape[4]:
             cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (length + GROW, self.head_dim))), 4)
+            cache.spare = None
         h = (hidden + self.wpe[start:start + length]).reshape(rows * length, self.width)
         for i, block in enumerate(self.blocks):
             attn = self._attention(block.ln_1(h).view(rows, length, self.width), cache, i, start)
@@ -188,9 +190,16 @@ class Gpt2Runner:
     @staticmethod
     def reorder_cache(cache: KVCache, index: torch.Tensor) -> KVCache:
         """Select / repeat rows (beams and several captions per image)."""
-        # Rows lead the layout, so this is one contiguous copy per row (filled + at most GROW spare positions);
-        # index_select along an inner dimension is many times slower.
-        cache.kv = cache.kv.index_select(0, index)
+        # Into a buffer kept from the step before: a fresh allocation of this size is returned to the OS when
+        # freed, so every step would fault in new pages, which costs several times the copy. Only the filled
+        # positions are copied.
+        shape = (index.numel(),) + cache.kv.shape[1:]
+        if cache.spare is None or cache.spare.shape != shape:
+            cache.spare = cache.kv.new_empty(shape)
+        filled = cache.length
+        torch.index_select(cache.kv[:, :, :, :, :filled], 0, index, out=cache.spare[:, :, :, :, :filled])
+        old = cache.kv
+        cache.kv, cache.spare = cache.spare, (old if old.shape == shape else None)
         return cache
 
 

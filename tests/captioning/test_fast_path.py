@@ -52,9 +52,13 @@ def test_runner_logits_equal_transformers_forward(backend):
     with torch.inference_mode():
         logits, cache = runner.prefill(model.prefix_embeddings(features))
         cache = runner.reorder_cache(cache, torch.tensor([2, 0, 1]))  # rows move with their cache
+        order = torch.tensor([2, 0, 1])
         for t in range(tokens.shape[1]):
-            logits, cache = runner.step(tokens[[2, 0, 1], t], cache)
-        expected = transformers_logits(model, features[[2, 0, 1]], tokens[[2, 0, 1]])
+            if t in (5, 20):  # beams swap mid-way (before and after the buffer grows)
+                cache = runner.reorder_cache(cache, torch.tensor([1, 2, 0]))
+                order = order[[1, 2, 0]]
+            logits, cache = runner.step(tokens[order, t], cache)
+        expected = transformers_logits(model, features[order], tokens[order])
     assert cache.length == 3 + 25
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
 
