@@ -28,6 +28,16 @@ What it times (best of `--repeats`, after an untimed warm-up on a few images):
    N images for every model (it is slow); seconds per caption are compared, which does not depend on N.
 3. greedy throughput: one model, `--greedy-batch` (32) images in one batch, greedy, 20 new tokens, through
    `caption_images` (preprocessing and encoding included).
+4. batched transformers, what a competent user gets from transformers alone, on the same 16 images and models
+   with the same token count: preprocess + CLIP once for the batch, then each model's
+   `decoder.generate(inputs_embeds=prefix, num_beams=5 | greedy, min_new_tokens=max_new_tokens=20)` at batch 16.
+   Ours (beam 5 and greedy, 16 images x 3 models) is reported against it, and so is the opt-in fast path
+   (`quantize="int8"`, which changes numerics: `bench/fast_path_quality.py` measures what it costs).
+5. batch 1: one photo captioned by the 3 models (the app's case), ours / int8 / transformers, s per photo.
+6. peak RSS per configuration (ours, int8, transformers x beam 5, greedy): each in a fresh process that
+   loads the 3 models and captions the 16 images once (`--no-rss` skips these).
+7. `--device cuda`: fp32 / bf16 / fp16 rows, ours against batched transformers on the GPU (exits with one
+   line saying so when no CUDA GPU is available).
 
 The FLOP floor. Only matrix products are counted (2 FLOPs per multiply-add); layer norms, GELU, softmax,
 beam bookkeeping and preprocessing are left out, so the floor is a lower bound on the time:
@@ -51,7 +61,8 @@ the decode blocks and LM head at the rates measured for their own shapes, which 
 to the floor is the shape of the work rather than the engine.
 
 Targets, printed with PASS/MISS: ours >= 3x faster than the baseline per caption; ours <= 1.6x the floor
-for beam 5; greedy at batch 32 <= 2x its floor. The last lines are a markdown table for the README.
+for beam 5; greedy at batch 32 <= 2x its floor; ours >= 1.6x (beam 5) and >= 1.4x (greedy) faster than
+batched transformers; int8 beam 5 >= 2.5x faster than batched transformers. The last lines are a markdown table for the README.
 On a shared machine the figures vary from run to run, easily by 10-50 %: quote the command and the machine.
 """
 
@@ -89,6 +100,9 @@ from captioning.zoo import ZooModel, load_entry, save_entry
 TARGET_SPEEDUP = 3.0  # ours vs the batch-1 reference loop, seconds per caption
 TARGET_BEAM_FLOOR = 1.6  # ours (beam 5) / FLOP floor
 TARGET_GREEDY_FLOOR = 2.0  # greedy batch 32 / FLOP floor
+TARGET_VS_BATCHED_BEAM = 1.6  # ours vs batched transformers, beam 5, s/caption
+TARGET_VS_BATCHED_GREEDY = 1.4  # ours vs batched transformers, greedy
+TARGET_INT8_BEAM = 2.5  # ours with quantize="int8" vs batched transformers, beam 5
 IMAGE_HEIGHT, IMAGE_WIDTH = 480, 640  # a typical photo; preprocessing resizes it to 224
 
 TOKENIZER_TEXTS = [
@@ -205,6 +219,27 @@ def run_baseline(models: list[ZooModel], images: list[Image.Image], num_beams: i
             zoo_model.decode(out[0].tolist())
 
 
+@torch.inference_mode()
+def run_batched_transformers(models: list[ZooModel], images: list[Image.Image], num_beams: int,
+                             new_tokens: int) -> None:
+    """What a competent user gets from transformers alone: preprocess and encode the batch once (the models
+    share the encoder), then each model's `decoder.generate(inputs_embeds=prefix)` on the whole batch."""
+    first = models[0]
+    features = first.encode(first.preprocess(list(images)))  # (B, embed_dim), once for every model
+    for zoo_model in models:
+        captioner = zoo_model.model
+        eos = captioner.eos_token_id
+        prefix = captioner.prefix_embeddings(features)  # (B, K, n_embd)
+        mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)  # (B, K)
+        out = captioner.decoder.generate(inputs_embeds=prefix, attention_mask=mask, num_beams=num_beams,
+                                         max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                         pad_token_id=eos)  # (B, new_tokens)
+        if out.shape[1] != new_tokens:
+            raise RuntimeError(f"batched transformers generated {out.shape[1]} tokens, expected {new_tokens}")
+        for row in out.tolist():
+            zoo_model.decode(row)
+
+
 def check_lengths(model: ZooModel, images: list[Image.Image], settings: GenerationSettings, new_tokens: int) -> None:
     """The work we time is the work we count: every caption has exactly `new_tokens` tokens."""
     out = generate(model.model, model.encode(model.preprocess(images)), settings)
@@ -293,6 +328,101 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Peak memory: each configuration in a fresh process (a process's peak RSS only ever grows)
+
+RSS_CONFIGS = ("ours-beam", "ours-greedy", "int8-beam", "int8-greedy", "transformers-beam", "transformers-greedy")
+
+
+def run_config(config: str, models: list[ZooModel], images: list[Image.Image], beam: GenerationSettings,
+               greedy: GenerationSettings) -> None:
+    """One RSS configuration: '<engine>-<strategy>' on these models and images."""
+    engine, strategy = config.split("-")
+    settings = beam if strategy == "beam" else greedy
+    if engine == "transformers":
+        run_batched_transformers(models, images, settings.num_beams if strategy == "beam" else 1,
+                                 settings.max_new_tokens)
+    else:
+        run_ours(models, images, settings.replace(quantize="int8") if engine == "int8" else settings)
+
+
+def rss_child(args: argparse.Namespace, beam: GenerationSettings, greedy: GenerationSettings, hw: tuple[int, int]) -> int:
+    """`--rss-child CONFIG --zoo DIR`: load the zoo, run CONFIG once, print the peak RSS of the run in MiB.
+
+    Loading the entries has its own, higher peak (safetensors reads), the same for every configuration; so
+    the peak is reset after loading (Linux: writing 5 to /proc/self/clear_refs resets VmHWM) and VmHWM read
+    after the run: the models' resident weights plus what the configuration itself needs."""
+    import gc
+    import resource
+
+    shared: dict = {}
+    models = [load_entry(path, shared_encoders=shared) for path in sorted(Path(args.zoo).iterdir())]
+    images = synthetic_images(args.images, hw, seed=0)
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the process peak (loading included) is all there is
+        pass
+    run_config(args.rss_child, models, images, beam, greedy)
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak_kib = float(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    except (OSError, StopIteration):
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+    print(f"peak RSS MiB: {peak_kib / 1024:.0f}")
+    return 0
+
+
+def measure_rss(config: str, zoo_dir: Path, args: argparse.Namespace) -> float:
+    """Peak RSS (MiB) of a fresh process that loads the zoo and runs one configuration."""
+    import subprocess
+
+    command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", config, "--zoo", str(zoo_dir),
+               "--threads", str(args.threads), "--images", str(args.images), "--baseline-images", "1",
+               "--new-tokens", str(args.new_tokens)]
+    if args.quick:
+        command.append("--quick")
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("peak RSS MiB: "):
+            return float(line.split(": ")[1])
+    raise RuntimeError(f"RSS child for {config} failed: {proc.stderr.strip()[-500:]}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GPU rows (--device cuda)
+
+
+def cuda_rows(models: list[ZooModel], images: list[Image.Image], beam: GenerationSettings,
+              greedy: GenerationSettings, repeats: int) -> list[tuple[str, str, str, str]]:
+    """fp32 / bf16 / fp16: ours against batched transformers on the GPU, beam 5 and greedy, s/caption."""
+    def timed(fn: Callable[[], object]) -> float:
+        def synced() -> None:
+            fn()
+            torch.cuda.synchronize()
+        synced()  # warm-up: kernels, cuBLAS handles, the allocator
+        return best_time(synced, repeats)
+
+    captions = len(images) * len(models)
+    rows = []
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        for zoo_model in models:
+            zoo_model.model.to("cuda", dtype)  # the shared encoder moves once; later calls are no-ops for it
+        for label, settings, beams in (("beam 5", beam, beam.num_beams), ("greedy", greedy, 1)):
+            ours = timed(lambda s=settings: run_ours(models, images, s)) / captions
+            theirs = timed(lambda b=beams: run_batched_transformers(models, images, b, greedy.max_new_tokens))
+            theirs /= captions
+            rows += [(f"cuda {name}, {label}: ours s/caption", f"{ours:.4f}", "", ""),
+                     (f"cuda {name}, {label}: batched transformers s/caption", f"{theirs:.4f}", "", ""),
+                     (f"cuda {name}, {label}: ours vs batched transformers", f"{theirs / ours:.2f}x", "", "")]
+            print(f"cuda {name} {label}: ours {ours:.4f}, batched transformers {theirs:.4f} s/caption", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Main
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,12 +435,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--greedy-batch", type=int, default=32, help="images in the greedy throughput batch (default 32)")
     p.add_argument("--new-tokens", type=int, default=20, help="exact caption length in tokens (default 20)")
     p.add_argument("--quick", action="store_true", help="tiny models and images: checks the script runs, in seconds")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-memory rows (one fresh process per row)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: also time fp32 / bf16 / fp16 on the GPU against batched transformers there")
+    p.add_argument("--rss-child", choices=RSS_CONFIGS, help=argparse.SUPPRESS)  # internal: one RSS measurement
+    p.add_argument("--zoo", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name in ("threads", "repeats", "images", "models", "baseline_images", "greedy_batch", "new_tokens"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.baseline_images > args.images:
         p.error(f"--baseline-images ({args.baseline_images}) cannot exceed --images ({args.images})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        p.error(f"--device cuda: no CUDA GPU is available here (torch {torch.__version__}, {build}); "
+                "run without --device, or on a machine with a GPU and a CUDA build of torch")
     return args
 
 
@@ -320,8 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()  # generate() warns about generation-config details; they are not results
     beam = get_settings("consistent", min_new_tokens=args.new_tokens, max_new_tokens=args.new_tokens)
     greedy = get_settings("greedy", min_new_tokens=args.new_tokens, max_new_tokens=args.new_tokens)
+    int8_beam, int8_greedy = beam.replace(quantize="int8"), greedy.replace(quantize="int8")
     tokenizer = train_bpe_tokenizer(TOKENIZER_TEXTS, vocab_size=300)
     sizes = quick_sizes(len(tokenizer)) if args.quick else full_sizes()
+    if args.rss_child:
+        return rss_child(args, beam, greedy, sizes.image_hw)
     mode = "quick (tiny models: the figures mean nothing)" if args.quick else "full size (ViT-B/32 + GPT-2 124M)"
     print(f"# bench/generation.py | {mode} | torch {torch.__version__} | {args.threads} threads | "
           f"{platform.processor() or platform.machine()} | {os.cpu_count()} cores", flush=True)
@@ -334,26 +476,57 @@ def main(argv: list[str] | None = None) -> int:
         images = synthetic_images(args.images, sizes.image_hw, seed=0)
         greedy_images = synthetic_images(args.greedy_batch, sizes.image_hw, seed=1)
         baseline_images = images[:args.baseline_images]
+        captions = len(images) * len(models)
 
-        # Warm-up (untimed): a few images through every path, and the length check.
+        # Warm-up (untimed): a few images through every path (packs the weights once), and the length check.
         warm = images[:2]
-        check_lengths(models[0], warm, beam, args.new_tokens)
-        check_lengths(models[0], warm, greedy, args.new_tokens)
-        run_ours(models, warm, beam)
+        for settings in (beam, greedy, int8_beam, int8_greedy):
+            check_lengths(models[0], warm, settings, args.new_tokens)
+            run_ours(models, warm, settings)
         run_baseline(models[:1], warm[:1], beam.num_beams, args.new_tokens)
+        run_batched_transformers(models, warm, beam.num_beams, args.new_tokens)
+        run_batched_transformers(models, warm, 1, args.new_tokens)
         run_ours(models[:1], greedy_images[:4], greedy)
 
-        ours_s = best_time(lambda: run_ours(models, images, beam), args.repeats)
-        ours_per_caption = ours_s / (len(images) * len(models))
-        print(f"ours: {len(images)} images x {len(models)} models, beam {beam.num_beams}, {args.new_tokens} tokens: "
-              f"{ours_s:.2f} s = {ours_per_caption:.3f} s/caption", flush=True)
+        def per_caption(label: str, fn: Callable[[], object], count: int) -> float:
+            seconds = best_time(fn, args.repeats)
+            print(f"{label}: {seconds:.2f} s = {seconds / count:.3f} s/caption", flush=True)
+            return seconds / count
 
-        base_s = best_time(lambda: run_baseline(models, baseline_images, beam.num_beams, args.new_tokens),
-                           args.repeats)
+        batch = f"{len(images)} images x {len(models)} models"
+        t = {}  # s/caption, by (engine, strategy) at batch len(images)
+        t["ours", "beam"] = per_caption(f"ours: {batch}, beam {beam.num_beams}, {args.new_tokens} tokens",
+                                        lambda: run_ours(models, images, beam), captions)
+        ours_s = t["ours", "beam"] * captions
+        t["transformers", "beam"] = per_caption(
+            f"batched transformers: {batch}, beam {beam.num_beams}",
+            lambda: run_batched_transformers(models, images, beam.num_beams, args.new_tokens), captions)
+        t["int8", "beam"] = per_caption(f"ours int8: {batch}, beam {beam.num_beams}",
+                                        lambda: run_ours(models, images, int8_beam), captions)
+        t["ours", "greedy"] = per_caption(f"ours: {batch}, greedy", lambda: run_ours(models, images, greedy), captions)
+        t["transformers", "greedy"] = per_caption(
+            f"batched transformers: {batch}, greedy",
+            lambda: run_batched_transformers(models, images, 1, args.new_tokens), captions)
+        t["int8", "greedy"] = per_caption(f"ours int8: {batch}, greedy",
+                                          lambda: run_ours(models, images, int8_greedy), captions)
+
         base_captions = len(baseline_images) * len(models)
-        base_per_caption = base_s / base_captions
-        print(f"baseline: {len(baseline_images)} images x {len(models)} models at batch 1 ({base_captions} "
-              f"generate calls): {base_s:.2f} s = {base_per_caption:.3f} s/caption", flush=True)
+        base_per_caption = per_caption(
+            f"baseline: {len(baseline_images)} images x {len(models)} models at batch 1 ({base_captions} generate calls)",
+            lambda: run_baseline(models, baseline_images, beam.num_beams, args.new_tokens), base_captions)
+
+        # Batch 1: one photo captioned by every model, as the app does.
+        one = images[:1]
+        photo = {}  # s/photo
+        for key, fn in ((("ours", "beam"), lambda: run_ours(models, one, beam)),
+                        (("int8", "beam"), lambda: run_ours(models, one, int8_beam)),
+                        (("transformers", "beam"), lambda: run_batched_transformers(models, one, beam.num_beams,
+                                                                                    args.new_tokens)),
+                        (("ours", "greedy"), lambda: run_ours(models, one, greedy)),
+                        (("int8", "greedy"), lambda: run_ours(models, one, int8_greedy)),
+                        (("transformers", "greedy"), lambda: run_batched_transformers(models, one, 1,
+                                                                                      args.new_tokens))):
+            photo[key] = per_caption(f"batch 1, {key[0]} {key[1]}: 1 photo x {len(models)} models", fn, 1)
 
         greedy_s = best_time(lambda: run_ours(models[:1], greedy_images, greedy), args.repeats)
         print(f"greedy: {len(greedy_images)} images x 1 model in one batch, {args.new_tokens} tokens: "
@@ -381,11 +554,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FLOPs, {label} workload: {sum(parts.values()) / 1e9:.1f} G ({split}); floor {floor:.2f} s at "
                   f"{rate:.1f} GFLOP/s; {shaped:.2f} s with decode products at their shapes' rates", flush=True)
 
-    speedup = base_per_caption / ours_per_caption
+        rss = {}
+        if not args.no_rss:
+            for config in RSS_CONFIGS:
+                rss[config] = measure_rss(config, Path(tmp), args)
+                print(f"peak RSS, {config}: {rss[config]:.0f} MiB", flush=True)
+
+        gpu_rows = cuda_rows(models, images, beam, greedy, args.repeats) if args.device == "cuda" else []
+
+    speedup = base_per_caption / t["ours", "beam"]
     beam_ratio = ours_s / beam_floor
     greedy_ratio = greedy_s / greedy_floor
+    vs = {key: t["transformers", key[1]] / t[key] for key in (("ours", "beam"), ("ours", "greedy"),
+                                                                ("int8", "beam"), ("int8", "greedy"))}
     rows = [
-        ("ours, beam 5: s/caption", f"{ours_per_caption:.3f}", "", ""),
+        ("ours, beam 5: s/caption", f"{t['ours', 'beam']:.3f}", "", ""),
+        ("batched transformers, beam 5: s/caption", f"{t['transformers', 'beam']:.3f}", "", ""),
+        ("ours vs batched transformers, beam 5", f"{vs['ours', 'beam']:.2f}x", f">= {TARGET_VS_BATCHED_BEAM:g}x",
+         verdict(vs["ours", "beam"] >= TARGET_VS_BATCHED_BEAM)),
+        ("ours, greedy: s/caption", f"{t['ours', 'greedy']:.3f}", "", ""),
+        ("batched transformers, greedy: s/caption", f"{t['transformers', 'greedy']:.3f}", "", ""),
+        ("ours vs batched transformers, greedy", f"{vs['ours', 'greedy']:.2f}x", f">= {TARGET_VS_BATCHED_GREEDY:g}x",
+         verdict(vs["ours", "greedy"] >= TARGET_VS_BATCHED_GREEDY)),
+        ("ours int8 (opt-in), beam 5: s/caption", f"{t['int8', 'beam']:.3f}", "", ""),
+        ("ours int8 vs batched transformers, beam 5", f"{vs['int8', 'beam']:.2f}x", f">= {TARGET_INT8_BEAM:g}x",
+         verdict(vs["int8", "beam"] >= TARGET_INT8_BEAM)),
+        ("ours int8 (opt-in), greedy: s/caption", f"{t['int8', 'greedy']:.3f}", "", ""),
+        ("ours int8 vs batched transformers, greedy", f"{vs['int8', 'greedy']:.2f}x", "", ""),
         ("baseline (batch 1, transformers generate): s/caption", f"{base_per_caption:.3f}", "", ""),
         ("speed-up vs baseline", f"{speedup:.1f}x", f">= {TARGET_SPEEDUP:g}x", verdict(speedup >= TARGET_SPEEDUP)),
         ("beam 5: time / FLOP floor", f"{beam_ratio:.2f}x", f"<= {TARGET_BEAM_FLOOR:g}x",
@@ -393,6 +588,15 @@ def main(argv: list[str] | None = None) -> int:
         (f"greedy, batch {len(greedy_images)}: captions/s", f"{len(greedy_images) / greedy_s:.1f}", "", ""),
         (f"greedy, batch {len(greedy_images)}: time / FLOP floor", f"{greedy_ratio:.2f}x",
          f"<= {TARGET_GREEDY_FLOOR:g}x", verdict(greedy_ratio <= TARGET_GREEDY_FLOOR)),
+    ]
+    for strategy in ("beam", "greedy"):
+        label = "beam 5" if strategy == "beam" else "greedy"
+        rows.append((f"batch 1 ({len(models)} models, one photo), {label}: s/photo ours / int8 / transformers",
+                     " / ".join(f"{photo[e, strategy]:.2f}" for e in ("ours", "int8", "transformers")), "", ""))
+    for config, mib in rss.items():
+        rows.append((f"peak RSS, {config} ({len(models)} models loaded)", f"{mib:.0f} MiB", "", ""))
+    rows += gpu_rows
+    rows += [
         (f"fp32 matmul rate ({args.threads} threads)", f"{rate:.1f} GFLOP/s", "", ""),
         ("info: beam 5 / floor with decode products at their shapes' rates", f"{ours_s / beam_shaped:.2f}x", "", ""),
         ("info: greedy / floor with decode products at their shapes' rates", f"{greedy_s / greedy_shaped:.2f}x",
@@ -400,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     command = "python bench/generation.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     print()
-    print(f"Command: `{command}`; {len(images)} images x {len(models)} models, {args.new_tokens} new tokens, "
+    print(f"Command: `{command}`; {batch}, {args.new_tokens} new tokens, "
           f"baseline timed on {len(baseline_images)} images x {len(models)} models, best of {args.repeats}.")
     print()
     print("| measurement | value | target | result |")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 CSV_COLUMNS = ["image_id", "model_name", "caption", "caption_index", "score", "preset", "strategy", "num_beams",
                "length_penalty", "temperature", "top_k", "top_p", "no_repeat_ngram_size", "max_new_tokens",
-               "seed", "weights_hash"]
+               "seed", "weights_hash", "quantize"]
 
 
 class UserError(Exception):
@@ -46,7 +46,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from .generation import get_settings
+    from .generation import check_supported, get_settings
     from .images import IMAGE_EXTENSIONS, ImageLoadError, scan_folder
     from .pipeline import caption_images, read_images
     from .preprocessing import needed_side
@@ -55,13 +55,18 @@ def cmd_caption(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: v for k, v in {"max_new_tokens": args.max_new_tokens, "num_captions": args.num_captions,
-                                   "seed": args.seed}.items() if v is not None}
+                                   "seed": args.seed, "quantize": args.quantize}.items() if v is not None}
     try:
         settings = get_settings(args.preset, **overrides)
         scan = scan_folder(args.images, recursive=args.recursive)
         model_paths = _select_models(Path(args.zoo), args.models)
         cache = ModelCache(max_models=max(len(model_paths), 1))
         models = [cache.get(p) for p in model_paths]
+        for model in models:  # a fast path a model cannot take is refused before any work
+            try:
+                check_supported(model.model, settings)
+            except ValueError as e:
+                raise ValueError(f"model {model.name}: {e}") from None
     except (ValueError, ZooError, ImageLoadError) as e:
         raise UserError(str(e)) from None
     for file in scan.skipped:  # every file we pass over is named, so none goes missing unexplained
@@ -186,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--max-new-tokens", type=int, help="caption length limit in tokens")
     cap.add_argument("--num-captions", type=int, help="captions per image (beam: best N; sampling: N samples)")
     cap.add_argument("--seed", type=int, help="sampling seed (default 0)")
+    cap.add_argument("--quantize", choices=["int8"],
+                     help="opt-in fast path: int8 decoder matmuls (CPU, GPT-2 decoders); captions may differ slightly")
     cap.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     cap.add_argument("--recursive", action="store_true", help="also caption images in sub-folders")
     cap.add_argument("--threads", type=int, help="torch CPU threads")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 STRATEGIES = ("greedy", "beam", "sample")
+QUANTIZE = (None, "int8")  # GenerationSettings.quantize: None = exact, "int8" = the opt-in fast path
 NEG_INF = -1.0e9  # transformers' "impossible" score in beam search; kept identical so results agree
 
 
@@ -39,6 +40,8 @@ class GenerationSettings:
     max_new_tokens / min_new_tokens: caption length bounds in tokens (EOS is suppressed before the minimum).
     seed: sampling is reproducible for a given seed (None = not seeded).
     preset: the preset name these settings came from, if any (recorded with the captions).
+    quantize: None = the exact path; "int8" = the opt-in fast path (int8 dynamic quantisation of the decoder's
+        matmuls, CPU, GPT-2 decoders): faster, numerics change, so it is recorded with the captions.
     """
 
     strategy: str = "beam"
@@ -54,6 +57,7 @@ class GenerationSettings:
     min_new_tokens: int = 0
     seed: int | None = 0
     preset: str | None = None
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +81,8 @@ class GenerationSettings:
             problems.append(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
         if self.no_repeat_ngram_size < 0 or self.num_captions < 1:
             problems.append("no_repeat_ngram_size must be >= 0 and num_captions >= 1")
+        if self.quantize not in QUANTIZE:
+            problems.append(f"quantize must be one of {list(QUANTIZE)}, got {self.quantize!r}")
         if problems:
             raise ValueError("Invalid generation settings: " + "; ".join(problems))
 
@@ -87,6 +93,8 @@ class GenerationSettings:
             keep |= {"num_beams", "length_penalty", "early_stopping"}
         if self.strategy == "sample":
             keep |= {"temperature", "top_k", "top_p", "seed"}
+        if self.quantize is not None:  # the exact path records what it always did
+            keep.add("quantize")
         return {k: v for k, v in dataclasses.asdict(self).items() if k in keep}
 
     def replace(self, **changes: Any) -> GenerationSettings:
@@ -166,6 +174,27 @@ def _strip(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos)] if eos in row else row
 
 
+def check_supported(model: Any, settings: GenerationSettings) -> None:
+    """Raise ValueError, saying why and what to do, when `model` cannot decode with `settings` (the fast path)."""
+    if settings.quantize is None:
+        return
+    if settings.quantize not in getattr(model, "quantize_options", ()):
+        raise ValueError(f"quantize={settings.quantize!r} is not available for a {type(model).__name__} "
+                         "(it runs on prefix captioners with a GPT-2 decoder); use quantize=None")
+    problem = model.quantize_problem(settings.quantize)
+    if problem:
+        raise ValueError(f"quantize={settings.quantize!r} cannot run on this model: {problem}; "
+                         "use quantize=None (the exact path)")
+
+
+def _prefill(model: Any, features: torch.Tensor, settings: GenerationSettings) -> tuple[torch.Tensor, Any]:
+    """model.prefill, asking for the fast path when the settings do (a model that cannot refuses clearly)."""
+    if settings.quantize is None:
+        return model.prefill(features)
+    check_supported(model, settings)
+    return model.prefill(features, quantize=settings.quantize)
+
+
 @torch.inference_mode()
 def generate(model: Any, features: torch.Tensor, settings: GenerationSettings) -> Generated:
     """Decode captions for a batch of encoder features (one row per image)."""
@@ -176,7 +205,7 @@ def generate(model: Any, features: torch.Tensor, settings: GenerationSettings) -
 
 def _greedy_or_sample(model: Any, features: torch.Tensor, settings: GenerationSettings) -> Generated:
     eos = model.eos_token_id
-    logits, cache = model.prefill(features)  # (B, V)
+    logits, cache = _prefill(model, features, settings)  # (B, V)
     batch = logits.shape[0]
     n = settings.num_captions
     if n > 1:  # several samples per image: run the prompt once, copy its cache
@@ -215,7 +244,7 @@ def _beam_search(model: Any, features: torch.Tensor, settings: GenerationSetting
     """transformers' beam search (vectorised over images), with the prompt run once per image."""
     eos = model.eos_token_id
     nb, lp, max_new = settings.num_beams, settings.length_penalty, settings.max_new_tokens
-    logits, cache = model.prefill(features)  # (B, V)
+    logits, cache = _prefill(model, features, settings)  # (B, V)
     batch, vocab = logits.shape
     device = logits.device
     keep = 2 * nb  # candidates per step: enough that nb survive even if nb of them end with EOS

@@ -31,6 +31,7 @@ from transformers import (
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .config import PATCH_MAPPERS, CaptionerConfig, ConfigValueError, MapperConfig, frozen_blocks_problem
+from .gpt2_runner import Gpt2Runner, KVCache, runner_for, unsupported_reason
 from .hub import load_pretrained
 from .mapping import build_mapper
 
@@ -273,24 +274,56 @@ class PrefixCaptioner(nn.Module):
     def _logits(self, hidden_last: torch.Tensor) -> torch.Tensor:
         return self.decoder.get_output_embeddings()(hidden_last).float()  # (B, V)
 
-    def prefill(self, image_features: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    quantize_options = ("int8",)  # the opt-in fast paths `prefill(quantize=...)` accepts
+
+    def quantize_problem(self, quantize: str) -> str | None:
+        """Why this model cannot decode with `prefill(quantize=...)`, or None when it can."""
+        if quantize not in self.quantize_options:
+            return f"quantize must be None or one of {list(self.quantize_options)}, got {quantize!r}"
+        return unsupported_reason(self.decoder, quantize)
+
+    def _runner_backend(self, quantize: str | None) -> str | None:
+        """The `captioning.gpt2_runner` backend to decode with; None = transformers' own forward."""
+        if quantize is not None:
+            problem = self.quantize_problem(quantize)
+            if problem:
+                raise ValueError(f"quantize={quantize!r} cannot run on this model: {problem}; "
+                                 "use quantize=None (the exact path)")
+            return quantize
+        if self.decoder.training:  # dropout is on: keep transformers' forward, which applies it
+            return None
+        for backend in ("fp32", "plain"):
+            if unsupported_reason(self.decoder, backend) is None:
+                return backend
+        return None
+
+    def prefill(self, image_features: torch.Tensor, quantize: str | None = None) -> tuple[torch.Tensor, Any]:
         """Run the K prefix embeddings through the decoder; returns next-token logits (B, V) and the KV cache.
 
         The LM head runs on the last position only: logits over the prefix positions are never needed.
+        A GPT-2 decoder runs on `captioning.gpt2_runner` (in-place KV buffer, packed matmuls); quantize="int8"
+        asks for its int8 path, which changes numerics (the engine records it in the settings).
         """
         prefix = self.prefix_embeddings(image_features)  # (B, K, n_embd)
+        backend = self._runner_backend(quantize)
+        if backend is not None:
+            return runner_for(self.decoder, backend).prefill(prefix)
         cache = DynamicCache()
         out = self.decoder.base_model(inputs_embeds=prefix, past_key_values=cache, use_cache=True)
         return self._logits(out.last_hidden_state[:, -1]), out.past_key_values
 
     def step(self, tokens: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         """Feed one token per sequence (B,) with the cache; returns next-token logits (B, V)."""
+        if isinstance(cache, KVCache):
+            return cache.runner.step(tokens, cache)
         out = self.decoder.base_model(input_ids=tokens[:, None], past_key_values=cache, use_cache=True)
         return self._logits(out.last_hidden_state[:, -1]), out.past_key_values
 
     @staticmethod
     def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
         """Select / repeat rows of the cache (beam search and several captions per image)."""
+        if isinstance(cache, KVCache):
+            return Gpt2Runner.reorder_cache(cache, index)
         cache.reorder_cache(index)
         return cache
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from helpers import load_bench, tiny_captioner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +19,7 @@ SCRIPT = ROOT / "bench" / "generation.py"
 def test_quick_run_prints_the_table():
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--images", "4",
-                           "--baseline-images", "2", "--greedy-batch", "4"],
+                           "--baseline-images", "2", "--greedy-batch", "4", "--no-rss"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -28,6 +31,37 @@ def test_quick_run_prints_the_table():
     assert re.search(r"\| beam 5: time / FLOP floor \| [0-9.]+x \| <= 1.6x \| (PASS|MISS) \|", out), out
     assert re.search(r"\| greedy, batch 4: time / FLOP floor \| [0-9.]+x \| <= 2x \| (PASS|MISS) \|", out), out
     assert re.search(r"\| greedy, batch 4: captions/s \| [0-9.]+ \|", out), out
+    for row, target in (("ours vs batched transformers, beam 5", "| >= 1.6x"),
+                        ("ours vs batched transformers, greedy", "| >= 1.4x"),
+                        ("ours int8 vs batched transformers, beam 5", "| >= 2.5x")):
+        assert re.search(re.escape(f"| {row} | ") + r"[0-9.]+x " + re.escape(target) + r" \| (PASS|MISS) \|", out), out
+    assert re.search(r"\| batched transformers, beam 5: s/caption \| [0-9.]+ \|", out), out
+    assert re.search(r"\| batch 1 \(3 models, one photo\), beam 5: s/photo ours / int8 / transformers \| "
+                     r"[0-9.]+ / [0-9.]+ / [0-9.]+ \|", out), out
+    assert "peak RSS" not in out  # --no-rss
+
+
+def test_rss_child_measures_one_configuration(tmp_path):
+    """The peak-memory rows: a fresh process loads the zoo and runs one configuration."""
+    bench = load_bench("generation")
+    tokenizer = bench.train_bpe_tokenizer(bench.TOKENIZER_TEXTS, vocab_size=300)
+    bench.build_zoo(bench.quick_sizes(len(tokenizer)), 2, tmp_path, tokenizer)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--rss-child", "int8-beam", "--zoo", str(tmp_path), "--quick",
+                           "--threads", "1", "--images", "2", "--baseline-images", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mib = float(re.search(r"peak RSS MiB: ([0-9.]+)", proc.stdout).group(1))
+    assert 50 < mib < 100_000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine --device cuda is valid")
+def test_device_cuda_without_a_gpu_says_so():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cuda"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--device cuda: no CUDA GPU is available here" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_bad_arguments_exit_with_one_line():

@@ -1,0 +1,220 @@
+"""A GPT-2 decoder run for generation: one KV buffer updated in place, matmuls on the CPU's fastest kernels.
+
+`Gpt2Runner` implements the generation engine's model calls (prefill / step / reorder_cache, see
+`captioning.generation`) for a transformers GPT-2 (`GPT2LMHeadModel`) from the model's own weights:
+
+- the KV cache is one preallocated tensor (rows, layers, 2, heads, capacity, head_dim) written in place at
+  each step, instead of transformers' growing per-layer caches (a torch.cat per layer per step);
+- the matmuls use a `backend`:
+    "fp32"  (CPU, float32): weights packed once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`),
+            which uses the CPU's widest vector units; MKL's sgemm, which `nn.Linear` / GPT-2's Conv1D call,
+            does not use AVX-512 on AMD CPUs and repacks the weight at every call. Same model, same
+            arithmetic up to float rounding: captions are those of transformers' GPT-2.
+    "int8"  (CPU, opt-in, changes numerics): every decoder matmul (attention, MLP and the LM head) with int8
+            weights (per output channel) and int8 activations quantised per call (PyTorch's dynamic
+            quantisation, `torch.ao.quantization.quantize_dynamic`, fbgemm kernels).
+    "plain" (any device and dtype): GPT-2's own products (torch.addmm), so on a GPU this is cuBLAS.
+- the c_fc product and GPT-2's tanh GELU are one oneDNN call on the "fp32" backend.
+
+Packed weights are copies (the module keeps its own, for training and saving): `runner_for` keeps one runner
+per (decoder, backend) and rebuilds it when any decoder weight changed (in-place updates bump a tensor's
+version), so a model being trained never decodes with stale weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BACKENDS = ("fp32", "int8", "plain")
+GROW = 16  # cache positions added when the buffer is full
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+def unsupported_reason(decoder: nn.Module, backend: str) -> str | None:
+    """Why `Gpt2Runner(decoder, backend)` cannot run this decoder, or None when it can."""
+    config = getattr(decoder, "config", None)
+    if getattr(config, "model_type", None) != "gpt2" or not hasattr(decoder, "transformer"):
+        return f"the decoder is {type(decoder).__name__}, not a transformers GPT-2 (GPT2LMHeadModel)"
+    if getattr(config, "scale_attn_by_inverse_layer_idx", False) or getattr(config, "reorder_and_upcast_attn", False) \
+            or not getattr(config, "scale_attn_weights", True) or getattr(config, "add_cross_attention", False):
+        return "the decoder uses a non-default GPT-2 attention option"
+    weight = decoder.transformer.wte.weight
+    if backend in ("fp32", "int8"):
+        if weight.device.type != "cpu":
+            return f"backend {backend!r} runs on the CPU; the decoder is on {weight.device}"
+        if weight.dtype != torch.float32:
+            return f"backend {backend!r} needs a float32 decoder; this one is {weight.dtype}"
+        if backend == "fp32" and not torch.backends.mkldnn.is_available():
+            return "this PyTorch build has no oneDNN (mkldnn)"
+        if backend == "int8" and "fbgemm" not in torch.backends.quantized.supported_engines \
+                and "x86" not in torch.backends.quantized.supported_engines:
+            return "this PyTorch build has no fbgemm/x86 quantised kernels"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Matmul backends. A GPT-2 Conv1D holds weight (in, out) and computes x @ weight + bias.
+
+
+def _plain(weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
+    if bias is None:
+        return lambda x: x @ weight
+    return lambda x: torch.addmm(bias, x, weight)
+
+
+def _onednn(weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False) -> Linear:
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().t().contiguous())  # (out, in), packed
+    bias = None if bias is None else bias.detach().clone()
+    attr, algorithm = ("gelu", "tanh") if gelu else ("none", "")
+    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, attr, [], algorithm)
+
+
+def _int8_all(weights: list[tuple[torch.Tensor, torch.Tensor | None]]) -> list[Linear]:
+    """Dynamic int8 quantisation of (in, out) weights, as nn.Linear layers through quantize_dynamic."""
+    layers = nn.ModuleList()
+    for weight, bias in weights:
+        linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
+        linear.weight.data = weight.detach().t().contiguous()
+        if bias is not None:
+            linear.bias.data = bias.detach().clone()
+        layers.append(linear)
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it is still the API here
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(layers, {nn.Linear}, dtype=torch.qint8)
+    return [layer.forward for layer in quantized]
+
+
+@dataclass
+class _Block:
+    ln_1: nn.LayerNorm
+    attn: Linear
+    attn_proj: Linear
+    ln_2: nn.LayerNorm
+    fc: Linear  # c_fc, with the activation when fused
+    mlp_proj: Linear
+
+
+@dataclass
+class KVCache:
+    """kv: (rows, layers, 2, heads, capacity, head_dim); positions [0, length) are filled."""
+
+    kv: torch.Tensor
+    length: int
+    runner: Gpt2Runner
+    spare: torch.Tensor | None = None  # a buffer of kv's shape that reorder_cache writes into, then swaps
+
+
+class Gpt2Runner:
+    """Prefill / step / reorder_cache for one GPT-2 decoder on one matmul backend (see the module docstring)."""
+
+    def __init__(self, decoder: nn.Module, backend: str = "fp32"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        reason = unsupported_reason(decoder, backend)
+        if reason:
+            raise ValueError(f"cannot run this decoder on backend {backend!r}: {reason}")
+        config, base = decoder.config, decoder.transformer
+        from transformers.activations import ACT2FN
+
+        self.backend = backend
+        self.heads, self.width = config.n_head, config.n_embd
+        self.head_dim = self.width // self.heads
+        self.wte, self.wpe, self.ln_f = base.wte.weight, base.wpe.weight, base.ln_f
+        fuse_gelu = backend == "fp32" and config.activation_function in ("gelu_new", "gelu_pytorch_tanh")
+        self.act = (lambda x: x) if fuse_gelu else ACT2FN[config.activation_function]
+        mats = []
+        for block in base.h:
+            mats += [(block.attn.c_attn.weight, block.attn.c_attn.bias), (block.attn.c_proj.weight, block.attn.c_proj.bias),
+                     (block.mlp.c_fc.weight, block.mlp.c_fc.bias), (block.mlp.c_proj.weight, block.mlp.c_proj.bias)]
+        head = decoder.get_output_embeddings().weight.t()  # (d, V): tied to wte, (V, d) stored
+        if backend == "int8":
+            linears = _int8_all(mats + [(head, None)])
+        elif backend == "fp32":
+            linears = [_onednn(w, b, gelu=fuse_gelu and i % 4 == 2) for i, (w, b) in enumerate(mats)]
+            linears.append(_onednn(head, None))
+        else:
+            linears = [_plain(w, b) for w, b in mats] + [_plain(head, None)]
+        self.blocks = [_Block(block.ln_1, *linears[4 * i:4 * i + 2], block.ln_2, *linears[4 * i + 2:4 * i + 4])
+                       for i, block in enumerate(base.h)]
+        self.head = linears[-1]
+
+    # -- the engine's calls ---------------------------------------------------------------------------------
+
+    def _attention(self, x: torch.Tensor, cache: KVCache, layer: int, start: int) -> torch.Tensor:
+        """x: (rows, T, d) after ln_1; writes K/V of positions [start, start + T) and attends over [0, start + T)."""
+        rows, length = x.shape[:2]
+        qkv = self.blocks[layer].attn(x.reshape(rows * length, self.width))
+        qkv = qkv.view(rows, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, rows, H, T, hd)
+        end = start + length
+        cache.kv[:, layer, :, :, start:end] = qkv[1:].transpose(0, 1)
+        keys, values = cache.kv[:, layer, 0, :, :end], cache.kv[:, layer, 1, :, :end]
+        out = F.scaled_dot_product_attention(qkv[0], keys, values, is_causal=length > 1)  # (rows, H, T, hd)
+        return out.transpose(1, 2).reshape(rows * length, self.width)
+
+    def _forward(self, hidden: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """hidden: (rows, T, d) input embeddings at positions [cache.length, + T); returns logits (rows, V)."""
+        rows, length, _ = hidden.shape
+        start = cache.length
+        if start + length > cache.kv.shape[4]:
+            cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (length + GROW, self.head_dim))), 4)
+            cache.spare = None
+        h = (hidden + self.wpe[start:start + length]).reshape(rows * length, self.width)
+        for i, block in enumerate(self.blocks):
+            attn = self._attention(block.ln_1(h).view(rows, length, self.width), cache, i, start)
+            h = h + block.attn_proj(attn)
+            h = h + block.mlp_proj(self.act(block.fc(block.ln_2(h))))
+        cache.length = start + length
+        last = h.view(rows, length, self.width)[:, -1]  # the LM head only where a next token is chosen
+        return self.head(self.ln_f(last)).float()
+
+    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
+        """embeds: (B, K, d) the visual prefix; returns next-token logits (B, V) and the cache."""
+        rows, length, _ = embeds.shape
+        kv = embeds.new_empty((rows, len(self.blocks), 2, self.heads, length + GROW, self.head_dim))
+        cache = KVCache(kv=kv, length=0, runner=self)
+        return self._forward(embeds, cache), cache
+
+    def step(self, tokens: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """tokens: (rows,) one new token per sequence; returns next-token logits (rows, V)."""
+        return self._forward(self.wte[tokens][:, None], cache), cache
+
+    @staticmethod
+    def reorder_cache(cache: KVCache, index: torch.Tensor) -> KVCache:
+        """Select / repeat rows (beams and several captions per image)."""
+        # Into a buffer kept from the step before: a fresh allocation of this size is returned to the OS when
+        # freed, so every step would fault in new pages, which costs several times the copy. Only the filled
+        # positions are copied.
+        shape = (index.numel(),) + cache.kv.shape[1:]
+        if cache.spare is None or cache.spare.shape != shape:
+            cache.spare = cache.kv.new_empty(shape)
+        filled = cache.length
+        torch.index_select(cache.kv[:, :, :, :, :filled], 0, index, out=cache.spare[:, :, :, :, :filled])
+        old = cache.kv
+        cache.kv, cache.spare = cache.spare, (old if old.shape == shape else None)
+        return cache
+
+
+def _weights_version(decoder: nn.Module) -> tuple[Any, ...]:
+    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in decoder.parameters())
+
+
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decoder -> {backend: (version, runner)}
+
+
+def runner_for(decoder: nn.Module, backend: str) -> Gpt2Runner:
+    """The decoder's runner for `backend`, built once and rebuilt when any of its weights changed."""
+    runners = _RUNNERS.setdefault(decoder, {})
+    version = _weights_version(decoder)
+    cached = runners.get(backend)
+    if cached is None or cached[0] != version:
+        runners[backend] = (version, Gpt2Runner(decoder, backend))
+    return runners[backend][1]
