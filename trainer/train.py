@@ -270,7 +270,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
     val_loader = DataLoader(CaptionDataset(val_split, image_processor, embeddings), batch_size=t.batch_size,
                             collate_fn=make_collate(tokenizer, d.max_caption_tokens))
     param_groups = parameter_groups(model, t.learning_rate, t.lr, t.weight_decay)  # biases and norms not decayed
-    params = [p for group in param_groups for p in group["params"]]
+    # in the model's order, not the groups': the gradient-norm clip sums over them, and a different order
+    # changes its rounding (runs would no longer reproduce the committed demo entries bit for bit)
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(param_groups, lr=t.learning_rate)
     # Each process takes every N-th batch (Accelerate pads the last round), so an epoch has 1/N the steps.
     batches = math.ceil(math.ceil(len(sampler) / t.batch_size) / accelerator.num_processes)
