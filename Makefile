@@ -64,7 +64,8 @@ test: setup browser prometheus lint
 demo: setup
 	$(PY) app.py --zoo model_zoo
 
-# Retrains the committed demo entries from a freshly generated shapes dataset (about 15 minutes on 2 cores).
+# Retrains the committed demo entries (three from scratch, then the SCST fine-tune of one) from a freshly
+# generated shapes dataset: about 16 minutes on 2 cores.
 demo-zoo: setup
 	$(PY) -m trainer.demo_zoo --zoo model_zoo
 
