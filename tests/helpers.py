@@ -226,3 +226,30 @@ def fill(page, elem_id: str, text: str) -> None:
             return
         time.sleep(0.25)
     raise AssertionError(f"could not type into #{elem_id}")
+
+
+def tiny_shapes_data(root: Path, n: int, *, vocab_size: int = 300) -> Path:
+    """A shapes dataset of `n` 32-pixel images in root/data and a BPE tokenizer trained on its training captions
+    in root/tokenizer, for tiny training runs; returns root."""
+    import json
+
+    from captioning.tokenization import train_bpe_tokenizer
+    from trainer.data import write_shapes_dataset
+
+    write_shapes_dataset(root / "data", n=n, seed=0, image_size=32)
+    train = json.loads((root / "data/annotations/captions_train.json").read_text())["annotations"]
+    train_bpe_tokenizer([a["caption"] for a in train], vocab_size=vocab_size).save_pretrained(root / "tokenizer")
+    return root
+
+
+def tiny_run_overrides(shapes: Path, work: Path, name: str, **extra) -> list[str]:
+    """`key=value` overrides for a tiny run on `tiny_shapes_data(shapes)`: outputs under `work` (runs, zoo,
+    cache), a 32-wide CLIP tower and GPT-2 at 32 pixels; `extra` adds or replaces keys."""
+    base = {
+        "experiment.name": name, "experiment.output_dir": work / "runs", "experiment.zoo_dir": work / "zoo",
+        "data.path": shapes / "data", "data.cache_dir": work / "cache", "model.tokenizer": shapes / "tokenizer",
+        "model.image_size": 32, "model.encoder_config.hidden_size": 32, "model.encoder_config.projection_dim": 32,
+        "model.decoder_config.n_embd": 32,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 from captioning.generation import get_settings
 from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import list_zoo, load_entry
-from helpers import free_port, tiny_captioner, write_images
+from helpers import free_port, tiny_captioner, tiny_run_overrides, tiny_shapes_data, write_images
 from trainer.cache import EmbeddingCache
-from trainer.data import CaptionDataset, load_dataset, make_collate, write_shapes_dataset
+from trainer.data import CaptionDataset, load_dataset, make_collate
 from trainer.distributed import RANK_LOG_ENV, process_slice, validation_loss
 from trainer.evaluate import evaluate_split
 
@@ -34,26 +34,16 @@ VAL_IMAGES = 3  # captioned as 2 + 1: an uneven split
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_dataset(root / "data", n=40, seed=0, image_size=32)
-    captions = [a["caption"] for a in json.loads((root / "data/annotations/captions_train.json").read_text())["annotations"]]
     # a vocabulary of whole words: every caption is at most 28 tokens, so none is dropped
-    train_bpe_tokenizer(captions, vocab_size=600).save_pretrained(root / "tokenizer")
-    return root
+    return tiny_shapes_data(tmp_path_factory.mktemp("shapes"), n=40, vocab_size=600)
 
 
 def overrides(shapes: Path, work: Path, **extra) -> list[str]:
-    base = {
-        "experiment.name": "ddp", "experiment.output_dir": work / "runs", "experiment.zoo_dir": work / "zoo",
-        "data.path": shapes / "data", "data.cache_dir": work / "cache", "data.max_caption_tokens": MAX_TOKENS,
-        "model.tokenizer": shapes / "tokenizer", "model.image_size": 32, "model.encoder_config.hidden_size": 32,
-        "model.encoder_config.projection_dim": 32, "model.decoder_config.n_embd": 32, "model.freeze_encoder": "true",
-        "training.epochs": 1, "training.batch_size": BATCH, "training.log_every": 1, "training.scheduler": "constant",
+    return tiny_run_overrides(shapes, work, "ddp", **{
+        "data.max_caption_tokens": MAX_TOKENS, "model.freeze_encoder": "true", "training.epochs": 1,
+        "training.batch_size": BATCH, "training.log_every": 1, "training.scheduler": "constant",
         "evaluation.metrics": "[loss, bleu, cider, object_accuracy]", "evaluation.max_new_tokens": 12,
-        "evaluation.max_val_images": VAL_IMAGES,
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+        "evaluation.max_val_images": VAL_IMAGES, **extra})
 
 
 def torchrun(args: list[str], ranklog: Path) -> subprocess.CompletedProcess:

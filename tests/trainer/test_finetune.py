@@ -3,7 +3,6 @@ model sees differ, so the weights do), an interrupted fine-tune with per-part ra
 to the same weights and rates as an uninterrupted one, the trainer's refusals (augmentation over cached
 embeddings, flipping left/right captions) as one clear line, and the flip override."""
 
-import json
 import os
 import subprocess
 import sys
@@ -13,9 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from captioning.tokenization import train_bpe_tokenizer
+from helpers import tiny_run_overrides, tiny_shapes_data
 from trainer.config import load_config
-from trainer.data import write_shapes_dataset
 from trainer.train import TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,24 +25,13 @@ FINE_TUNE = {"model.freeze_encoder": "false", "training.lr.encoder": 3e-5, "trai
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_dataset(root / "data", n=24, seed=0, image_size=32)
-    captions = [a["caption"] for a in json.loads((root / "data/annotations/captions_train.json").read_text())["annotations"]]
-    train_bpe_tokenizer(captions, vocab_size=300).save_pretrained(root / "tokenizer")
-    return root
+    return tiny_shapes_data(tmp_path_factory.mktemp("shapes"), n=24)
 
 
 def overrides(shapes, tmp_path, name, **extra) -> list[str]:
-    base = {
-        "experiment.name": name, "experiment.output_dir": str(tmp_path / "runs"), "experiment.zoo_dir": str(tmp_path / "zoo"),
-        "data.path": str(shapes / "data"), "data.cache_dir": str(tmp_path / "cache"), "model.tokenizer": str(shapes / "tokenizer"),
-        "model.image_size": 32, "model.encoder_config.hidden_size": 32, "model.encoder_config.projection_dim": 32,
-        "model.decoder_config.n_embd": 32, "training.epochs": 2, "training.batch_size": 8, "training.log_every": 1,
-        "training.num_threads": 1, "evaluation.metrics": "[loss]", "evaluation.best_metric": "val_loss",
-        "data.test_split": "null",
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    return tiny_run_overrides(shapes, tmp_path, name, **{
+        "training.epochs": 2, "training.batch_size": 8, "training.log_every": 1, "training.num_threads": 1,
+        "evaluation.metrics": "[loss]", "evaluation.best_metric": "val_loss", "data.test_split": "null", **extra})
 
 
 def weights(tmp_path: Path, name: str) -> dict[str, torch.Tensor]:

@@ -17,9 +17,8 @@ from captioning.generation import GenerationSettings, generate
 from captioning.metrics import caption_scores
 from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, file_sha256, load_entry
-from helpers import tiny_captioner
+from helpers import tiny_captioner, tiny_run_overrides, tiny_shapes_data
 from trainer.config import ConfigError, load_config
-from trainer.data import write_shapes_dataset
 from trainer.scst import DF_FOLDER, CiderReward, baselines, references_hash, sample_batch, sequence_log_probs
 from trainer.train import TrainingError, build_components, train
 
@@ -97,25 +96,15 @@ def test_teacher_forced_log_probs_are_the_samplers_own():
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scst-shapes")
-    write_shapes_dataset(root / "data", n=12, seed=0, image_size=32)
-    captions = [a["caption"] for a in json.loads((root / "data/annotations/captions_train.json").read_text())["annotations"]]
-    train_bpe_tokenizer(captions, vocab_size=300).save_pretrained(root / "tokenizer")
-    return root
+    return tiny_shapes_data(tmp_path_factory.mktemp("scst-shapes"), n=12)
 
 
 def overrides(shapes: Path, tmp: Path, name: str, **extra) -> list[str]:
-    base = {
-        "experiment.name": name, "experiment.output_dir": str(tmp / "runs"), "experiment.zoo_dir": str(tmp / "zoo"),
-        "data.path": str(shapes / "data"), "data.cache_dir": str(tmp / "cache"), "model.tokenizer": str(shapes / "tokenizer"),
-        "model.image_size": 32, "model.encoder_config.hidden_size": 32, "model.encoder_config.projection_dim": 32,
-        "model.decoder_config.n_embd": 32, "model.freeze_encoder": "true", "data.captions_per_image": "all",
-        "data.test_split": "null", "training.batch_size": 16, "training.log_every": 5, "training.learning_rate": 5e-3,
-        "training.num_threads": 1, "evaluation.metrics": "[loss, cider]", "evaluation.max_new_tokens": 16,
-        "evaluation.max_val_images": 2, "evaluation.best_metric": "cider",
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    return tiny_run_overrides(shapes, tmp, name, **{
+        "model.freeze_encoder": "true", "data.captions_per_image": "all", "data.test_split": "null",
+        "training.batch_size": 16, "training.log_every": 5, "training.learning_rate": 5e-3, "training.num_threads": 1,
+        "evaluation.metrics": "[loss, cider]", "evaluation.max_new_tokens": 16, "evaluation.max_val_images": 2,
+        "evaluation.best_metric": "cider", **extra})
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 from transformers import CLIPVisionModelWithProjection, GPT2Config, GPT2LMHeadModel, ViTModel
 
 from captioning.preprocessing import make_image_processor
-from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import (
     CARD_FILE,
     CONFIG_FILE,
@@ -27,9 +26,8 @@ from captioning.zoo import (
     list_zoo,
     load_entry,
 )
-from helpers import tiny_vision_config
+from helpers import tiny_run_overrides, tiny_shapes_data, tiny_vision_config
 from trainer.config import config_from_dict, config_to_dict, load_config
-from trainer.data import write_shapes_dataset
 from trainer.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,25 +36,14 @@ CONFIGS = ROOT / "trainer" / "configs"
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_dataset(root / "data", n=40, seed=0, image_size=32)
-    captions = [a["caption"] for a in json.loads((root / "data/annotations/captions_train.json").read_text())["annotations"]]
-    train_bpe_tokenizer(captions, vocab_size=300).save_pretrained(root / "tokenizer")
-    return root
+    return tiny_shapes_data(tmp_path_factory.mktemp("shapes"), n=40)
 
 
 def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
-    base = {
-        "experiment.name": name, "experiment.output_dir": str(tmp_path / "runs"), "experiment.zoo_dir": str(tmp_path / "zoo"),
-        "data.path": str(shapes / "data"), "data.cache_dir": str(tmp_path / "cache"), "model.tokenizer": str(shapes / "tokenizer"),
-        "model.image_size": 32, "model.encoder_config.hidden_size": 32,
-        "model.encoder_config.projection_dim": 32, "model.decoder_config.n_embd": 32, "training.epochs": 2,
-        "training.batch_size": 16, "training.log_every": 1, "training.num_threads": 1,
+    return tiny_run_overrides(shapes, tmp_path, name, **{
+        "training.epochs": 2, "training.batch_size": 16, "training.log_every": 1, "training.num_threads": 1,
         "evaluation.metrics": "[loss, bleu, cider, object_accuracy]", "evaluation.max_new_tokens": 12,
-        "evaluation.max_val_images": 4,
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+        "evaluation.max_val_images": 4, **extra})
 
 
 def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
