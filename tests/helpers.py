@@ -253,3 +253,13 @@ def tiny_run_overrides(shapes: Path, work: Path, name: str, **extra) -> list[str
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def assert_same_run_weights(run_a: Path, run_b: Path, atol: float = 1e-6) -> None:
+    """The last saved weights of two training runs (their run folders) are the same tensors, within `atol`."""
+    from safetensors.torch import load_file
+
+    a, b = (load_file(run / "state" / "model.safetensors") for run in (run_a, run_b))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=atol), k

@@ -17,7 +17,7 @@ from captioning.generation import GenerationSettings, generate
 from captioning.metrics import caption_scores
 from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, file_sha256, load_entry
-from helpers import tiny_captioner, tiny_run_overrides, tiny_shapes_data
+from helpers import assert_same_run_weights, tiny_captioner, tiny_run_overrides, tiny_shapes_data
 from trainer.config import ConfigError, load_config
 from trainer.scst import DF_FOLDER, CiderReward, baselines, references_hash, sample_batch, sequence_log_probs
 from trainer.train import TrainingError, build_components, train
@@ -156,11 +156,7 @@ def test_interrupted_inside_scst_then_resumed_matches_uninterrupted(shapes, tmp_
     assert state["stage"] == "scst" and state["global_step"] == 12 and state["epoch"] == 3 and state["batches_done"] == 2
     assert (tmp_path / "b" / "runs" / "part" / "state" / "optimizer_1.bin").is_file()  # the SCST optimiser's state
     train(part, quiet=True, resume=True)
-    a = load_file(tmp_path / "a" / "runs" / "full" / "state" / "model.safetensors")
-    b = load_file(tmp_path / "b" / "runs" / "part" / "state" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert_same_run_weights(tmp_path / "a" / "runs" / "full", tmp_path / "b" / "runs" / "part")
     history = json.loads((tmp_path / "b" / "runs" / "part" / "state" / "trainer_state.json").read_text())["history"]
     assert [h.get("stage", "ce") for h in history] == ["ce", "ce", "scst", "scst"]
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import CLIPVisionModelWithProjection, GPT2Config, GPT2LMHeadModel, ViTModel
 
 from captioning.preprocessing import make_image_processor
@@ -26,7 +25,7 @@ from captioning.zoo import (
     list_zoo,
     load_entry,
 )
-from helpers import tiny_run_overrides, tiny_shapes_data, tiny_vision_config
+from helpers import assert_same_run_weights, tiny_run_overrides, tiny_shapes_data, tiny_vision_config
 from trainer.config import config_from_dict, config_to_dict, load_config
 from trainer.train import train
 
@@ -91,11 +90,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(shapes, tmp_path):
     with pytest.raises(Exception, match="--resume"):
         train(part, quiet=True)
     train(part, quiet=True, resume=True)
-    a = load_file(tmp_path / "a" / "runs" / "full" / "state" / "model.safetensors")
-    b = load_file(tmp_path / "b" / "runs" / "part" / "state" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert_same_run_weights(tmp_path / "a" / "runs" / "full", tmp_path / "b" / "runs" / "part")
 
 
 @pytest.mark.parametrize("mapper,prefix_length", [("mlp", 2), ("grid", 4)])  # pooled embeddings vs patch tokens
