@@ -7,7 +7,7 @@ a few minutes on 2 cores; `--skip-real-size` only times the demo models, in seco
     .venv/bin/python bench/app.py --skip-real-size    # demo zoo only
     .venv/bin/python bench/app.py --preset greedy     # another decoding preset
 
-What is timed is `app.caption`, the Caption button's handler, called directly with 8 images and 3 models:
+What is timed is `page_compare.caption`, the Caption button's handler, called directly with 8 images and 3 models:
 reading and hashing the images, writing their display copies (first click only), captioning images x models
 with the preset (default "consistent" = beam 5, up to 30 new tokens) and saving every caption in the SQLite
 rating store. Each click goes to a new evaluation set, so nothing is skipped as "already captioned".
@@ -52,7 +52,6 @@ from PIL import Image  # noqa: E402
 from transformers import CLIPVisionConfig, GPT2Config  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-import app  # noqa: E402
 from captioning.config import CaptionerConfig, MapperConfig  # noqa: E402
 from captioning.generation import PRESETS  # noqa: E402
 from captioning.images import find_images  # noqa: E402
@@ -60,6 +59,9 @@ from captioning.model import PrefixCaptioner, build_vision_encoder, vision_confi
 from captioning.preprocessing import make_image_processor  # noqa: E402
 from captioning.tokenization import train_bpe_tokenizer  # noqa: E402
 from captioning.zoo import save_entry  # noqa: E402
+from page import compare as page_compare  # noqa: E402
+from page import context as page_context  # noqa: E402
+from page import session as page_session  # noqa: E402
 
 NUM_IMAGES = 8
 NUM_MODELS = 3
@@ -118,10 +120,10 @@ def bench_images(folder: Path) -> list[Path]:
 # Timing
 
 
-def click_caption(ctx: app.AppContext, images: list[Path], models: list[str], preset: str, set_name: str) -> float:
+def click_caption(ctx: page_context.AppContext, images: list[Path], models: list[str], preset: str, set_name: str) -> float:
     """Seconds for one Caption click (the handler, as the button calls it) into a new evaluation set."""
     start = time.perf_counter()
-    _, message, _ = app.caption(ctx, app.new_session(), "bench", set_name, False, [str(p) for p in images], [],
+    _, message, _ = page_compare.caption(ctx, page_session.new_session(), "bench", set_name, False, [str(p) for p in images], [],
                                 models, preset, progress=lambda *args, **kwargs: None)
     seconds = time.perf_counter() - start
     expected = f"{len(images) * len(models)} new caption(s)"
@@ -131,7 +133,7 @@ def click_caption(ctx: app.AppContext, images: list[Path], models: list[str], pr
 
 
 def run(label: str, zoo: Path, models: list[str], images: list[Path], preset: str, repeats: int, work: Path) -> None:
-    ctx = app.make_context(zoo, work / f"{label}.sqlite", image_dir=work / "display")
+    ctx = page_context.make_context(zoo, work / f"{label}.sqlite", image_dir=work / "display")
     cold = click_caption(ctx, images, models, preset, f"{label}-cold")
     warm = min(click_caption(ctx, images, models, preset, f"{label}-warm-{i}") for i in range(repeats))
     captions = len(images) * len(models)

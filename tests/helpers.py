@@ -149,12 +149,13 @@ def free_port() -> int:
 def serve_in_thread(zoo: Path, root: Path):
     """The app served in this process, in a thread, exactly as `python app.py` serves it (the page mounted on
     the REST API's FastAPI app, run by uvicorn); yields the Blocks, its `local_url` set to the server's URL."""
-    import app
+    from page.blocks import build_app
+    from page.server import build_server
 
-    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
+    demo = build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
     demo.queue(default_concurrency_limit=4)
     try:
-        for url in serve_asgi_in_thread(app.build_server(demo)):
+        for url in serve_asgi_in_thread(build_server(demo)):
             demo.local_url = url + "/"
             yield demo
     finally:
@@ -162,7 +163,7 @@ def serve_in_thread(zoo: Path, root: Path):
 
 
 def serve_asgi_in_thread(asgi_app, host: str = "127.0.0.1"):
-    """An ASGI app (e.g. `server.api.create_app(...)` or `app.build_server(...)`) served by uvicorn in a thread on
+    """An ASGI app (e.g. `server.api.create_app(...)` or `page.server.build_server(...)`) served by uvicorn in a thread on
     a free loopback port, as `python app.py` serves it; yields its base URL."""
     import threading
 

@@ -22,9 +22,11 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-import app
 from captioning.zoo import CONFIG_FILE, WEIGHTS_FILE
 from helpers import AppProcess, build_tiny_zoo, free_port, serve_in_thread, write_images
+from page import blocks as page_blocks
+from page import server as page_server
+from rating.store import RatingStore
 
 
 @pytest.fixture(scope="module")
@@ -171,17 +173,17 @@ def test_restart_after_kill_keeps_every_rating(tmp_path):
         client.predict("durable", "erin", captions[5]["image_hash"], captions[5]["model_name"], 0, api_name="/rate")
     finally:
         second.kill()
-    with app.RatingStore(db) as store:
+    with RatingStore(db) as store:
         assert len(store.ratings("durable", "erin")) == 6
 
 
 def test_login_and_upload_limit(tmp_path):
     """`--auth USER:PASS` keeps strangers out; uploads over `max_file_size` are refused, the app keeps serving."""
     zoo = build_tiny_zoo(tmp_path / "zoo", ["alpha"])
-    demo = app.build_app(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+    demo = page_blocks.build_app(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
                          image_dir=tmp_path / "display")
     demo.queue()
-    options = app.launch_options(demo.ctx, port=free_port(), auth=app.parse_auth("ann:s3cret"), max_file_size="50kb")
+    options = page_server.launch_options(demo.ctx, port=free_port(), auth=page_server.parse_auth("ann:s3cret"), max_file_size="50kb")
     demo.launch(**options, prevent_thread_lock=True, quiet=True)
     try:
         assert _status(demo.local_url.rstrip("/") + "/gradio_api/info") in (401, 403)
@@ -232,6 +234,6 @@ def test_a_server_path_is_refused_without_naming_server_paths(server):
             answer = _raw_call(demo, api_name, data)
             assert answer["event"] == "error", (path, answer)
             message = answer["error"]
-            assert message == app.UPLOADS_ONLY, (path, message)
+            assert message == page_blocks.UPLOADS_ONLY, (path, message)
             assert not any(p in message for p in private) and "/" not in message
     assert client_for(demo).predict("api-set", api_name="/captions")  # and the app keeps serving

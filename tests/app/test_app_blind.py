@@ -20,6 +20,13 @@ from PIL import Image
 
 import app
 from helpers import free_port
+from page import blocks as page_blocks
+from page import compare as page_compare
+from page import context as page_context
+from page import pairwise as page_pairwise
+from page import results as page_results
+from page import server as page_server
+from page import session as page_session
 from rating import sets
 
 MODELS = ["secret-alpha", "secret-beta", "secret-gamma"]
@@ -27,7 +34,7 @@ BLIND, OPEN = "hidden-set", "open-set"
 REFUSAL = "are for its owner; ask them, or start the app with --admin YOUR_NAME"
 
 
-def fill(ctx: app.AppContext, name: str, *, blind: bool, owner: str | None) -> None:
+def fill(ctx: page_context.AppContext, name: str, *, blind: bool, owner: str | None) -> None:
     ctx.store.create_or_open_set(name, blind=blind, owner=owner)
     for i in range(2):
         ctx.store.add_image(f"hash{i}", f"photo{i}.jpg", 32, 32)
@@ -41,7 +48,7 @@ def fill(ctx: app.AppContext, name: str, *, blind: bool, owner: str | None) -> N
 
 @pytest.fixture()
 def ctx(tmp_path):
-    context = app.make_context(tmp_path / "no-zoo", tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+    context = page_context.make_context(tmp_path / "no-zoo", tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
                                image_dir=tmp_path / "display", admins=("root",))
     fill(context, BLIND, blind=True, owner="alice")
     fill(context, OPEN, blind=False, owner="alice")
@@ -81,19 +88,19 @@ class Refused:
 
 
 def session_of(ctx, rater: str, name: str = BLIND) -> dict:
-    session, _, _, _ = app.open_set(ctx, app.new_session(), rater, name, False, "greedy")
+    session, _, _, _ = page_session.open_set(ctx, page_session.new_session(), rater, name, False, "greedy")
     return session
 
 
 def everything(ctx, session) -> dict:
     """What each name-revealing handler gives this session (or the gr.Error message it raises)."""
     got = {}
-    calls = {"results": lambda: app.results(ctx, session, None),
-             "rater_results": lambda: app.rater_results(ctx, session, None),
-             "export": lambda: app.export(ctx, session, None),
-             "pairwise_results": lambda: app.pairwise_results(ctx, session),
-             "pairwise_export": lambda: app.pairwise_export(ctx, session),
-             "reveal": lambda: app.grid_view(ctx, app.reveal_names(ctx, session))}
+    calls = {"results": lambda: page_results.results(ctx, session, None),
+             "rater_results": lambda: page_results.rater_results(ctx, session, None),
+             "export": lambda: page_results.export(ctx, session, None),
+             "pairwise_results": lambda: page_pairwise.pairwise_results(ctx, session),
+             "pairwise_export": lambda: page_pairwise.pairwise_export(ctx, session),
+             "reveal": lambda: page_compare.grid_view(ctx, page_compare.reveal_names(ctx, session))}
     for key, call in calls.items():
         try:
             got[key] = call()
@@ -118,10 +125,10 @@ def test_another_rater_is_refused_and_gets_no_model_name(ctx):
         assert (REFUSAL in value.message) if key != "reveal" else ("Only the owner" in value.message), value
         assert not names_in(value), key
     # A session that says "revealed" (however it got there) still shows bob no name.
-    view = app.grid_view(ctx, {**bob, "revealed": True})
+    view = page_compare.grid_view(ctx, {**bob, "revealed": True})
     assert {c.label for r in view.rows for c in r.cells} == {"Caption A", "Caption B", "Caption C"}
     # Typing the owner's name is honour-based without --auth: it is the owner then.
-    assert names_in(app.results(ctx, session_of(ctx, "alice"), BLIND))
+    assert names_in(page_results.results(ctx, session_of(ctx, "alice"), BLIND))
 
 
 def test_an_admin_sees_everything(ctx):
@@ -141,24 +148,24 @@ def test_a_set_from_an_older_database_has_no_owner_so_only_admins_see_names(ctx)
     assert not sets.may_see_names(ctx.store, "legacy", "alice", ctx.admins)
     assert sets.may_see_names(ctx.store, "legacy", "root", ctx.admins)
     with pytest.raises(gr.Error, match="for its owner"):
-        app.results(ctx, session_of(ctx, "alice", "legacy"), None)
+        page_results.results(ctx, session_of(ctx, "alice", "legacy"), None)
 
 
 def test_opening_a_new_set_makes_the_rater_its_owner(ctx):
-    app.open_set(ctx, app.new_session(), "carol", "carols", True, "greedy")
-    app.open_set(ctx, app.new_session(), "dave", "carols", True, "greedy")
+    page_session.open_set(ctx, page_session.new_session(), "carol", "carols", True, "greedy")
+    page_session.open_set(ctx, page_session.new_session(), "dave", "carols", True, "greedy")
     assert ctx.store.get_set("carols")["owner"] == "carol"
 
 
 def test_captions_and_rate_endpoints_give_a_non_owner_column_labels(ctx):
-    demo = app.build_app(context=ctx)
+    demo = page_blocks.build_app(context=ctx)
     captions, rate = endpoint(demo, "captions"), endpoint(demo, "rate")
     owner_rows = captions(BLIND, "alice")
     assert {r["model_name"] for r in owner_rows} == set(MODELS)
     rows = captions(BLIND, "bob")
     assert not names_in(rows) and "model_name" not in rows[0]
     assert sorted(r["caption"] for r in rows) == sorted(r["caption"] for r in owner_rows)
-    grid = {(row.image_hash, c.label): c.model_name for row in app.grid_view(ctx, session_of(ctx, "bob")).rows
+    grid = {(row.image_hash, c.label): c.model_name for row in page_compare.grid_view(ctx, session_of(ctx, "bob")).rows
             for c in row.cells}
     assert {(r["image_hash"], r["column"]) for r in rows} == set(grid)  # the same labels as the grid's
 
@@ -176,9 +183,9 @@ def test_captions_and_rate_endpoints_give_a_non_owner_column_labels(ctx):
 
 
 def test_with_logins_the_rule_follows_the_login_through_the_api(ctx):
-    demo = app.build_app(context=ctx)
+    demo = page_blocks.build_app(context=ctx)
     demo.queue()
-    options = app.launch_options(ctx, port=free_port(), auth=[("alice", "pw"), ("bob", "pw"), ("root", "pw")])
+    options = page_server.launch_options(ctx, port=free_port(), auth=[("alice", "pw"), ("bob", "pw"), ("root", "pw")])
     demo.launch(**options, prevent_thread_lock=True, quiet=True)
     try:
         def client(user: str) -> Client:
@@ -209,8 +216,8 @@ def test_with_logins_the_rule_follows_the_login_through_the_api(ctx):
 
 def test_admin_option_is_repeatable_or_comma_separated(capsys):
     args = app.build_parser().parse_args(["--admin", "root", "--admin", "ann, bo", "--admin", "root"])
-    assert app.parse_admins(args.admin) == ("root", "ann", "bo")
-    assert app.parse_admins(app.build_parser().parse_args([]).admin) == ()
+    assert page_server.parse_admins(args.admin) == ("root", "ann", "bo")
+    assert page_server.parse_admins(app.build_parser().parse_args([]).admin) == ()
     assert app.main(["--admin", "x" * 200, "--port", str(free_port())]) == 2  # one clear line, no traceback
     err = capsys.readouterr().err
     assert err.startswith("error: --admin user name is 200 characters long") and err.count("\n") == 1
@@ -223,15 +230,15 @@ def test_marking_gold_from_the_page_is_for_the_owner(ctx):
     for model, score in zip(MODELS, (2, 0, 1)):
         ctx.store.rate(OPEN, "bob", "hash0", model, score)
     with pytest.raises(gr.Error, match="Only the owner of set 'open-set'"):
-        app.mark_gold(ctx, bob, OPEN, "alice")
+        page_results.mark_gold(ctx, bob, OPEN, "alice")
     assert ctx.store.gold_scores(OPEN).empty
     alice = session_of(ctx, "alice", OPEN)
     with pytest.raises(gr.Error, match="Type the name of the rater"):
-        app.mark_gold(ctx, alice, OPEN, "  ")
+        page_results.mark_gold(ctx, alice, OPEN, "  ")
     with pytest.raises(gr.Error, match="'carol' has rated nothing"):
-        app.mark_gold(ctx, alice, OPEN, "carol")
-    message = app.mark_gold(ctx, alice, OPEN, "alice")
+        page_results.mark_gold(ctx, alice, OPEN, "carol")
+    message = page_results.mark_gold(ctx, alice, OPEN, "alice")
     assert message.startswith("1 caption(s) now have alice's score") and "1 gold caption(s)" in message
-    assert app.mark_gold(ctx, session_of(ctx, "root", OPEN), OPEN, "alice").startswith("0 caption(s)")  # admin
-    per_rater = app.rater_results(ctx, alice, OPEN).set_index("rater")
+    assert page_results.mark_gold(ctx, session_of(ctx, "root", OPEN), OPEN, "alice").startswith("0 caption(s)")  # admin
+    per_rater = page_results.rater_results(ctx, alice, OPEN).set_index("rater")
     assert per_rater.loc["bob", "gold rated"] == 1 and per_rater.loc["bob", "gold exact %"] == 100.0

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-import app
 from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, write_images
+from page import compare as page_compare
 
 pytestmark = browser_test_marks()
 
@@ -64,8 +64,9 @@ def test_caption_rate_blind_reveal_reload_results_export(server, browser, tmp_pa
     page.locator("#uploads input[type=file]").set_input_files([str(p) for p in images])
     wait_for_text(page, "#uploads", "broken")  # the list shows names and extensions in separate elements
     page.locator("#samples").get_by_text("img7_0.png").click()
-    page.locator("#models").get_by_text("alpha").click()
-    page.locator("#models").get_by_text("beta").click()
+    page.locator("#models").get_by_text("alpha ·").click()
+    page.locator("#models").get_by_text("beta ·").click()
+    page.locator("#model-cards-box").get_by_text("Model cards").click()  # the cards sit in a folded box
     wait_for_text(page, "#model-cards", "training data: synthetic shapes split 1")
     page.locator("#caption-btn").click()
 
@@ -102,7 +103,7 @@ def test_caption_rate_blind_reveal_reload_results_export(server, browser, tmp_pa
     page.screenshot(path=str(ARTIFACTS / "app-e2e.png"), full_page=True)
 
     # Which model is behind each column, from the server's view of this rater's grid.
-    view = app.grid_view(demo.ctx, {"eval_set": "browser-set", "rater": "alice", "page": 0})
+    view = page_compare.grid_view(demo.ctx, {"eval_set": "browser-set", "rater": "alice", "page": 0})
     assert [[c.score for c in r.cells] for r in view.rows] == [[wanted[(i, j)] for j in range(2)] for i in range(3)]
 
     page.locator("#reveal").click()

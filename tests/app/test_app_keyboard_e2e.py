@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-import app
 from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, write_images
+from page import compare as page_compare
 
 MODELS = ["alpha", "beta", "gamma", "delta-captioner-with-a-rather-long-name", "epsilon", "zeta"]
 SET, RATER = "keys-set", "kim"
@@ -30,9 +30,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("app-keys")
     zoo = build_tiny_zoo(root / "zoo", MODELS)
     write_images(root / "samples", 3, seed=5)
-    with pytest.MonkeyPatch.context() as mp:  # smaller pages; the app reads both at call time
-        mp.setattr(app, "PAGE_SIZE", ROWS_PER_PAGE)
-        mp.setattr(app.grid_view, "__defaults__", (ROWS_PER_PAGE,))
+    with pytest.MonkeyPatch.context() as mp:  # smaller pages; the page reads the grid's default page size
+        mp.setattr(page_compare.grid_view, "__defaults__", (ROWS_PER_PAGE,))
         yield from serve_in_thread(zoo, root)
 
 
@@ -68,12 +67,12 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
     for i in range(3):
         page.locator("#samples").get_by_text(f"img5_{i}.png").click()
     for name in MODELS:
-        page.locator("#models").get_by_text(re.compile(rf"^{re.escape(name)} \(")).click()
+        page.locator("#models").get_by_text(re.compile(rf"^{re.escape(name)} ·")).click()
     page.locator("#caption-btn").click()
     wait_until(lambda: "Captioned" in page.locator("#caption-status").inner_text(), "captioning")
     page.wait_for_selector("#rate-1-5")
     assert "Page 1 of 2" in page.locator("#page-line").inner_text()
-    view = app.grid_view(demo.ctx, {"eval_set": SET, "rater": RATER, "page": 0})
+    view = page_compare.grid_view(demo.ctx, {"eval_set": SET, "rater": RATER, "page": 0})
     model = {(i, j): cell.model_name for i, row in enumerate(view.rows) for j, cell in enumerate(row.cells)}
 
     def stored() -> dict[tuple[str, str], int]:
@@ -112,11 +111,13 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
     assert focused(page) == "cell-1-0"
 
     # Layout: each image row keeps its six captions on one line beside its image, rows do not overlap.
+    # (Keys scroll a row's strip sideways to the caption in focus; measure each strip from its start.)
+    page.evaluate("() => document.querySelectorAll('.caption-strip').forEach((s) => { s.scrollLeft = 0; })")
     for i in range(2):
         image = page.locator(f"#image-{i}").bounding_box()
         boxes = [page.locator(f"#cell-{i}-{j}").bounding_box() for j in range(6)]
         assert max(b["y"] for b in boxes) - min(b["y"] for b in boxes) < 2, boxes
-        assert all(b["x"] >= image["x"] + image["width"] for b in boxes)
+        assert all(b["x"] >= image["x"] + image["width"] for b in boxes), (image, boxes)
         assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
     assert page.locator("#cell-1-0").bounding_box()["y"] > page.locator("#cell-0-0").bounding_box()["y"] + 150
     # A truncated model name is there in full on hover.
@@ -145,7 +146,7 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
     wait_until(lambda: focused(page) == "cell-0-0", "focus on page 2")
     assert not page.locator("#rate-0-0 input[value='2']").is_checked()  # page 2's radios show page 2's scores
     page.keyboard.press("2")
-    second = app.grid_view(demo.ctx, {"eval_set": SET, "rater": RATER, "page": 1}).rows[0]
+    second = page_compare.grid_view(demo.ctx, {"eval_set": SET, "rater": RATER, "page": 1}).rows[0]
     wait_until(lambda: stored().get((second.image_hash, second.cells[0].model_name)) == 2, "a score on page 2")
     page.keyboard.press("p")
     wait_until(lambda: "Page 1 of 2" in page.locator("#page-line").inner_text(), "page 1 again")

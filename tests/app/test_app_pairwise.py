@@ -11,7 +11,10 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-import app
+from page import blocks as page_blocks
+from page import context as page_context
+from page import pairwise as page_pairwise
+from page import session as page_session
 
 MODELS = ["secret-alpha", "secret-beta", "secret-gamma"]
 SET = "pw-set"
@@ -19,7 +22,7 @@ SET = "pw-set"
 
 @pytest.fixture()
 def ctx(tmp_path):
-    context = app.make_context(tmp_path / "no-zoo", tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+    context = page_context.make_context(tmp_path / "no-zoo", tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
                                image_dir=tmp_path / "display")
     context.store.create_or_open_set(SET)
     for i in range(3):
@@ -33,21 +36,21 @@ def ctx(tmp_path):
 
 
 def opened(ctx) -> dict:
-    session, line, _, _ = app.open_set(ctx, app.new_session(), "alice", SET, False, "greedy")
+    session, line, _, _ = page_session.open_set(ctx, page_session.new_session(), "alice", SET, False, "greedy")
     assert "pw-set" in line
     return session
 
 
 def test_vote_is_saved_and_the_next_pair_shown_without_model_names(ctx):
     session = opened(ctx)
-    pair, image, caption_a, caption_b, status = app.pairwise_show(ctx, session)
+    pair, image, caption_a, caption_b, status = page_pairwise.pairwise_show(ctx, session)
     assert status.startswith("Pair 1 of 3") and "photo" in status
     assert Path(image).name == f"{pair['image_hash']}.png"
     assert caption_a.startswith("caption") and caption_a != caption_b
     page = " ".join(map(str, (image, caption_a, caption_b, status)))
     assert not any(name in page for name in MODELS)  # names stay server-side, in the pair state
 
-    shown = app.pairwise_vote(ctx, "a", session, pair)
+    shown = page_pairwise.pairwise_vote(ctx, "a", session, pair)
     votes = ctx.store.votes(SET)
     assert votes[["rater", "image_hash", "model_a", "model_b", "outcome"]].values.tolist() == [
         ["alice", pair["image_hash"], pair["model_a"], pair["model_b"], "a"]]
@@ -57,49 +60,49 @@ def test_vote_is_saved_and_the_next_pair_shown_without_model_names(ctx):
     assert next_pair["image_hash"] != pair["image_hash"]
     assert not any(name in " ".join(map(str, page_after)) for name in MODELS)
 
-    shown = app.pairwise_vote(ctx, "both_bad", session, next_pair)
-    shown = app.pairwise_vote(ctx, "b", session, shown[0])
+    shown = page_pairwise.pairwise_vote(ctx, "both_bad", session, next_pair)
+    shown = page_pairwise.pairwise_vote(ctx, "b", session, shown[0])
     assert shown[0]["image_hash"] is None and "All 3 pairs of this set voted" in shown[-1]
     assert sorted(ctx.store.votes(SET)["outcome"]) == ["a", "b", "both_bad"]
 
 
 def test_bad_votes_are_clear_errors(ctx):
     with pytest.raises(gr.Error, match="Open an evaluation set first"):
-        app.pairwise_vote(ctx, "a", app.new_session(), app.new_pair())
+        page_pairwise.pairwise_vote(ctx, "a", page_session.new_session(), page_pairwise.new_pair())
     session = opened(ctx)
     with pytest.raises(gr.Error, match="No pair of this set is on screen"):
-        app.pairwise_vote(ctx, "a", session, app.new_pair())
-    pair = app.pairwise_show(ctx, session)[0]
+        page_pairwise.pairwise_vote(ctx, "a", session, page_pairwise.new_pair())
+    pair = page_pairwise.pairwise_show(ctx, session)[0]
     with pytest.raises(gr.Error, match="outcome must be one of"):
-        app.pairwise_vote(ctx, "tie", session, pair)
+        page_pairwise.pairwise_vote(ctx, "tie", session, pair)
     other = {**session, "rater": "bob"}  # a pair shown to alice is not bob's to vote on
     with pytest.raises(gr.Error, match="No pair of this set is on screen"):
-        app.pairwise_vote(ctx, "a", other, pair)
+        page_pairwise.pairwise_vote(ctx, "a", other, pair)
     assert ctx.store.votes(SET).empty
-    assert "Open an evaluation set" in app.pairwise_show(ctx, app.new_session())[-1]
+    assert "Open an evaluation set" in page_pairwise.pairwise_show(ctx, page_session.new_session())[-1]
 
 
 def test_results_and_export_show_the_leaderboard(ctx):
     session = opened(ctx)
-    board, matrix, text = app.pairwise_results(ctx, session)
+    board, matrix, text = page_pairwise.pairwise_results(ctx, session)
     assert board.empty and "No pairwise votes" in text
-    pair = app.pairwise_show(ctx, session)[0]
+    pair = page_pairwise.pairwise_show(ctx, session)[0]
     for _ in range(3):
         winner = "a" if "alpha" in pair["model_a"] or "beta" in pair["model_b"] else "b"  # alpha > gamma > beta
-        pair = app.pairwise_vote(ctx, winner, session, pair)[0]
-    board, matrix, text = app.pairwise_results(ctx, session)
+        pair = page_pairwise.pairwise_vote(ctx, winner, session, pair)[0]
+    board, matrix, text = page_pairwise.pairwise_results(ctx, session)
     assert board["model"].tolist() == ["secret-alpha", "secret-gamma", "secret-beta"]
     assert list(board.columns) == ["rank", "model", "rating", "95% CI", "votes", "wins", "ties", "losses",
                                    "win rate %"]
     assert matrix.set_index("model").loc["secret-alpha", "secret-beta"] == 100.0
     assert "3 vote(s) by 1 rater(s)" in text
-    files = app.pairwise_export(ctx, session)
+    files = page_pairwise.pairwise_export(ctx, session)
     assert [Path(f).name for f in files] == ["pw-set_pairwise.csv", "pw-set_win_rates.csv", "pw-set_votes.csv",
                                              "pw-set_pairwise.xlsx"]
 
 
 def test_the_page_has_the_pairwise_tab(ctx):
-    demo = app.build_app(context=ctx)
+    demo = page_blocks.build_app(context=ctx)
     ids = {block.elem_id for block in demo.blocks.values()}
     assert {"pair-next", "caption-a", "caption-b", "vote-a", "vote-b", "vote-both-good", "vote-both-bad",
             "pair-board", "pair-matrix"} <= ids

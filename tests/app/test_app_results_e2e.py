@@ -5,8 +5,10 @@ test-artifacts/results-partial-coverage.png. Skipped, with the reason, when /usr
 
 from __future__ import annotations
 
-import app
 from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, serve_in_thread, write_images
+from page import compare as page_compare
+from page import results as page_results
+from page import session as page_session
 
 MODELS = ["clip-mlp-k10", "clip-transformer-k10", "vit-mlp-k10", "clip-grid-k9", "prefix-only-k5", "frozen-k4"]
 
@@ -18,7 +20,7 @@ def test_results_of_a_partly_rated_six_model_set(tmp_path, browser):
     images = write_images(tmp_path / "in", 4)
     for demo in serve_in_thread(zoo, tmp_path):
         store = demo.ctx.store
-        app.caption(demo.ctx, app.new_session(), "alice", "round1", False, [str(p) for p in images], [], MODELS,
+        page_compare.caption(demo.ctx, page_session.new_session(), "alice", "round1", False, [str(p) for p in images], [], MODELS,
                     "greedy", progress=lambda *a, **k: None)
         hashes = sorted({c["image_hash"] for c in store.get_captions("round1")})
         for i, model in enumerate(MODELS):  # the first image for every model: scores 0, 1, 2, 0, 1, 2
@@ -41,7 +43,7 @@ def test_results_of_a_partly_rated_six_model_set(tmp_path, browser):
         assert "9 of 24 caption(s) rated" in sentence
         # the page's table comes from the Results handler: vit-mlp-k10 and frozen-k4 scored 2 on the common
         # image and share rank 1; clip-transformer-k10 and prefix-only-k5 (1) share rank 3
-        table, _, _ = app.results(demo.ctx, app.new_session(), "round1")
+        table, _, _ = page_results.results(demo.ctx, page_session.new_session(), "round1")
         ranks = dict(zip(table["model"], table["rank"]))
         assert ranks["vit-mlp-k10"] == ranks["frozen-k4"] == 1
         assert ranks["clip-transformer-k10"] == ranks["prefix-only-k5"] == 3

@@ -4,9 +4,10 @@ different test sets are never shown as comparable."""
 
 import shutil
 
-import app
-from captioning.leaderboard import write_leaderboard
+from captioning.leaderboard import read_leaderboard, write_leaderboard
 from helpers import ROOT, build_tiny_zoo
+from page import context as page_context
+from page import zoo as page_zoo
 
 
 def board(names):
@@ -19,27 +20,34 @@ def board(names):
 def test_zoo_table_labels_own_metrics_and_shows_the_leaderboard(tmp_path):
     zoo = build_tiny_zoo(tmp_path / "zoo", ["alpha", "beta"])
     shutil.copytree(ROOT / "model_zoo" / "shapes-clip-mlp-k4", zoo / "shapes-clip-mlp-k4")
-    ctx = app.make_context(zoo, tmp_path / "r.sqlite", image_dir=tmp_path / "display")
-    rows, note = app.zoo_entries(ctx)
-    table = app.zoo_table(rows).set_index("model")
+    ctx = page_context.make_context(zoo, tmp_path / "r.sqlite", image_dir=tmp_path / "display")
+    rows, note = page_zoo.zoo_entries(ctx)
+    table = page_zoo.zoo_table(rows).set_index("model")
     # the demo entry's metrics.json says "split": "test"; its training record names the dataset
-    assert table.loc["shapes-clip-mlp-k4", "own metrics measured on"] == "test split of runs/demo/shapes-data"
-    assert "cider" in table.loc["shapes-clip-mlp-k4", "own metrics"]
-    assert table.loc["alpha", "own metrics measured on"] == "unknown split of synthetic shapes split 0"
-    assert set(table["leaderboard"]) == {""} and "trainer.evaluate --zoo" in note
+    assert table.loc["shapes-clip-mlp-k4", "measured on"] == "own: test split of runs/demo/shapes-data"
+    assert table.loc["shapes-clip-mlp-k4", "ranked by"].startswith("BLEU-4 ")
+    assert "cider" in table.loc["shapes-clip-mlp-k4", "other metrics"]
+    assert table.loc["alpha", "measured on"] == "own: unknown split of synthetic shapes split 0"
+    assert table.loc["alpha", "ranked by"] == "BLEU-4 0.100" and "trainer.evaluate --zoo" in note
 
     write_leaderboard(board(["beta", "shapes-clip-mlp-k4"]), zoo / "leaderboard.json")
-    rows, note = app.zoo_entries(ctx)
+    rows, note = page_zoo.zoo_entries(ctx)
     assert [r["name"] for r in rows] == ["alpha", "beta", "shapes-clip-mlp-k4"]  # the files are not entries
     assert "test split of fresh-shapes, 50 images" in note and "these numbers compare" in note
-    table = app.zoo_table(rows, app.read_leaderboard(zoo)).set_index("model")
-    assert table.loc["beta", "leaderboard"] == "bleu4 0.250, cider 1.500"
-    assert table.loc["shapes-clip-mlp-k4", "leaderboard"] == "bleu4 0.250, cider 2.500"
-    assert table.loc["alpha", "leaderboard"] == "not on the leaderboard"
+    table = page_zoo.zoo_table(rows, read_leaderboard(zoo)).set_index("model")
+    assert table.loc["beta", "ranked by"] == "BLEU-4 0.250" and table.loc["beta", "other metrics"] == "cider 1.500"
+    assert table.loc["beta", "measured on"] == "leaderboard: test split of fresh-shapes"
+    assert table.loc["shapes-clip-mlp-k4", "other metrics"] == "cider 2.500"
+    # an entry not on the leaderboard shows its own number, labelled as its own
+    assert table.loc["alpha", "ranked by"] == "BLEU-4 0.100" and table.loc["alpha", "measured on"].startswith("own: ")
+    # the model picker shows the same number, with where it was measured, one line per model
+    picker = dict((value, label) for label, value in page_zoo.model_choices(rows, read_leaderboard(zoo)))
+    assert "BLEU-4 0.250 (leaderboard: test split of fresh-shapes)" in picker["beta"] and "\n" not in picker["beta"]
+    assert "BLEU-4 0.100 (own: unknown split" in picker["alpha"]
     # the rescan button shows the same table
-    assert app.rescan_zoo(ctx)[2].set_index("model").loc["beta", "leaderboard"] == "bleu4 0.250, cider 1.500"
+    assert page_zoo.rescan_zoo(ctx)[2].set_index("model").loc["beta", "ranked by"] == "BLEU-4 0.250"
     # the model cards say where each entry's metrics come from
-    assert "metrics (test split of runs/demo/shapes-data)" in app.model_cards(ctx, ["shapes-clip-mlp-k4"])
+    assert "metrics (test split of runs/demo/shapes-data)" in page_zoo.model_cards(ctx, ["shapes-clip-mlp-k4"])
     # an unreadable leaderboard is ignored rather than breaking the page
     (zoo / "leaderboard.json").write_text("{oops")
-    assert set(app.zoo_table(rows, app.read_leaderboard(zoo))["leaderboard"]) == {""}
+    assert set(page_zoo.zoo_table(rows, read_leaderboard(zoo))["measured on"].str[:4]) == {"own:"}

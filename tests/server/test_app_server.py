@@ -1,4 +1,4 @@
-"""`python app.py` as one server: the Gradio page mounted on the REST API's FastAPI app (`app.build_server`),
+"""`python app.py` as one server: the Gradio page mounted on the REST API's FastAPI app (`page_server.build_server`),
 served by uvicorn as `main` serves it. The page keeps its theme, login, upload limit and blocked paths; the API
 shares the login (HTTP Basic) and the limit; ratings saved through the page and its API are counted."""
 
@@ -13,15 +13,18 @@ from gradio_client import Client, handle_file
 import app
 from captioning.zoo import WEIGHTS_FILE
 from helpers import build_tiny_zoo, free_port, serve_asgi_in_thread, write_images
+from page import blocks as page_blocks
+from page import compare as page_compare
+from page import server as page_server
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("one-server")
     zoo = build_tiny_zoo(root / "zoo", ["alpha", "beta"])
-    demo = app.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
+    demo = page_blocks.build_app(zoo, root / "ratings.sqlite", samples_dir=root / "samples", image_dir=root / "display")
     demo.queue(default_concurrency_limit=4)
-    server = app.build_server(demo, auth=app.parse_auth("ann:s3cret"), max_file_size="50kb", api_token="tok")
+    server = page_server.build_server(demo, auth=page_server.parse_auth("ann:s3cret"), max_file_size="50kb", api_token="tok")
     try:
         for url in serve_asgi_in_thread(server):
             yield demo, url, root
@@ -47,7 +50,7 @@ def test_page_keeps_its_login_theme_and_blocked_paths(served):
         data = ["eve", "probe", False, [given], [], ["alpha"], "greedy"]
         event = http.post("/gradio_api/call/caption", json={"data": data}).json()["event_id"]
         stream = http.get(f"/gradio_api/call/caption/{event}").text
-        assert "event: error" in stream and app.UPLOADS_ONLY in stream, stream
+        assert "event: error" in stream and page_blocks.UPLOADS_ONLY in stream, stream
 
 
 def test_api_shares_the_login_and_the_upload_limit(served, tmp_path):
@@ -83,7 +86,7 @@ def test_ratings_through_the_page_and_its_api_are_counted(served, tmp_path):
     assert "2 new caption(s)" in status
     captions = client.predict("counted", api_name="/captions")
     client.predict("counted", "ann", captions[0]["image_hash"], captions[0]["model_name"], 2, api_name="/rate")
-    app.rate_caption(demo.ctx, captions[1]["image_hash"], captions[1]["model_name"], "Caption B",
+    page_compare.rate_caption(demo.ctx, captions[1]["image_hash"], captions[1]["model_name"], "Caption B",
                      {"eval_set": "counted", "rater": "ann"}, 1)  # the grid's radio handler
     with httpx.Client(base_url=url, timeout=60) as http:
         lines = http.get("/metrics", auth=("ann", "s3cret")).text.splitlines()

@@ -1,0 +1,173 @@
+"""The page put together: `build_app` lays out the views (one module each) around the page-wide controls,
+wires the events that cross views, and adds the Gradio API endpoints scripts use (/rate, /captions).
+
+Layout, top to bottom: a one-line title, the set bar (rater, set, existing sets, Blind, Open set) with its
+field error, the session line, then the tabs Compare & rate, Results, Pairwise, Zoo, Import, and a footer
+linking the REST API's docs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import partial
+from typing import Any
+
+import gradio as gr
+from gradio.exceptions import InvalidPathError  # raised by gradio itself for a file input it refuses
+
+from page.compare import build_compare_view, fold_setup, progress_html, wire_caption
+from page.context import DEFAULT_DB, DEFAULT_ZOO, AppContext, make_context
+from page.importing import build_import_view
+from page.pairwise import build_pairwise_view
+from page.results import build_results_view
+from page.session import (
+    BLIND_NEW,
+    bind,
+    blind_control,
+    esc,
+    new_session,
+    open_set,
+    refresh_sets,
+    remember,
+    restore_session,
+    session_summary,
+    set_choices,
+    who,
+)
+from page.zoo import build_zoo_view, rescan_zoo
+from rating import sets
+
+UPLOADS_ONLY = "Only files uploaded through this page can be used; upload the file instead."
+FOOTER = ('<div id="page-footer">REST API: <a href="/docs" target="_blank">docs (Swagger UI)</a> · '
+          '<a href="/redoc" target="_blank">ReDoc</a> · <a href="/api/v1/models" target="_blank">/api/v1/models</a>'
+          ' · <a href="/metrics" target="_blank">/metrics</a></div>')
+
+
+class CaptionZooBlocks(gr.Blocks):
+    """gr.Blocks whose refusal of a file input that was not uploaded names no server path.
+
+    An API caller can send any server path as a file input; Gradio refuses it before a handler runs, but
+    its message names the path as the server resolved it and, for a blocked one, every blocked path (the
+    zoo folder, the database files). The refusal stays Gradio's; only its words change.
+    """
+
+    async def preprocess_data(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except InvalidPathError:
+            raise gr.Error(UPLOADS_ONLY, print_exception=False) from None
+
+
+def add_api_endpoints(ctx: AppContext) -> None:
+    """/rate and /captions for gradio_client and scripts. gr.api takes the endpoint's parameter types from the
+    function's own signature, hence closures. A blind set's model names go only to its owner and the admins
+    (sets.may_see_names): anyone else gets the grid's column labels ("Caption A") from /captions and rates by
+    them."""
+
+    def rate(eval_set: str, rater: str, image_hash: str, model_name: str, score: int,
+             request: gr.Request | None = None) -> str:
+        """Store one rating (0, 1 or 2) of a caption already in the set; returns a confirmation. For a blind
+        set whose names the caller may not see, `model_name` is the caption's `column` from /captions."""
+        try:
+            model = model_name
+            if not sets.may_see_names(ctx.store, eval_set, who({"rater": rater}, request), ctx.admins):
+                model = sets.column_model(ctx.store, eval_set, image_hash, model_name)
+            ctx.store.rate(eval_set, rater, image_hash, model, score)
+            ctx.count_rating("api")
+        except ValueError as e:
+            raise gr.Error(esc(str(e)), print_exception=False) from None
+        return f"saved {int(score)} by {rater} for {model_name} on {image_hash[:12]}"
+
+    def captions(eval_set: str, rater: str = "", request: gr.Request | None = None) -> list[dict]:
+        """Every caption of the set: image_hash, file_name, model_name, caption, decoding. For a blind set,
+        to anyone but its owner (the logged-in user with --auth, else `rater`) and the admins: image_hash,
+        file_name, column ("Caption A", as in the grid) and caption, no model name."""
+        try:
+            if not sets.may_see_names(ctx.store, eval_set, who({"rater": rater}, request), ctx.admins):
+                return sets.blind_captions(ctx.store, eval_set)
+            rows = ctx.store.get_captions(eval_set)
+        except ValueError as e:
+            raise gr.Error(esc(str(e)), print_exception=False) from None
+        return [{k: r[k] for k in ("image_hash", "file_name", "model_name", "caption", "decoding")} for r in rows]
+
+    gr.api(rate, api_name="rate", concurrency_limit=None)
+    gr.api(captions, api_name="captions", concurrency_limit=None)
+
+
+def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLike = DEFAULT_DB, *,
+              samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
+              context: AppContext | None = None, admins: tuple[str, ...] | list[str] = ()) -> gr.Blocks:
+    """The whole page as a gr.Blocks; serve it with `page.server.build_server(demo)` (or
+    `demo.launch(**launch_options(demo.ctx, ...))`)."""
+    ctx = context or make_context(zoo_dir, db_path, samples_dir=samples_dir, image_dir=image_dir, admins=admins)
+
+    with CaptionZooBlocks(title="Caption Zoo", analytics_enabled=False) as demo:  # no version check, no telemetry
+        session = gr.State(new_session())
+        history = gr.State([])  # the Undo stack of this browser session
+        # Rater and set name survive a page reload (and a server restart: the secret is stable per database).
+        remembered = gr.BrowserState({}, storage_key="caption-zoo-session",
+                                     secret=hashlib.sha256(str(ctx.store.path.resolve()).encode()).hexdigest()[:32])
+        gr.Markdown("# Caption Zoo: compare and rate captioners", elem_id="title")
+        with gr.Row(equal_height=True, elem_id="set-bar"):
+            rater = gr.Textbox(label="Rater name", placeholder="e.g. alice", max_lines=1, elem_id="rater")
+            set_name = gr.Textbox(label="Evaluation set", placeholder="new or existing name, e.g. shapes-v1",
+                                  max_lines=1, elem_id="set-name")
+            existing = gr.Dropdown(choices=set_choices(ctx), value=None, label="…or reopen an existing set",
+                                   interactive=True, elem_id="existing-sets")
+            blind = gr.Checkbox(label=BLIND_NEW, value=False, elem_id="blind")
+            open_btn = gr.Button("Open set", scale=0, min_width=120, elem_id="open-set")
+        blind_fixed = gr.State(False)  # whether the Blind box shows an existing set's fixed state
+        names_error = gr.Markdown(elem_id="names-error", elem_classes="field-error")
+        session_line = gr.Markdown(session_summary(ctx, new_session()), elem_id="session-line")
+        shared = {"session": session, "history": history, "rater": rater, "set_name": set_name, "blind": blind,
+                  "session_line": session_line, "names_error": names_error}
+
+        with gr.Tabs():
+            with gr.Tab("Compare & rate", id="compare"):
+                compare = build_compare_view(ctx, demo, shared)
+            with gr.Tab("Results", id="results") as results_tab:
+                results = build_results_view(ctx, shared, results_tab)
+            with gr.Tab("Pairwise", id="pairwise"):
+                build_pairwise_view(ctx, shared)
+            with gr.Tab("Zoo", id="zoo"):
+                zoo = build_zoo_view(ctx)
+            with gr.Tab("Import captions", id="import"):
+                imported = build_import_view(ctx, shared, compare["preset"])
+        gr.HTML(FOOTER)
+
+        # -- events that cross views ----------------------------------------------------------------------
+        fold = [session, compare["models"], compare["preset"]]
+        after_open = [(partial(fold_setup, ctx), fold, compare["setup"]),
+                      (partial(progress_html, ctx), session, compare["progress"]),
+                      (partial(blind_control, ctx), [set_name, blind_fixed], [blind, blind_fixed])]
+
+        def chain(event: Any) -> None:
+            """After a set is opened, captioned into or imported into: remember it, fold the inputs away when it
+            has captions, show its progress, fix its Blind box."""
+            event = event.success(remember, session, remembered, api_visibility="private")
+            for fn, inputs, output in after_open:
+                event = event.then(fn, inputs, output, api_visibility="private")
+
+        chain(open_btn.click(bind(open_set, ctx), [session, rater, set_name, blind, compare["preset"]],
+                             [session, session_line, compare["preset"], blind], api_name="open_set"))
+        chain(existing.input(lambda name: name or "", existing, set_name, api_visibility="private").then(
+            bind(open_set, ctx), [session, rater, set_name, blind, compare["preset"]],
+            [session, session_line, compare["preset"], blind], api_visibility="private"))
+        chain(wire_caption(ctx, compare, shared))
+        chain(imported)
+        chain(demo.load(bind(restore_session, ctx), remembered,
+                        [session, session_line, rater, set_name, blind, compare["preset"]], api_visibility="private"))
+        # A set name typed: the Blind box shows that set's fixed state, or a fresh choice for a new set.
+        set_name.input(partial(blind_control, ctx), [set_name, blind_fixed], [blind, blind_fixed],
+                       trigger_mode="always_last", api_visibility="private")
+        for field in (rater, set_name):
+            field.input(lambda: "", None, names_error, api_visibility="private")
+        zoo["rescan"].click(partial(rescan_zoo, ctx), None, [compare["models"], zoo["zoo_md"], zoo["zoo_df"]],
+                            api_visibility="private")
+        session.change(partial(refresh_sets, ctx), None, [existing, results["results_set"]], api_visibility="private")
+        demo.load(partial(refresh_sets, ctx), None, [existing, results["results_set"]], api_visibility="private")
+        add_api_endpoints(ctx)
+
+    demo.ctx = ctx  # for the server and tests
+    return demo

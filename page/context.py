@@ -1,0 +1,59 @@
+"""What every browser session of the page shares: the rating store, the loaded models and the folders.
+
+One `AppContext` per app; everything that belongs to one browser session lives in a `gr.State` dict
+(`page.session`), never in module globals.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from captioning.zoo import ModelCache
+from rating import sets
+from rating.store import RatingStore
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ZOO = "model_zoo"
+DEFAULT_DB = "ratings.sqlite"
+DEFAULT_SAMPLES = ROOT / "sample_images"
+DEFAULT_IMAGE_CACHE = sets.DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
+MAX_MODELS_IN_MEMORY = 6
+
+
+@dataclass
+class AppContext:
+    """What every session shares: the rating store, the loaded models and the folders the app uses."""
+
+    zoo_dir: Path
+    store: RatingStore
+    cache: ModelCache
+    samples_dir: Path
+    image_dir: Path  # display copies, one PNG per image content hash
+    work_dir: Path  # scratch space for exports and imports (inside the system temp dir; removed at exit)
+    admins: tuple[str, ...] = ()  # --admin users: they may see every blind set's names and results
+    metrics: Any = None  # server.metrics.ServerMetrics when served with the REST API (`page.server.build_server`)
+
+    def count_rating(self, source: str) -> None:
+        """One more rating saved, in the server's metrics (page, api or pairwise)."""
+        if self.metrics is not None:
+            self.metrics.rating_saved(source)
+
+
+def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
+                 samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
+                 max_models: int = MAX_MODELS_IN_MEMORY, admins: tuple[str, ...] | list[str] = ()) -> AppContext:
+    """Open the store and prepare the folders; a missing zoo folder is allowed (the page explains it)."""
+    image_dir = Path(image_dir) if image_dir is not None else DEFAULT_IMAGE_CACHE
+    image_dir.mkdir(parents=True, exist_ok=True)
+    store = RatingStore(db_path)
+    work_dir = Path(tempfile.mkdtemp(prefix="caption-zoo-app-"))
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)  # Gradio serves its own copies of the files
+    return AppContext(zoo_dir=Path(zoo_dir), store=store, cache=ModelCache(max_models=max_models),
+                      samples_dir=Path(samples_dir) if samples_dir is not None else DEFAULT_SAMPLES,
+                      image_dir=image_dir, work_dir=work_dir, admins=tuple(admins))

@@ -1,0 +1,157 @@
+// Caption Zoo's page script, run once when the page loads (page/server.py passes it as launch(js=...)).
+//
+// Rating grid: a key "rates" by clicking the radio input of the caption card in focus, so Gradio's own input
+// event saves the score exactly as a mouse click does (no second save path); likewise Delete clicks the card's
+// Clear button, Ctrl+Z the Undo button, and pairwise keys click the vote buttons. Cards are made focusable and
+// their labels get the full model name as a tooltip each time the grid is drawn. A card the server marks with
+// the class "focus-me" (next unrated caption, undo) gets the focus once it is drawn.
+() => {
+  if (window.captionZooKeys) return;
+  window.captionZooKeys = true;
+  const CARD = ".caption-card";
+  const cell = (i, j) => document.getElementById(`cell-${i}-${j}`);
+  const place = (card) => card.id.split("-").slice(1).map(Number);
+  const cards = () => Array.from(document.querySelectorAll(CARD));
+  const rated = (card) => !!card.querySelector("input[type=radio]:checked");
+  const visible = (el) => !!el && el.offsetParent !== null;
+  let pageFocus = null;  // after a page change: focus the new page's first caption once it is drawn
+  let focusTimer = null;
+
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth;
+  };
+  // Focus a card and bring it into view only if it is not already fully in view. `settle`: check again a
+  // little later, when the page may still be changing around it (inputs folding away after Caption).
+  const focusCard = (card, settle = false) => {
+    if (!card) return;
+    card.focus({preventScroll: true});
+    const reveal = () => { if (document.activeElement === card && !shown(card))
+      card.scrollIntoView({block: "nearest", inline: "nearest"}); };
+    if (settle) setTimeout(reveal, 700); else reveal();
+  };
+
+  const prepare = () => {
+    for (const card of cards()) {
+      if (!card.hasAttribute("tabindex")) card.tabIndex = 0;
+      const label = card.querySelector(".caption-text [data-testid=block-info]");
+      const name = label ? label.textContent.trim() : "";
+      if (label && label.title !== name) label.title = name;  // the full name on hover
+      card.classList.toggle("unrated", !rated(card));
+    }
+    const line = document.getElementById("page-line"), first = cell(0, 0);
+    if (pageFocus && !pageFocus.timer && Date.now() > pageFocus.until) pageFocus = null;
+    if (pageFocus && line && first && line.textContent !== pageFocus.line) {
+      // The new page arrives in several DOM updates: focus once they have stopped for a moment, so the
+      // focus does not land on a card that is about to be replaced.
+      clearTimeout(pageFocus.timer);
+      pageFocus.timer = setTimeout(() => { pageFocus = null; focusCard(cell(0, 0)); }, 300);
+    }
+    const wanted = document.querySelector(".caption-card.focus-me:not([data-focused])");
+    if (wanted) {
+      clearTimeout(focusTimer);
+      focusTimer = setTimeout(() => {
+        const card = document.querySelector(".caption-card.focus-me:not([data-focused])");
+        if (card) { card.dataset.focused = "1"; focusCard(card, true); }
+      }, 300);
+    }
+  };
+  new MutationObserver(prepare).observe(document.body, {childList: true, subtree: true, attributes: true,
+                                                         attributeFilter: ["class"]});
+  document.addEventListener("change", prepare, true);  // a radio clicked: the card is rated now
+  prepare();
+
+  // Click an image of the grid (or the pairwise image) to see it large.
+  document.addEventListener("click", (event) => {
+    const overlay = document.getElementById("zoom-overlay");
+    if (overlay) { overlay.remove(); return; }
+    const img = event.target.closest ? event.target.closest(".image-frame img") : null;
+    if (!img) return;
+    event.preventDefault();
+    const shown = document.createElement("div");
+    shown.id = "zoom-overlay";
+    shown.title = "Click or press Escape to close";
+    const big = document.createElement("img");
+    big.src = img.src;
+    big.alt = img.alt || "";
+    shown.appendChild(big);
+    document.body.appendChild(shown);
+  }, true);
+
+  const typing = (el) => el.isContentEditable || ["TEXTAREA", "SELECT"].includes(el.tagName) ||
+    (el.tagName === "INPUT" && !["radio", "checkbox", "button"].includes(el.type));
+  const press = (id) => {
+    const button = document.getElementById(id);
+    if (!button || button.disabled || !visible(button)) return false;
+    button.click();
+    return true;
+  };
+  const turnPage = (id) => {
+    const button = document.getElementById(id);
+    if (!button || button.disabled) return;
+    const line = document.getElementById("page-line");
+    pageFocus = {line: line ? line.textContent : "", until: Date.now() + 10000};
+    button.click();
+  };
+  // The next unrated caption after `from` on this page (wrapping to the top of the page); else ask the server,
+  // which turns to the page that has one and marks it "focus-me".
+  const nextUnrated = (from) => {
+    const all = cards();
+    const start = from ? all.indexOf(from) + 1 : 0;
+    const order = all.slice(start).concat(all.slice(0, start));
+    const found = order.find((c) => c !== from && !rated(c));
+    if (found) focusCard(found);
+    else press("next-unrated");
+  };
+
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented) return;
+    const overlay = document.getElementById("zoom-overlay");
+    if (overlay && event.key === "Escape") { overlay.remove(); event.preventDefault(); return; }
+    if (typing(event.target)) return;  // keys typed into a text box are text
+    const key = event.key;
+    if ((event.ctrlKey || event.metaKey) && !event.altKey && key.toLowerCase() === "z") {
+      if (press("undo-btn")) event.preventDefault();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+
+    // Pairwise: while its vote buttons are on screen and no caption card has the focus.
+    const card = event.target.closest ? event.target.closest(CARD) : null;
+    if (!card && visible(document.getElementById("vote-a"))) {
+      const vote = {ArrowLeft: "vote-a", a: "vote-a", ArrowRight: "vote-b", b: "vote-b", ArrowUp: "vote-both-good",
+                    t: "vote-both-good", ArrowDown: "vote-both-bad", x: "vote-both-bad"}[key];
+      if (vote && press(vote)) event.preventDefault();
+      return;
+    }
+    if (key === "u" && visible(document.getElementById("next-unrated"))) {
+      nextUnrated(card);
+      event.preventDefault();
+      return;
+    }
+    if (!card) return;  // the remaining keys act only on a caption card in focus
+    const [i, j] = place(card);
+    let next = null;
+    if (["0", "1", "2"].includes(key)) {
+      const input = card.querySelector(`input[type=radio][value="${key}"]`);
+      if (!input) return;
+      input.click();
+      const all = cards();
+      next = all[all.indexOf(card) + 1] || card;
+    } else if (key === "Delete" || key === "Backspace") {
+      const clear = card.querySelector(".clear-rating");
+      if (clear) clear.click();
+    } else if (key === "s") {
+      nextUnrated(card);  // skip: leave this one unrated, go to the next unrated one
+    } else if (key === "ArrowRight") next = cell(i, j + 1);
+    else if (key === "ArrowLeft") next = cell(i, j - 1);
+    else if (key === "ArrowDown" || key === "ArrowUp") {
+      const row = i + (key === "ArrowDown" ? 1 : -1);
+      next = cell(row, j) || Array.from(document.querySelectorAll(`[id^="cell-${row}-"]`)).pop() || null;
+    } else if (key === "PageDown" || key === "n") turnPage("next-page");
+    else if (key === "PageUp" || key === "p") turnPage("prev-page");
+    else return;
+    event.preventDefault();  // arrows would otherwise change the radio choice (and save it) or scroll
+    if (next) focusCard(next);
+  });
+}
