@@ -84,7 +84,7 @@ def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str,
     """Which pairs of models each image is judged on, and in which order: by default every pair on every image.
 
     The C(M, 2) pairs are put in a seeded random order (the rotation) and images in a seeded random order too,
-    so a rater who stops halfway has still seen every kind of image. Image by image, the schedule lists the
+    so a rater who stops early has judged a random sample of the images. Image by image, the schedule lists the
     image's pairs as a window of the rotation:
     - pairs_per_image=None (all): every pair on every image, N * C(M, 2) items. Each image's window starts one
       pair later than the previous image's, so no pair is always judged first (rater fresh) or last on an image.
