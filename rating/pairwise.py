@@ -6,10 +6,16 @@ votes do not depend on a mode flag of the set, so a set rated 0/1/2 can be compa
 
 Scheduling (the same for every rater, so their votes are on the same items and agreement can be read):
 
-    pair_schedule(images, models, seed)      -> every image gets the next pair of a round-robin over the
-                                                C(M, 2) pairs, so every pair is compared equally often (+-1)
+    pair_schedule(images, models, seed)      -> every pair of models on every image (N * C(M, 2) items), image
+                                                by image, or `pairs_per_image=k` pairs dealt round-robin; every
+                                                prefix compares every pair equally often (+-1)
     display_order(set, image, pair)          -> which model is A and which is B, random but fixed per item
-    set_schedule(store, set) / next_pair(store, set, rater) / pair_progress(store, set, rater)
+    set_schedule(store, set)                 -> a set's schedule, from its captions
+    next_pair(store, set, rater)             -> the rater's next item, None when all are voted on; a pair whose two
+                                                captions are identical (up to whitespace and case) is never shown:
+                                                record_identical_pairs stores a tie for it ("both_good")
+    pair_status(store, set, rater)           -> done (identical pairs included), total, identical, finished
+    pair_progress(store, set, rater)         -> (done, total)
 
 Results, pure functions over the votes DataFrame (ties count half a win to each side, as LMSYS's arena does):
 
@@ -33,6 +39,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +52,11 @@ ELO_SCALE = 400.0  # points per factor of 10 in strength (chess / LMSYS conventi
 ELO_ANCHOR = 1000.0  # the mean rating
 DEFAULT_RIDGE = 1e-3  # a very weak prior on log-strengths: a model that never won stays finite (see fit_bradley_terry)
 DEFAULT_ROUNDS = 1000  # bootstrap resamples, as LMSYS's leaderboard uses
+# The tie stored, without asking, for a pair whose two captions are identical (record_identical_pairs). The store
+# takes only PAIRWISE_OUTCOMES (a CHECK in its schema); a dedicated "identical" outcome would need a migration
+# there. Both ties count half a win to each side in every result, so the choice changes no rating; "both_good"
+# as the captions are equally good in the only sense known without a judge.
+AUTO_TIE_OUTCOME = "both_good"
 OUTCOME_LABELS = {"a": "A is better", "b": "B is better", "both_good": "Both good", "both_bad": "Both bad"}
 LEADERBOARD_COLUMNS = ["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "ties", "losses", "win_rate"]
 
@@ -66,19 +78,24 @@ def _seed_of(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str, *, pairs_per_image: int = 1,
-                  available: Mapping[str, Iterable[str]] | None = None) -> list[ScheduledPair]:
-    """Which pairs of models each image is judged on, balanced over pairs.
+def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str, *,
+                  pairs_per_image: int | None = None, available: Mapping[str, Iterable[str]] | None = None
+                  ) -> list[ScheduledPair]:
+    """Which pairs of models each image is judged on, and in which order: by default every pair on every image.
 
-    The C(M, 2) pairs are put in a seeded random order and dealt round-robin: image 1 gets the next
-    `pairs_per_image` pairs, image 2 the following ones, and so on, wrapping around. With every model
-    captioning every image, each pair is therefore judged on N * pairs_per_image / C(M, 2) images, the counts
-    differing by at most 1. Images are visited in a seeded random order too, so a rater who stops halfway
-    has still seen every kind of image. `available[image]` (optional) names the models with a caption for
-    that image; pairs missing one are skipped for that image and the deal goes on with the next pair.
+    The C(M, 2) pairs are put in a seeded random order (the rotation) and images in a seeded random order too,
+    so a rater who stops early has judged a random sample of the images. Image by image, the schedule lists the
+    image's pairs as a window of the rotation:
+    - pairs_per_image=None (all): every pair on every image, N * C(M, 2) items. Each image's window starts one
+      pair later than the previous image's, so no pair is always judged first (rater fresh) or last on an image.
+    - pairs_per_image=k (a limit): k pairs per image, the next image's window starting where this one ended,
+      so the windows tile the rotation and every pair is judged on N * k / C(M, 2) images, +-1.
+    In both cases every prefix of the schedule compares every pair equally often, +-1. `available[image]`
+    (optional) names the models with a caption for that image; pairs missing one are skipped for that image
+    (with a limit, the window goes on to the next pair instead).
     """
-    if pairs_per_image < 1:
-        raise ValueError(f"pairs_per_image must be >= 1, got {pairs_per_image}")
+    if pairs_per_image is not None and pairs_per_image < 1:
+        raise ValueError(f"pairs_per_image must be >= 1, or None for every pair on every image; got {pairs_per_image}")
     pairs = list(itertools.combinations(sorted(set(models)), 2))
     if not pairs:
         return []
@@ -86,9 +103,10 @@ def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str,
     rng.shuffle(pairs)
     order = sorted(set(images))
     rng.shuffle(order)
-    per_image = min(pairs_per_image, len(pairs))
+    every_pair = pairs_per_image is None or pairs_per_image >= len(pairs)
+    per_image = len(pairs) if every_pair else pairs_per_image
     schedule: list[ScheduledPair] = []
-    pointer = 0  # the next pair to deal
+    pointer = 0  # where the next image's window starts in the rotation
     for image in order:
         has = None if available is None else set(available.get(image, ()))
         taken = 0
@@ -101,7 +119,7 @@ def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str,
                 taken += 1
                 last = step
         if taken:
-            pointer = (pointer + last + 1) % len(pairs)
+            pointer = (pointer + (1 if every_pair else last + 1)) % len(pairs)
     return schedule
 
 
@@ -115,16 +133,37 @@ def display_order(eval_set: str, image_hash: str, model_x: str, model_y: str) ->
     return (low, high) if rng.random() < 0.5 else (high, low)
 
 
-def set_schedule(store: RatingStore, eval_set: str, pairs_per_image: int = 1) -> list[ScheduledPair]:
-    """The pairwise schedule of a set, from its captions; seeded by the set's name, so it never changes for
-    the captions it has (new images or models extend or re-deal it)."""
-    captions = store.get_captions(eval_set)
-    available: dict[str, set[str]] = {}
-    for c in captions:
-        available.setdefault(c["image_hash"], set()).add(c["model_name"])
-    models = {c["model_name"] for c in captions}
-    return pair_schedule(available, models, _seed_of("pairwise", eval_set), pairs_per_image=pairs_per_image,
-                         available=available)
+def normalise_caption(caption: str) -> str:
+    """A caption as compared for identity: whitespace runs as one space, no leading/trailing space, case folded."""
+    return " ".join(caption.split()).casefold()
+
+
+def identical_captions(caption_x: str, caption_y: str) -> bool:
+    """Whether two captions are the same text up to whitespace and case (such a pair is never shown: see
+    record_identical_pairs)."""
+    return normalise_caption(caption_x) == normalise_caption(caption_y)
+
+
+def _captions_by_image(store: RatingStore, eval_set: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """image hash -> model -> its caption row (RatingStore.get_captions), read once per call of the functions below."""
+    captions: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in store.get_captions(eval_set):
+        captions.setdefault(c["image_hash"], {})[c["model_name"]] = c
+    return captions
+
+
+def _schedule_of(eval_set: str, captions: Mapping[str, Mapping[str, Any]], pairs_per_image: int | None
+                 ) -> list[ScheduledPair]:
+    models = {model for by_model in captions.values() for model in by_model}
+    return pair_schedule(captions, models, _seed_of("pairwise", eval_set), pairs_per_image=pairs_per_image,
+                         available=captions)
+
+
+def set_schedule(store: RatingStore, eval_set: str, pairs_per_image: int | None = None) -> list[ScheduledPair]:
+    """The pairwise schedule of a set, from its captions (every pair of models on every image unless limited);
+    seeded by the set's name, so it never changes for the captions it has (new images or models extend or
+    re-deal it)."""
+    return _schedule_of(eval_set, _captions_by_image(store, eval_set), pairs_per_image)
 
 
 @dataclass(frozen=True)
@@ -138,8 +177,23 @@ class PairView:
     model_b: str
     caption_a: str
     caption_b: str
-    done: int  # items of the schedule this rater has voted on
+    done: int  # items of the schedule this rater has voted on, the identical pairs included
     total: int  # items in the schedule
+    identical: int = 0  # items whose two captions are identical: recorded as ties for the rater, never shown
+
+
+@dataclass(frozen=True)
+class PairProgress:
+    """Where a rater stands on a set's schedule (pair_status)."""
+
+    done: int  # items voted on, the identical pairs included (a tie is recorded for them, see record_identical_pairs)
+    total: int  # items in the schedule: every pair of models on every image (unless limited)
+    identical: int  # items whose two captions are identical: ties recorded without asking
+
+    @property
+    def finished(self) -> bool:
+        """Every item voted: next_pair returns None (also true of an empty schedule, total == 0)."""
+        return self.done >= self.total
 
 
 def _voted(store: RatingStore, eval_set: str, rater: str) -> set[tuple[str, str, str]]:
@@ -147,30 +201,79 @@ def _voted(store: RatingStore, eval_set: str, rater: str) -> set[tuple[str, str,
     return {(h, *sorted((a, b))) for h, a, b in zip(votes["image_hash"], votes["model_a"], votes["model_b"])}
 
 
-def pair_progress(store: RatingStore, eval_set: str, rater: str) -> tuple[int, int]:
-    """(items of the set's schedule `rater` has voted on, items in the schedule)."""
-    schedule = set_schedule(store, eval_set)
-    voted = _voted(store, eval_set, rater)
-    return sum((p.image_hash, p.model_x, p.model_y) in voted for p in schedule), len(schedule)
+def _is_identical(item: ScheduledPair, captions: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> bool:
+    by_model = captions[item.image_hash]
+    return identical_captions(by_model[item.model_x]["caption"], by_model[item.model_y]["caption"])
 
 
-def next_pair(store: RatingStore, eval_set: str, rater: str, image_dir: str | os.PathLike | None = None
-              ) -> PairView | None:
-    """The first item of the set's schedule that `rater` has not voted on, in display order; None when done."""
-    schedule = set_schedule(store, eval_set)
+def _status(schedule: list[ScheduledPair], captions: Mapping[str, Mapping[str, Mapping[str, Any]]],
+            voted: set[tuple[str, str, str]]) -> PairProgress:
+    # An identical pair counts as done even before its tie is stored, so progress read before next_pair (which
+    # stores the ties) agrees with progress read after it.
+    identical = [_is_identical(p, captions) for p in schedule]
+    done = sum(same or (p.image_hash, p.model_x, p.model_y) in voted for p, same in zip(schedule, identical))
+    return PairProgress(done=done, total=len(schedule), identical=sum(identical))
+
+
+def pair_status(store: RatingStore, eval_set: str, rater: str, *, pairs_per_image: int | None = None
+                ) -> PairProgress:
+    """(done, total, identical) of `rater` on the set's schedule; `.finished` once every item is voted on."""
+    captions = _captions_by_image(store, eval_set)
+    return _status(_schedule_of(eval_set, captions, pairs_per_image), captions, _voted(store, eval_set, rater))
+
+
+def pair_progress(store: RatingStore, eval_set: str, rater: str, *, pairs_per_image: int | None = None
+                  ) -> tuple[int, int]:
+    """(items of the set's schedule `rater` has voted on, identical pairs included; items in the schedule)."""
+    status = pair_status(store, eval_set, rater, pairs_per_image=pairs_per_image)
+    return status.done, status.total
+
+
+def record_identical_pairs(store: RatingStore, eval_set: str, rater: str, *, pairs_per_image: int | None = None
+                           ) -> int:
+    """Store a tie (AUTO_TIE_OUTCOME) by `rater` on every item of the schedule whose two captions are identical
+    (identical_captions) and that the rater has not voted on; returns how many were stored now.
+
+    Asking a person which of two identical texts is better only adds noise, and both count as equal anyway.
+    A vote already there is never replaced. The outcome is one of the store's own (see AUTO_TIE_OUTCOME), so
+    these ties are told apart afterwards only by their identical captions, which the vote keeps.
+    """
+    captions = _captions_by_image(store, eval_set)
     voted = _voted(store, eval_set, rater)
-    done = sum((p.image_hash, p.model_x, p.model_y) in voted for p in schedule)
+    stored = 0
+    for item in _schedule_of(eval_set, captions, pairs_per_image):
+        if (item.image_hash, item.model_x, item.model_y) not in voted and _is_identical(item, captions):
+            model_a, model_b = display_order(eval_set, item.image_hash, item.model_x, item.model_y)
+            store.vote(eval_set, rater, item.image_hash, model_a, model_b, AUTO_TIE_OUTCOME)
+            stored += 1
+    return stored
+
+
+def next_pair(store: RatingStore, eval_set: str, rater: str, image_dir: str | os.PathLike | None = None, *,
+              pairs_per_image: int | None = None) -> PairView | None:
+    """The first item of the set's schedule that `rater` has not voted on, in display order; None when every
+    item is voted on (pair_status then says finished, with done == total).
+
+    Items whose two captions are identical are never returned: their ties are stored first
+    (record_identical_pairs), and PairView.identical says how many there are.
+    """
+    record_identical_pairs(store, eval_set, rater, pairs_per_image=pairs_per_image)
+    captions = _captions_by_image(store, eval_set)
+    schedule = _schedule_of(eval_set, captions, pairs_per_image)
+    voted = _voted(store, eval_set, rater)
+    status = _status(schedule, captions, voted)
     for item in schedule:
         if (item.image_hash, item.model_x, item.model_y) in voted:
             continue
         model_a, model_b = display_order(eval_set, item.image_hash, item.model_x, item.model_y)
-        captions = {c["model_name"]: c for c in store.get_captions(eval_set) if c["image_hash"] == item.image_hash}
+        by_model = captions[item.image_hash]
         path = Path(image_dir) / f"{item.image_hash}.png" if image_dir is not None else None
         return PairView(image_hash=item.image_hash,
-                        file_name=captions[model_a]["file_name"] or item.image_hash[:12],
+                        file_name=by_model[model_a]["file_name"] or item.image_hash[:12],
                         image_path=str(path) if path is not None and path.exists() else None,
-                        model_a=model_a, model_b=model_b, caption_a=captions[model_a]["caption"],
-                        caption_b=captions[model_b]["caption"], done=done, total=len(schedule))
+                        model_a=model_a, model_b=model_b, caption_a=by_model[model_a]["caption"],
+                        caption_b=by_model[model_b]["caption"], done=status.done, total=status.total,
+                        identical=status.identical)
     return None
 
 

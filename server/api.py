@@ -8,7 +8,8 @@
     GET  /healthz          alive (no auth: for container health checks)
     GET  /readyz           ready: the zoo is listed and the default models load (no auth)
     GET  /metrics          Prometheus text (`server.metrics`)
-    GET  /docs, /redoc, /openapi.json   FastAPI's own documentation
+    GET  /docs, /redoc, /openapi.json   FastAPI's documentation, working offline: Swagger UI's and ReDoc's
+                           files are served by the app itself, not a CDN (`server.docs`)
 
 Captioning goes through the library's one path: `captioning.images.load_image` decodes the bytes (its errors
 are the messages), the `ModelCache` loads entries, and `server.batching.MicroBatcher` runs
@@ -56,6 +57,7 @@ from captioning.preprocessing import needed_side
 from captioning.zoo import WEIGHTS_FILE, ModelCache, ZooError, ZooModel, file_sha256, list_zoo
 
 from .batching import MicroBatcher
+from .docs import offline_docs_app
 from .metrics import ServerMetrics
 
 API_PREFIX = "/api/v1"
@@ -516,8 +518,8 @@ def create_app(config: ApiConfig, *, cache: ModelCache | None = None, metrics: S
         yield
         state.batcher.close()
 
-    app = FastAPI(title="Caption Zoo API", version="1", lifespan=lifespan,
-                  description=(__doc__ or "").split("\n\n")[0], **fastapi_kwargs)
+    app = offline_docs_app(title="Caption Zoo API", version="1", lifespan=lifespan,
+                           description=(__doc__ or "").split("\n\n")[0], **fastapi_kwargs)
     app.state.api = state
     install_error_handlers(app, state)
     app.include_router(create_router(state))

@@ -44,7 +44,7 @@ def opened(ctx) -> dict:
 def test_vote_is_saved_and_the_next_pair_shown_without_model_names(ctx):
     session = opened(ctx)
     pair, image, caption_a, caption_b, status = page_pairwise.pairwise_show(ctx, session)
-    assert status.startswith("Pair 1 of 3") and "photo" in status
+    assert status.startswith("Pair 1 of 9") and "photo" in status  # 3 images x 3 models: every pair on every image
     assert Path(image).name == f"{pair['image_hash']}.png"
     assert caption_a.startswith("caption") and caption_a != caption_b
     page = " ".join(map(str, (image, caption_a, caption_b, status)))
@@ -56,14 +56,16 @@ def test_vote_is_saved_and_the_next_pair_shown_without_model_names(ctx):
         ["alice", pair["image_hash"], pair["model_a"], pair["model_b"], "a"]]
     assert votes["caption_a"].tolist() == [caption_a]
     next_pair, *page_after = shown
-    assert "Saved “A is better”" in page_after[-1] and "Pair 2 of 3" in page_after[-1]
-    assert next_pair["image_hash"] != pair["image_hash"]
+    assert "Saved “A is better”" in page_after[-1] and "Pair 2 of 9" in page_after[-1]
+    assert (next_pair["image_hash"], {next_pair["model_a"], next_pair["model_b"]}) != (
+        pair["image_hash"], {pair["model_a"], pair["model_b"]})
     assert not any(name in " ".join(map(str, page_after)) for name in MODELS)
 
     shown = page_pairwise.pairwise_vote(ctx, "both_bad", session, next_pair)
-    shown = page_pairwise.pairwise_vote(ctx, "b", session, shown[0])
-    assert shown[0]["image_hash"] is None and "All 3 pairs of this set voted" in shown[-1]
-    assert sorted(ctx.store.votes(SET)["outcome"]) == ["a", "b", "both_bad"]
+    for _ in range(7):
+        shown = page_pairwise.pairwise_vote(ctx, "b", session, shown[0])
+    assert shown[0]["image_hash"] is None and "All 9 pairs of this set voted" in shown[-1]
+    assert sorted(ctx.store.votes(SET)["outcome"]) == ["a"] + ["b"] * 7 + ["both_bad"]
 
 
 def test_bad_votes_are_clear_errors(ctx):
@@ -87,7 +89,7 @@ def test_results_and_export_show_the_leaderboard(ctx):
     board, matrix, text = page_pairwise.pairwise_results(ctx, session)
     assert board.empty and "No pairwise votes" in text
     pair = page_pairwise.pairwise_show(ctx, session)[0]
-    for _ in range(3):
+    for _ in range(9):
         winner = "a" if "alpha" in pair["model_a"] or "beta" in pair["model_b"] else "b"  # alpha > gamma > beta
         pair = page_pairwise.pairwise_vote(ctx, winner, session, pair)[0]
     board, matrix, text = page_pairwise.pairwise_results(ctx, session)
@@ -95,7 +97,7 @@ def test_results_and_export_show_the_leaderboard(ctx):
     assert list(board.columns) == ["rank", "model", "rating", "95% CI", "votes", "wins", "ties", "losses",
                                    "win rate %"]
     assert matrix.set_index("model").loc["secret-alpha", "secret-beta"] == 100.0
-    assert "3 vote(s) by 1 rater(s)" in text
+    assert "9 vote(s) by 1 rater(s)" in text
     files = page_pairwise.pairwise_export(ctx, session)
     assert [Path(f).name for f in files] == ["pw-set_pairwise.csv", "pw-set_win_rates.csv", "pw-set_votes.csv",
                                              "pw-set_pairwise.xlsx"]

@@ -1,6 +1,8 @@
 """Protects pairwise mode: votes are stored one per rater, image and unordered pair (re-voting replaces), the
-schedule compares every pair of models equally often (+-1) and is the same for every rater, A/B sides are
-random but fixed, and the results are right: Bradley-Terry strengths equal the maximum likelihood (checked
+schedule offers every pair of models on every image (3 images x 3 models -> 9 pairs) unless limited, compares
+every pair equally often (+-1) however far a rater gets, and is the same for every rater; a pair whose captions
+are identical (up to whitespace and case) is never shown but stored as a tie and counted in the progress; A/B
+sides are random but fixed, and the results are right: Bradley-Terry strengths equal the maximum likelihood (checked
 against a closed form and scikit-learn's logistic regression), ties count half, bootstrap intervals are
 seeded and contain the estimate, overlapping intervals share a rank, and the win-rate matrix and the export
 hold the hand-computed values."""
@@ -95,27 +97,60 @@ def test_database_from_before_pairwise_mode_gains_the_votes_table(tmp_path):
 # Scheduling
 
 
-@pytest.mark.parametrize("models, images, per_image", [(3, 10, 1), (4, 17, 1), (5, 23, 2), (6, 7, 3), (2, 5, 1)])
-def test_schedule_compares_every_pair_equally_often(models, images, per_image):
+def pair_counts(schedule, names) -> pd.Series:
+    """How often each pair of `names` is in `schedule` (0 for a pair never in it)."""
+    counts = pd.Series([(p.model_x, p.model_y) for p in schedule], dtype=object).value_counts()
+    return counts.reindex(list(combinations(names, 2)), fill_value=0)
+
+
+@pytest.mark.parametrize("models, images", [(3, 3), (3, 10), (4, 17), (2, 5), (6, 7)])
+def test_default_schedule_is_every_pair_on_every_image(models, images):
+    names = [f"model{i}" for i in range(models)]
+    schedule = pairwise.pair_schedule([f"img{i}" for i in range(images)], names, seed="s")
+    expected = {(f"img{i}", *pair) for i in range(images) for pair in combinations(names, 2)}
+    assert len(schedule) == images * math.comb(models, 2)  # 3 images x 3 models -> 9 items
+    assert {(p.image_hash, p.model_x, p.model_y) for p in schedule} == expected  # each exactly once
+    for n in range(1, len(schedule) + 1):  # a rater who stops anywhere has compared every pair equally (+-1)
+        counts = pair_counts(schedule[:n], names)
+        assert counts.max() - counts.min() <= 1, n
+    # image by image, each image's pairs starting one pair later in the rotation than the previous image's
+    firsts = [p for i, p in enumerate(schedule) if i % math.comb(models, 2) == 0]
+    if images >= math.comb(models, 2) > 1:
+        assert len({(p.model_x, p.model_y) for p in firsts}) == math.comb(models, 2)
+
+
+@pytest.mark.parametrize("models, images, per_image", [(3, 10, 1), (4, 17, 1), (5, 23, 2), (6, 7, 3), (2, 5, 1),
+                                                        (3, 4, 3), (3, 4, 99)])
+def test_limited_schedule_compares_every_pair_equally_often(models, images, per_image):
     names = [f"model{i}" for i in range(models)]
     schedule = pairwise.pair_schedule([f"img{i}" for i in range(images)], names, seed="s", pairs_per_image=per_image)
+    per_image = min(per_image, math.comb(models, 2))
     assert len(schedule) == images * per_image
-    counts = pd.Series([(p.model_x, p.model_y) for p in schedule]).value_counts()
-    counts = counts.reindex(list(combinations(names, 2)), fill_value=0)
-    assert counts.max() - counts.min() <= 1
+    for n in range(1, len(schedule) + 1):
+        counts = pair_counts(schedule[:n], names)
+        assert counts.max() - counts.min() <= 1, n
     per = pd.Series([p.image_hash for p in schedule]).value_counts()
     assert (per == per_image).all()  # and no image gets the same pair twice
     assert len({(p.image_hash, p.model_x, p.model_y) for p in schedule}) == len(schedule)
+
+
+def test_bad_limit_is_refused():
+    with pytest.raises(ValueError, match="pairs_per_image must be >= 1, or None for every pair on every image; got 0"):
+        pairwise.pair_schedule(["i"], ["a", "b"], 1, pairs_per_image=0)
 
 
 def test_schedule_is_seeded_and_skips_missing_captions():
     images, models = [f"i{k}" for k in range(12)], ["a", "b", "c", "d"]
     assert pairwise.pair_schedule(images, models, 1) == pairwise.pair_schedule(list(reversed(images)), models, 1)
     assert pairwise.pair_schedule(images, models, 1) != pairwise.pair_schedule(images, models, 2)
-    available = {image: set(models) for image in images} | {"i0": {"a", "b"}}
+    available = {image: set(models) for image in images} | {"i0": {"a", "b"}, "i1": {"c"}}
     schedule = pairwise.pair_schedule(images, models, 1, available=available)
     assert [(p.model_x, p.model_y) for p in schedule if p.image_hash == "i0"] == [("a", "b")]
-    assert len(schedule) == 12
+    assert not [p for p in schedule if p.image_hash == "i1"]  # one caption: nothing to compare
+    assert len(schedule) == 10 * 6 + 1
+    limited = pairwise.pair_schedule(images, models, 1, available=available, pairs_per_image=1)
+    assert [(p.model_x, p.model_y) for p in limited if p.image_hash == "i0"] == [("a", "b")]
+    assert len(limited) == 11
 
 
 def test_display_order_is_fixed_per_item_and_mixes_sides():
@@ -126,18 +161,89 @@ def test_display_order_is_fixed_per_item_and_mixes_sides():
 
 def test_next_pair_same_schedule_for_every_rater_skips_voted(store):
     schedule = pairwise.set_schedule(store, SET)
-    assert len(schedule) == 4 and store.votes(SET).empty
+    assert len(schedule) == 4 * 3 and store.votes(SET).empty  # 4 images x 3 models: every pair on every image
+    assert len(pairwise.set_schedule(store, SET, pairs_per_image=1)) == 4
     alice = pairwise.next_pair(store, SET, "alice")
     assert pairwise.next_pair(store, SET, "bob") == alice
-    assert (alice.done, alice.total) == (0, 4)
+    assert (alice.done, alice.total, alice.identical) == (0, 12, 0)
     assert {alice.model_a, alice.model_b} == {schedule[0].model_x, schedule[0].model_y}
     assert alice.caption_a == f"{alice.model_a} says {alice.image_hash[1]}"
-    for _ in range(4):
+    shown = []
+    for i in range(12):
         item = pairwise.next_pair(store, SET, "alice")
+        assert (item.done, item.total) == (i, 12) and pairwise.pair_progress(store, SET, "alice") == (i, 12)
+        shown.append((item.image_hash, *sorted((item.model_a, item.model_b))))
         store.vote(SET, "alice", item.image_hash, item.model_a, item.model_b, "a")
+    assert shown == [(p.image_hash, p.model_x, p.model_y) for p in schedule]  # in schedule order, each once
     assert pairwise.next_pair(store, SET, "alice") is None
-    assert pairwise.pair_progress(store, SET, "alice") == (4, 4)
+    assert pairwise.pair_progress(store, SET, "alice") == (12, 12)
+    assert pairwise.pair_status(store, SET, "alice") == pairwise.PairProgress(done=12, total=12, identical=0)
+    assert pairwise.pair_status(store, SET, "alice").finished
+    assert not pairwise.pair_status(store, SET, "bob").finished
     assert pairwise.next_pair(store, SET, "bob") == alice  # bob's schedule is untouched by alice's votes
+
+
+def test_a_limit_is_honoured_by_next_pair_and_progress(store):
+    for _ in range(4):
+        item = pairwise.next_pair(store, SET, "alice", pairs_per_image=1)
+        assert item.total == 4
+        store.vote(SET, "alice", item.image_hash, item.model_a, item.model_b, "b")
+    assert pairwise.next_pair(store, SET, "alice", pairs_per_image=1) is None
+    assert pairwise.pair_progress(store, SET, "alice", pairs_per_image=1) == (4, 4)
+    assert pairwise.pair_progress(store, SET, "alice") == (4, 12)  # the full schedule still has 8 to go
+
+
+def test_three_images_three_models_nine_pairs_identical_captions_are_ties_never_shown(tmp_path):
+    """The issue: 3 images x 3 models offered 3 pairs and showed two identical captions as a pair."""
+    with RatingStore(tmp_path / "ratings.sqlite") as store:
+        store.create_or_open_set(SET)
+        for i in range(3):
+            store.add_image(f"h{i}", f"img{i}.jpg", 64, 64)
+            for model in ("m1", "m2", "m3"):
+                store.save_caption(SET, f"h{i}", model, f"{model} sees {i}", weights_hash=None, decoding=None)
+        # m1 and m2 agree on h0 up to case and spacing; on h1 all three write the same words
+        store.save_caption(SET, "h0", "m2", "  M1 SEES\t0 ", weights_hash=None, decoding=None)
+        for model in ("m1", "m2", "m3"):
+            store.save_caption(SET, "h1", model, "a red square", weights_hash=None, decoding=None)
+        identical = {("h0", "m1", "m2"), ("h1", "m1", "m2"), ("h1", "m1", "m3"), ("h1", "m2", "m3")}
+
+        assert len(pairwise.set_schedule(store, SET)) == 9
+        # progress counts the identical pairs as done before any vote, so it never goes backwards
+        assert pairwise.pair_status(store, SET, "alice") == pairwise.PairProgress(done=4, total=9, identical=4)
+        shown = []
+        while (item := pairwise.next_pair(store, SET, "alice")) is not None:
+            assert not pairwise.identical_captions(item.caption_a, item.caption_b)
+            assert (item.done, item.total, item.identical) == (4 + len(shown), 9, 4)
+            shown.append((item.image_hash, *sorted((item.model_a, item.model_b))))
+            store.vote(SET, "alice", item.image_hash, item.model_a, item.model_b, "a")
+        assert len(shown) == 5 and not identical & set(shown)
+
+        votes = store.votes(SET, "alice")
+        assert len(votes) == 9
+        ties = votes[[(h, *sorted((a, b))) in identical
+                      for h, a, b in zip(votes["image_hash"], votes["model_a"], votes["model_b"])]]
+        assert len(ties) == 4 and set(ties["outcome"]) == {pairwise.AUTO_TIE_OUTCOME} == {"both_good"}
+        assert all(map(pairwise.identical_captions, ties["caption_a"], ties["caption_b"]))
+        status = pairwise.pair_status(store, SET, "alice")
+        assert status.finished and (status.done, status.total, status.identical) == (9, 9, 4)
+        assert pairwise.pair_progress(store, SET, "alice") == (9, 9)
+        assert pairwise.record_identical_pairs(store, SET, "alice") == 0  # nothing left to store
+        # ties count half a win each: m1 vs m2 on h0 and h1 are two ties, so their shares of those are equal
+        names, wins = pairwise.win_counts(ties)
+        assert wins[names.index("m1"), names.index("m2")] == wins[names.index("m2"), names.index("m1")] == 1.0
+
+        # another rater gets the same ties on their first next_pair; a vote already cast is never replaced
+        store.vote(SET, "bob", "h1", "m1", "m2", "b")
+        first = pairwise.next_pair(store, SET, "bob")
+        assert (first.image_hash, *sorted((first.model_a, first.model_b))) == shown[0]
+        bob = store.votes(SET, "bob").set_index(["image_hash", "model_a", "model_b"])["outcome"]
+        assert len(bob) == 4 and bob.loc[("h1", "m1", "m2")] == "b"
+        assert (bob.drop(("h1", "m1", "m2")) == "both_good").all()
+
+
+def test_caption_normalisation():
+    assert pairwise.normalise_caption("  A  Dog\n on\tGRASS ") == "a dog on grass"
+    assert pairwise.identical_captions("A dog.", "a  dog.") and not pairwise.identical_captions("a dog", "a dog.")
 
 
 # ----------------------------------------------------------------------------------------------------------
