@@ -290,7 +290,7 @@ def test_import_semicolon_csv_from_another_project(ctx, tmp_path):
 
 
 def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
-    from captioning.cli import main as cli
+    from captioning.commands.cli import main as cli
 
     images = write_images(tmp_path / "in", 2, seed=6)
     out = tmp_path / "cli.csv"

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from captioning import caption_images, dtypes, get_settings, load_entry
-from captioning.cli import main
+from captioning.commands.cli import main
 from captioning.dtypes import runtime_dtype
 from captioning.precision import convert_entry
 from captioning.zoo import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ZooError, list_zoo

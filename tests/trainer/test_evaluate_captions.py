@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from captioning.cli import main as caption_main
+from captioning.commands.cli import main as caption_main
 from captioning.generation import get_settings
 from captioning.leaderboard import LEADERBOARD_JSON, LEADERBOARD_MD, read_leaderboard
 from captioning.zoo import list_zoo, load_entry
