@@ -77,7 +77,8 @@ from captioning.zoo import ModelCache, ZooError, list_zoo
 from rating import pairwise, sets
 from rating.results import accuracy_chart
 from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView, rater_results_table, results_table
-from rating.store import RatingStore, validate_name
+from rating.store import RatingStore
+from rating.validation import validate_name
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ZOO = "model_zoo"

@@ -4,6 +4,8 @@ Raters score each caption 0 (unrelated), 1 (partly right) or 2 (fully accurate).
 these functions; this package never imports gradio.
 
     store.py    RatingStore: evaluation sets, images, captions and ratings in one SQLite file (WAL)
+    schema.py   the store's tables, SCHEMA_VERSION and the upgrade steps for files written by older code
+    validation.py  the checks of names, scores and outcomes (ValueError saying what is allowed)
     results.py  summary_table (accuracy, rank, bootstrap CI); coverage_summary (every model, its coverage,
                 ranks on the images rated for every model); rater_table (progress, leniency, accuracy per
                 rater); gold_agreement; agreement (Krippendorff, Cohen); accuracy_chart

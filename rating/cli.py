@@ -39,7 +39,7 @@ def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from rating import sets
-    from rating.store import validate_name
+    from rating.validation import validate_name
 
     if args.images is not None and not Path(args.images).is_dir():
         raise UserError(f"--images {args.images} is not a folder; give the folder that holds the images the file names")

@@ -39,7 +39,8 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from rating.exports import export_pairwise
-from rating.store import PAIRWISE_OUTCOMES, RatingStore
+from rating.store import RatingStore
+from rating.validation import PAIRWISE_OUTCOMES
 
 ELO_SCALE = 400.0  # points per factor of 10 in strength (chess / LMSYS convention)
 ELO_ANCHOR = 1000.0  # the mean rating

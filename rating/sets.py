@@ -53,7 +53,8 @@ from captioning.zoo import ZooModel
 from rating.exports import export_csv, export_xlsx
 from rating.imports import read_captions_file
 from rating.results import agreement, coverage_summary, rater_table
-from rating.store import EvaluationSetNotFoundError, RatingStore, validate_name
+from rating.store import EvaluationSetNotFoundError, RatingStore
+from rating.validation import validate_name
 
 DEFAULT_PRESET = "consistent"
 # Where display copies go unless a front end says otherwise: the app serves this folder and the CLI's import

@@ -10,9 +10,9 @@ import threading
 import pandas as pd
 import pytest
 
+from rating.schema import SCHEMA_VERSION
 from rating.store import (
     RATING_COLUMNS,
-    SCHEMA_VERSION,
     CaptionNotFoundError,
     EvaluationSetNotFoundError,
     RatingStore,
