@@ -11,7 +11,7 @@ One process serves the page at / and the REST API (`server/`: /api/v1/caption, /
 runs it.
 
 Blind sets are blind everywhere: the grid, the named API endpoints and the exports give a blind set's model
-names only to its owner (who created it) and to the --admin users (`rating.sets.may_see_names`). Who is
+names only to its owner (who created it) and to the --admin users (`rating.access.may_see_names`). Who is
 asking is the logged-in user with --auth (enforced per login), else the rater name typed on the page
 (honour-based: the names are kept from raters who do not pretend to be the owner). A set from a database
 older than owners has none: only the admins see its names. `python -m rating results/export` runs on the
@@ -19,8 +19,8 @@ server with the database file in hand, so it is an admin tool and shows names.
 
 How it is put together (the usual Gradio order): the handler functions first, each a thin layer over the
 `captioning` and `rating` libraries (the evaluation-set workflow itself, from opening a set to paging the
-grid, is `rating.sets`, shared with other front ends); they add only the page's wording, warnings and
-errors; then `build_app`, which lays out the page with `gr.Blocks` and wires the
+grid, is `rating.sets`, `.access`, `.grid` and `.intake`, shared with other front ends); they add only the
+page's wording, warnings and errors; then `build_app`, which lays out the page with `gr.Blocks` and wires the
 events; then `main`. App-level objects (the rating store, the model cache, the folders) live in one
 `AppContext`; everything that belongs to one browser session (rater, evaluation set, page, blind reveal)
 lives in a `gr.State` dict, never in module globals.
@@ -74,9 +74,12 @@ from captioning.generation import PRESETS
 from captioning.images import IMAGE_EXTENSIONS, ImageLoadError, find_images
 from captioning.leaderboard import leaderboard_scope, metrics_source, read_leaderboard
 from captioning.zoo import ModelCache, ZooError, list_zoo
-from rating import pairwise, sets
+from rating import access, grid, intake, pairwise, sets
+from rating.grid import PAGE_SIZE, GridView
+from rating.images import DEFAULT_DISPLAY_DIR
+from rating.intake import CAPTION_BATCH
 from rating.results import accuracy_chart
-from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView, rater_results_table, results_table
+from rating.sets import DEFAULT_PRESET, rater_results_table, results_table
 from rating.store import RatingStore
 from rating.validation import validate_name
 
@@ -84,7 +87,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_ZOO = "model_zoo"
 DEFAULT_DB = "ratings.sqlite"
 DEFAULT_SAMPLES = ROOT / "sample_images"
-DEFAULT_IMAGE_CACHE = sets.DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
+DEFAULT_IMAGE_CACHE = DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
 DEFAULT_MAX_FILE_SIZE = "25mb"  # per uploaded file; a phone photo is 3-12 MB
 MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
 MAX_MODELS_IN_MEMORY = 6
@@ -239,8 +242,8 @@ def _who(session: dict[str, Any] | None, request: gr.Request | None) -> str | No
 
 def _require_names(ctx: AppContext, set_name: str, who: str | None) -> None:
     """Refuse (gr.Error) a blind set's model names to anyone but its owner and the admins."""
-    if not sets.may_see_names(ctx.store, set_name, who, ctx.admins):
-        raise gr.Error(_esc(sets.names_refused(set_name)), print_exception=False)
+    if not access.may_see_names(ctx.store, set_name, who, ctx.admins):
+        raise gr.Error(_esc(access.names_refused(set_name)), print_exception=False)
 
 
 def bind(fn: Callable, *bound: Any, **keywords: Any) -> Callable:
@@ -516,7 +519,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
     """The Caption button: caption every image with every chosen model and save the captions in the set.
 
     Returns the session (its version bumped so the grid redraws), a status line and the session line.
-    The work is `rating.sets.caption_into_set`: pairs (image, model) the set already has a caption for are
+    The work is `rating.intake.caption_into_set`: pairs (image, model) the set already has a caption for are
     kept, not regenerated, and images are read CAPTION_BATCH at a time so memory stays bounded.
     """
     validate_name(rater, "rater name")
@@ -564,7 +567,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
         raise gr.Error("None of the chosen models could be loaded: " + _esc("; ".join(problems)))
 
     desc = f"Captioning {len(sources)} images x {len(loaded_models)} models"
-    run = sets.caption_into_set(
+    run = intake.caption_into_set(
         ctx.store, info.name, loaded_models, sources, info.preset, batch_size=CAPTION_BATCH, image_dir=ctx.image_dir,
         progress=lambda done, total: progress((done, total), desc=desc, unit="captions"))
     problems += run.problems
@@ -591,10 +594,10 @@ def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SI
     """The page of the caption grid for this session, drawn from the store (captions and this rater's scores).
     A blind set's names are shown only when the session asked for them and may see them (its owner, an admin)."""
     if not session or not session.get("eval_set"):
-        return sets.EMPTY_GRID
-    revealed = bool(session.get("revealed")) and sets.may_see_names(ctx.store, session["eval_set"],
-                                                                    _who(session, None), ctx.admins)
-    return sets.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
+        return grid.EMPTY_GRID
+    revealed = bool(session.get("revealed")) and access.may_see_names(ctx.store, session["eval_set"],
+                                                                      _who(session, None), ctx.admins)
+    return grid.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
                           revealed=revealed, image_dir=ctx.image_dir)
 
 
@@ -630,8 +633,8 @@ def toggle_reveal(session: dict[str, Any]) -> dict[str, Any]:
 def reveal_names(ctx: AppContext, session: dict[str, Any], request: gr.Request | None = None) -> dict[str, Any]:
     """The Reveal/Hide model names button: only the set's owner and the admins may reveal a blind set."""
     eval_set, _ = _require_session(session)
-    if not session.get("revealed") and not sets.may_see_names(ctx.store, eval_set, _who(session, request),
-                                                               ctx.admins):
+    if not session.get("revealed") and not access.may_see_names(ctx.store, eval_set, _who(session, request),
+                                                                 ctx.admins):
         raise gr.Error(f"Only the owner of blind set '{_esc(eval_set)}' can reveal its model names; ask them, or "
                        "start the app with --admin YOUR_NAME.", print_exception=False)
     return toggle_reveal(session)
@@ -725,7 +728,7 @@ def mark_gold(ctx: AppContext, session: dict[str, Any], eval_set: str | None, ex
     set's owner and the admins only."""
     name = _chosen_set(session, eval_set)
     who = _who(session, request)
-    if not sets.may_manage(ctx.store, name, who, ctx.admins):
+    if not access.may_manage(ctx.store, name, who, ctx.admins):
         raise gr.Error(f"Only the owner of set '{_esc(name)}' (or an --admin user) may mark gold scores.",
                        print_exception=False)
     expert = (expert or "").strip()
@@ -861,8 +864,8 @@ def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_na
         for f in image_files:
             source = Path(_file_path(f))
             shutil.copyfile(source, folder / source.name)
-    done = sets.import_captions_file(ctx.store, session["eval_set"], _file_path(csv_file), folder,
-                                     image_dir=ctx.image_dir, rater=session["rater"])
+    done = intake.import_captions_file(ctx.store, session["eval_set"], _file_path(csv_file), folder,
+                                       image_dir=ctx.image_dir, rater=session["rater"])
     _warn_each(done.problems + done.invalid_scores)
     if not done.imported:
         raise gr.Error("No caption could be imported: " + _esc(" | ".join(done.problems[:5]) or done.message))
@@ -977,7 +980,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                                 if row.image_path:
                                     gr.Image(row.image_path, label=row.file_name, interactive=False, height=200,
                                              buttons=["fullscreen"], elem_id=f"image-{i}")
-                                elif row.image_hash == sets.image_id_hash(row.file_name):
+                                elif row.image_hash == intake.image_id_hash(row.file_name):
                                     gr.Markdown(f"**{_esc(row.file_name)}**: imported without its picture "
                                                 "(rate the caption by the image name, or import the file again "
                                                 "with the image).", elem_id=f"no-image-{i}")
@@ -1117,7 +1120,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
 
         # -- plain API endpoints (for gradio_client and scripts) --------------------------------------------
         # gr.api takes the endpoint's parameter types from the function's own signature, hence closures here.
-        # A blind set's model names go only to its owner and the admins (sets.may_see_names): anyone else gets
+        # A blind set's model names go only to its owner and the admins (access.may_see_names): anyone else gets
         # the grid's column labels ("Caption A") from /captions and rates by them.
         def rate(eval_set: str, rater: str, image_hash: str, model_name: str, score: int,
                  request: gr.Request | None = None) -> str:
@@ -1125,8 +1128,8 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
             set whose names the caller may not see, `model_name` is the caption's `column` from /captions."""
             try:
                 model = model_name
-                if not sets.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
-                    model = sets.column_model(ctx.store, eval_set, image_hash, model_name)
+                if not access.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
+                    model = grid.column_model(ctx.store, eval_set, rater, image_hash, model_name)
                 ctx.store.rate(eval_set, rater, image_hash, model, score)
                 count_rating(ctx, "api")
             except ValueError as e:
@@ -1138,8 +1141,8 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
             to anyone but its owner (the logged-in user with --auth, else `rater`) and the admins: image_hash,
             file_name, column ("Caption A", as in the grid) and caption, no model name."""
             try:
-                if not sets.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
-                    return sets.blind_captions(ctx.store, eval_set)
+                if not access.may_see_names(ctx.store, eval_set, _who({"rater": rater}, request), ctx.admins):
+                    return grid.blind_captions(ctx.store, eval_set, rater)
                 rows = ctx.store.get_captions(eval_set)
             except ValueError as e:
                 raise gr.Error(_esc(str(e)), print_exception=False) from None

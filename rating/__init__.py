@@ -14,10 +14,14 @@ these functions; this package never imports gradio.
     exports.py  export_csv / export_xlsx / export_pairwise, with spreadsheet formula injection neutralised
     imports.py  read_captions_file: tolerant reader for hand-made or Excel-saved caption CSVs and XLSX
                 workbooks (scores, gold scores, references; read_captions_csv is its older name)
-    sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
-                import_captions_file, grid_page, set_summary, export_set (imported on its own, as
-                `from rating import sets`: it loads the captioning library and torch)
-    cli.py      `python -m rating import|results|export|sets` over the functions of sets.py
+    The evaluation-set workflow every front end calls (each imported on its own, as `from rating import
+    sets`; sets.py and intake.py load the captioning library and torch, access.py and grid.py do not):
+    sets.py     a set's life: open_set, set_summary, mark_gold, set_results, export_set
+    access.py   who may see a blind set's names (may_see_names) or manage a set (may_manage)
+    grid.py     grid_page (pages, per-rater blind column order), first_unrated, left_to_rate, blind_captions
+    images.py   a set's images: add_image, display copies
+    intake.py   caption_into_set, import_captions_file, import_dataset_split
+    cli.py      `python -m rating import|results|export|sets` over these functions
 
 Typical use::
 

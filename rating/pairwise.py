@@ -109,7 +109,8 @@ def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str,
 def display_order(eval_set: str, image_hash: str, model_x: str, model_y: str) -> tuple[str, str]:
     """(model shown as A, model shown as B): random, but the same for every rater and every restart.
 
-    Seeded by set, image and the unordered pair only, as rating.sets.column_order is for the grid.
+    Seeded by set, image and the unordered pair only (the grid's blind columns, rating.grid.column_order, are
+    also seeded per rater).
     """
     low, high = sorted((model_x, model_y))
     rng = random.Random(_seed_of(eval_set, image_hash, low, high))

@@ -1,11 +1,12 @@
 """Protects the rating app's handlers, called as plain Python functions (no server, no browser).
 
 Captioning fills the grid (images x models) from the store, with images upright and bad files reported
-while the rest goes on; blind mode hides names and shuffles columns the same way every time; each rating is
-saved at once and comes back after a "restart" (a new store on the same file); results, agreement, exports
-(formula cells neutralised) and caption imports work; every bad input gives a clear gr.Error; the upload
-boxes take every image format the loader reads; a busy port is one clear line, not a traceback.
-The workflow underneath (rating.sets) has its own gradio-free tests in tests/rating/test_sets.py.
+while the rest goes on; blind mode hides names and shuffles columns per image and per rater, the same way every
+time; each rating is saved at once and comes back after a "restart" (a new store on the same file); results,
+agreement, exports (formula cells neutralised) and caption imports work; every bad input gives a clear
+gr.Error; the upload boxes take every image format the loader reads; a busy port is one clear line, not a
+traceback.
+The workflow underneath (rating.sets, .grid, .intake, ...) has its own gradio-free tests in tests/rating/.
 
 The tiny zoo, test images, free port and app subprocess come from tests/helpers.py.
 """
@@ -108,10 +109,14 @@ def test_blind_mode_hides_names_shuffles_stably_and_reveals(ctx, tmp_path):
     orders = [tuple(c.model_name for c in r.cells) for r in view.rows]
     assert len(set(orders)) > 1  # shuffled per image
 
-    # Another rater opening the set later sees the same columns (and cannot switch blind mode off).
+    # Another rater opening the set later cannot switch blind mode off, and sees the columns in an order of
+    # their own (shuffled per image and per rater); reopening the set shows each rater their order again.
     other, line, _, blind = app.open_set(ctx, app.new_session(), "bob", "set-1", False, "greedy")
     assert blind is True and "blind" in line
-    assert [tuple(c.model_name for c in r.cells) for r in app.grid_view(ctx, other).rows] == orders
+    bobs = [tuple(c.model_name for c in r.cells) for r in app.grid_view(ctx, other).rows]
+    assert bobs != orders and [sorted(o) for o in bobs] == [sorted(o) for o in orders]
+    again, *_ = app.open_set(ctx, app.new_session(), "alice", "set-1", False, "greedy")
+    assert [tuple(c.model_name for c in r.cells) for r in app.grid_view(ctx, again).rows] == orders
 
     revealed = app.grid_view(ctx, app.toggle_reveal(session))
     assert revealed.rows[0].cells[0].label == f"Caption A = {orders[0][0]}"
