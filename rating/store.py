@@ -449,7 +449,8 @@ class RatingStore(PairwiseVotes):
             )
 
     def delete_rating(self, eval_set: str, rater: str, image_hash: str, model_name: str) -> bool:
-        """Remove one rating; returns True if a rating was removed, False if there was none."""
+        """Clear ``rater``'s score of one caption; returns True if a rating was removed, False if there was none.
+        (With `score`, what a page needs to undo a rating: put the previous score back, or clear it.)"""
         eval_set = validate_name(eval_set, "evaluation set name")
         rater = validate_name(rater, "rater name")
         model_name = validate_name(model_name, "model name")
@@ -460,6 +461,20 @@ class RatingStore(PairwiseVotes):
                 (eval_set, rater, image_hash, model_name),
             )
             return cursor.rowcount > 0
+
+    def score(self, eval_set: str, rater: str, image_hash: str, model_name: str) -> int | None:
+        """``rater``'s current score (0, 1 or 2) of one caption, or None if they have not rated it."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        rater = validate_name(rater, "rater name")
+        model_name = validate_name(model_name, "model name")
+        image_hash = require_hash(image_hash)
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        row = conn.execute(
+            "SELECT score FROM ratings WHERE eval_set = ? AND rater = ? AND image_hash = ? AND model_name = ?",
+            (eval_set, rater, image_hash, model_name),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def ratings(self, eval_set: str, rater: str | None = None) -> pd.DataFrame:
         """The ratings of ``eval_set`` (of one rater if given), one row per rating.
