@@ -8,7 +8,7 @@ Run (from the repository root; the machine's other work changes the figures, so 
 
 What it does, once each (no repeats: a Ray run is minutes on a small machine):
 1. writes `--images` (64) synthetic 480x640 JPEGs into a temporary folder;
-2. local: `python -m captioning caption --images DIR --out X.csv` in this process (`captioning.cli.main`);
+2. local: `python -m captioning caption --images DIR --out X.csv` in this process (`captioning.commands.cli.main`);
 3. ray: starts a local Ray with `--num-cpus` CPUs (timed apart: a cluster is started once, not per job), then
    `python -m captioning caption --engine ray --images DIR --out FOLDER` in this process, on that Ray;
 4. checks the two outputs hold the same captions, and prints images/s of each and ray / local.
@@ -93,8 +93,8 @@ def models_for(args: argparse.Namespace, work: Path) -> tuple[Path, list[str], s
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from captioning import cli
-    from captioning.ray_engine import connect
+    from captioning.commands import cli
+    from captioning.commands.ray_engine import connect
 
     with tempfile.TemporaryDirectory(prefix="caption-zoo-batch-bench-") as tmp:
         work = Path(tmp)

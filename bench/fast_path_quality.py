@@ -8,7 +8,7 @@ Run (from the repository root; the demo zoo's models are small, so 1000 images t
 For every entry of the zoo (default: the shapes demo zoo, `model_zoo/`) it captions a freshly generated shapes
 test set (`trainer.data.write_shapes_dataset` with a seed never used in training, `--seed`) twice, with the
 same decoding (`--preset`, default "consistent" = beam 5) on the exact path and with quantize="int8", through
-`trainer.evaluate.caption_split` (the trainer's own captioning path), and reports:
+`trainer.scoring.caption_split` (the trainer's own captioning path), and reports:
 - the share of images whose caption is identical on both paths;
 - the object accuracy of each (`trainer.data.object_accuracy`: the caption names the colour and shape of every
   object drawn and no other), and the difference in points; target: the fast path within 1 point;
@@ -35,7 +35,7 @@ import torch
 from captioning.generation import PRESETS, get_settings
 from captioning.zoo import ZooError, list_zoo, load_entry
 from trainer.data import load_dataset, object_accuracy, write_shapes_dataset
-from trainer.evaluate import caption_split
+from trainer.scoring import caption_split
 
 TARGET_POINTS = 1.0  # |object accuracy (int8) - object accuracy (exact)|, in points
 DEFAULT_SEED = 20261202  # not the demo zoo's training seed nor its fresh-test seed

@@ -8,9 +8,9 @@ Run (from the repository root; the full run takes about 3 minutes on 2 cores, `-
 
 For each entry it writes an fp16 and a bf16 copy with `captioning.precision.convert_entry` (into a temporary
 folder, never into the zoo), captions the test split with parent and copies through the path
-`python -m trainer.evaluate` uses (`trainer.evaluate.caption_split`, preset consistent = beam 5) and prints
+`python -m trainer.evaluate` uses (`trainer.scoring.caption_split`, preset consistent = beam 5) and prints
 one markdown row per model: size of the weights file and of the whole entry against the parent, what it ran
-in on this machine (`captioning.precision.runtime_dtype`), the share of images whose caption is identical to
+in on this machine (`captioning.dtypes.runtime_dtype`), the share of images whose caption is identical to
 the parent's, object accuracy and CIDEr-D. The same figures come from the CLI:
 
     python -m trainer.data shapes --out runs/fresh-shapes --n 5000 --seed 2027 --image-size 48
@@ -49,11 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from captioning.dtypes import dtype_name, runtime_dtype
     from captioning.generation import get_settings
-    from captioning.precision import convert_entry, dtype_name, runtime_dtype
+    from captioning.precision import convert_entry
     from captioning.zoo import WEIGHTS_FILE, list_zoo, load_entry
     from trainer.data import load_dataset, write_shapes_dataset
-    from trainer.evaluate import caption_split, score_captions
+    from trainer.scoring import caption_split, score_captions
 
     torch.set_num_threads(args.threads)
     names = [r["name"] for r in list_zoo(args.zoo) if "error" not in r and r.get("kind") == "prefix-captioner"]

@@ -10,7 +10,7 @@ then runs each variant in a fresh Python process; about a minute on 2 cores, ~4 
 Variants (each captions all images with 3 models, preset greedy, 8 images per batch):
   a  full size: `load_image(path)` for every image, then `caption_images` (the CLI and app before min_side)
   b  needed size: `load_image(path, min_side=needed_side(models))`, batch by batch (the CLI now)
-  c  the app's Caption handler, `app.caption(...)`, end to end (it calls `rating.sets.caption_into_set`, which
+  c  the app's Caption handler, `app.caption(...)`, end to end (it calls `rating.intake.caption_into_set`, which
      decodes at the models' and the display copy's needed side); skipped with a note if its signature changes
   d  the same at library level: `load_image(path, min_side=needed_side(models, display_side=DISPLAY_SIDE))`,
      a display copy per image, then `caption_images`, batch by batch

@@ -1,7 +1,7 @@
-"""`python -m captioning`: see captioning/cli.py."""
+"""`python -m captioning`: see captioning/commands/cli.py."""
 
 import sys
 
-from .cli import main
+from .commands.cli import main
 
 sys.exit(main())

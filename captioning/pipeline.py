@@ -7,7 +7,7 @@ features are shared by every model that uses it; then each model decodes the who
 computed beforehand (the trainer's embedding cache) come in through `features`, keyed by the same encoder
 key: a model whose key is there skips preprocessing and encoding, and no image needs to be loaded for it.
 `caption_features` is the decoding step alone (one model, one batch of features): the Ray engine
-(`captioning.ray_engine`) runs the encoder in another process and decodes with it.
+(`captioning.commands.ray_engine`) runs the encoder in another process and decodes with it.
 
 Unreadable images: `read_images` loads (name, source) pairs with `load_image`; an image it refuses (missing,
 not an image, truncated, too many pixels) is left out and its problem kept, named by file, in
@@ -94,7 +94,7 @@ def caption_features(model: ZooModel, features: torch.Tensor, names: Sequence[st
     """Decode one batch of encoder features (`ZooModel.encode` of the preprocessed images, or features of the
     same encoder key) with one model: one CaptionResult per row, named by `names`, in order.
 
-    The decoding step of `caption_images`; engines that run the encoder elsewhere (`captioning.ray_engine`)
+    The decoding step of `caption_images`; engines that run the encoder elsewhere (`captioning.commands.ray_engine`)
     call it with the features they received.
     """
     if len(names) != features.shape[0]:

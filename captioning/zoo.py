@@ -41,6 +41,7 @@ from torch import nn
 
 from .card import model_card
 from .config import CaptionerConfig, ConfigValueError
+from .dtypes import runtime_dtype
 from .model import PrefixCaptioner, module_fingerprint
 from .tokenization import prepare_tokenizer
 
@@ -436,9 +437,7 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     kind = entry_kind(config)
     model = _load_prefix_model(path, config) if kind == KIND_PREFIX else _load_ved_model(path)
     if kind == KIND_PREFIX and config.get("dtype", "float32") != "float32":
-        from .precision import runtime_dtype
-
-        model = model.to(runtime_dtype(config["dtype"], device))  # half on GPU; see captioning.precision for CPU
+        model = model.to(runtime_dtype(config["dtype"], device))  # half on GPU; see captioning.dtypes for CPU
     tokenizer, processor = _load_tokenizer_and_processor(path)
     fingerprint = module_fingerprint(model.encoder)
     if shared_encoders is not None:

@@ -36,7 +36,7 @@ from page.session import (
     who,
 )
 from page.zoo import build_zoo_view, rescan_zoo
-from rating import sets
+from rating import access, grid
 
 UPLOADS_ONLY = "Only files uploaded through this page can be used; upload the file instead."
 FOOTER = ('<div id="page-footer">REST API: <a href="/docs" target="_blank">docs (Swagger UI)</a> · '
@@ -62,7 +62,7 @@ class CaptionZooBlocks(gr.Blocks):
 def add_api_endpoints(ctx: AppContext) -> None:
     """/rate and /captions for gradio_client and scripts. gr.api takes the endpoint's parameter types from the
     function's own signature, hence closures. A blind set's model names go only to its owner and the admins
-    (sets.may_see_names): anyone else gets the grid's column labels ("Caption A") from /captions and rates by
+    (rating.access.may_see_names): anyone else gets the grid's column labels ("Caption A") from /captions and rates by
     them."""
 
     def rate(eval_set: str, rater: str, image_hash: str, model_name: str, score: int,
@@ -71,8 +71,8 @@ def add_api_endpoints(ctx: AppContext) -> None:
         set whose names the caller may not see, `model_name` is the caption's `column` from /captions."""
         try:
             model = model_name
-            if not sets.may_see_names(ctx.store, eval_set, who({"rater": rater}, request), ctx.admins):
-                model = sets.column_model(ctx.store, eval_set, image_hash, model_name)
+            if not access.may_see_names(ctx.store, eval_set, who({"rater": rater}, request), ctx.admins):
+                model = grid.column_model(ctx.store, eval_set, rater, image_hash, model_name)
             ctx.store.rate(eval_set, rater, image_hash, model, score)
             ctx.count_rating("api")
         except ValueError as e:
@@ -82,10 +82,11 @@ def add_api_endpoints(ctx: AppContext) -> None:
     def captions(eval_set: str, rater: str = "", request: gr.Request | None = None) -> list[dict]:
         """Every caption of the set: image_hash, file_name, model_name, caption, decoding. For a blind set,
         to anyone but its owner (the logged-in user with --auth, else `rater`) and the admins: image_hash,
-        file_name, column ("Caption A", as in the grid) and caption, no model name."""
+        file_name, column ("Caption A", as in `rater`'s grid: columns are shuffled per rater) and caption, no
+        model name."""
         try:
-            if not sets.may_see_names(ctx.store, eval_set, who({"rater": rater}, request), ctx.admins):
-                return sets.blind_captions(ctx.store, eval_set)
+            if not access.may_see_names(ctx.store, eval_set, who({"rater": rater}, request), ctx.admins):
+                return grid.blind_captions(ctx.store, eval_set, rater)
             rows = ctx.store.get_captions(eval_set)
         except ValueError as e:
             raise gr.Error(esc(str(e)), print_exception=False) from None

@@ -5,7 +5,7 @@ set has captions, rating owns the screen: the inputs fold into one accordion lin
 "new images"), a sticky bar keeps the progress ("23 of 40 rated"), Undo, Skip and Next unrated in view, and
 the grid starts right under it, first unrated caption first in focus.
 
-The grid is drawn from the store (`rating.sets.grid_page`) whenever the session's `version` changes; a click
+The grid is drawn from the store (`rating.grid.grid_page`) whenever the session's `version` changes; a click
 on a radio saves at once (`rate_caption`). The Undo stack lives in its own `gr.State` (one per browser
 session), so that saving a score does not redraw the grid.
 """
@@ -38,9 +38,11 @@ from page.session import (
     who,
 )
 from page.zoo import caveats, model_cards, model_choices, zoo_entries
-from rating import sets
-from rating.sets import CAPTION_BATCH, DEFAULT_PRESET, PAGE_SIZE, GridView
-from rating.store import validate_name
+from rating import access, grid, intake, sets
+from rating.grid import PAGE_SIZE, GridView
+from rating.intake import CAPTION_BATCH
+from rating.sets import DEFAULT_PRESET
+from rating.validation import validate_name
 
 MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
 # What the upload boxes accept: exactly the suffixes the image loader reads (phone formats included when it
@@ -123,7 +125,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
     """The Caption button: caption every image with every chosen model and save the captions in the set.
 
     Returns the session (its version bumped so the grid redraws), a status line and the session line.
-    The work is `rating.sets.caption_into_set`: pairs (image, model) the set already has a caption for are
+    The work is `rating.intake.caption_into_set`: pairs (image, model) the set already has a caption for are
     kept, not regenerated, and images are read CAPTION_BATCH at a time so memory stays bounded. Uploads
     that are not readable images were named when they were added (`check_uploads`); they are left out here
     and counted in the status line, not reported again.
@@ -180,7 +182,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
         raise FieldError("models", "None of the chosen models could be loaded: " + esc("; ".join(problems)))
 
     desc = f"Captioning {len(sources)} images x {len(loaded_models)} models"
-    run = sets.caption_into_set(
+    run = intake.caption_into_set(
         ctx.store, info.name, loaded_models, sources, info.preset, batch_size=CAPTION_BATCH, image_dir=ctx.image_dir,
         progress=lambda done, total: progress((done, total), desc=desc, unit="captions"))
     problems += run.problems
@@ -239,10 +241,10 @@ def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SI
     """The page of the caption grid for this session, drawn from the store (captions and this rater's scores).
     A blind set's names are shown only when the session asked for them and may see them (its owner, an admin)."""
     if not session or not session.get("eval_set"):
-        return sets.EMPTY_GRID
-    revealed = bool(session.get("revealed")) and sets.may_see_names(ctx.store, session["eval_set"],
+        return grid.EMPTY_GRID
+    revealed = bool(session.get("revealed")) and access.may_see_names(ctx.store, session["eval_set"],
                                                                     who(session, None), ctx.admins)
-    return sets.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
+    return grid.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
                           revealed=revealed, image_dir=ctx.image_dir)
 
 
@@ -259,33 +261,34 @@ def progress_html(ctx: AppContext, session: dict[str, Any] | None) -> str:
             f'{tail}</span><progress value="{counts.rated}" max="{counts.captions}"></progress></div>')
 
 
-def _positions(ctx: AppContext, session: dict[str, Any], page_size: int) -> list[tuple[int, int, int, str, str, bool]]:
-    """Every caption of the rater's grid in order: (page, row, column, image_hash, model, rated)."""
-    found, page, pages = [], 0, 1
-    while page < pages:
-        view = grid_view(ctx, {**session, "page": page}, page_size)
-        pages = view.pages
-        for i, row in enumerate(view.rows):
-            for j, cell in enumerate(row.cells):
-                found.append((page, i, j, row.image_hash, cell.model_name, cell.score is not None))
-        page += 1
-    return found
+def _page_size() -> int:
+    return grid_view.__defaults__[0]  # the grid's page size (tests draw smaller pages by changing it)
 
 
-def _first_unrated(ctx: AppContext, session: dict[str, Any], page_size: int | None = None,
-                   after: tuple[str, str] | None = None) -> list[str] | None:
-    """The (image_hash, model) of the rater's next unrated caption (after `after`, wrapping), or None."""
-    order = _positions(ctx, session, page_size or grid_view.__defaults__[0])
-    start = next((k + 1 for k, p in enumerate(order) if after and (p[3], p[4]) == tuple(after)), 0)
-    for p in order[start:] + order[:start]:
-        if not p[5] and (p[3], p[4]) != tuple(after or ()):
-            return [p[3], p[4]]
-    return None
+def _caption_at(ctx: AppContext, session: dict[str, Any], place: tuple[int, int, int] | None) -> list[str] | None:
+    """The (image_hash, model) at a (page, row, column) of this rater's grid."""
+    if place is None:
+        return None
+    page, row, column = place
+    cell_row = grid_view(ctx, {**session, "page": page}).rows[row]
+    return [cell_row.image_hash, cell_row.cells[column].model_name]
+
+
+def _first_unrated(ctx: AppContext, session: dict[str, Any]) -> list[str] | None:
+    """The (image_hash, model) of the rater's first unrated caption, or None."""
+    return _caption_at(ctx, session, grid.first_unrated(ctx.store, session["eval_set"], session["rater"],
+                                                        _page_size()))
 
 
 def _page_of(ctx: AppContext, session: dict[str, Any], target: list[str] | tuple[str, str]) -> int:
-    size = grid_view.__defaults__[0]
-    return next((p[0] for p in _positions(ctx, session, size) if (p[3], p[4]) == tuple(target)), 0)
+    """The page of this rater's grid that shows the caption `target` (image_hash, model)."""
+    page, pages = 0, 1
+    while page < pages:
+        view = grid_view(ctx, {**session, "page": page})
+        if any((row.image_hash, cell.model_name) == tuple(target) for row in view.rows for cell in row.cells):
+            return page
+        page, pages = page + 1, view.pages
+    return 0
 
 
 def _saved_line(ctx: AppContext, eval_set: str, rater: str, what: str) -> str:
@@ -300,12 +303,6 @@ def _push(history: list[dict[str, Any]] | None, eval_set: str, rater: str, image
     return ([*(history or []), entry])[-HISTORY_LIMIT:]
 
 
-def _current_score(ctx: AppContext, eval_set: str, rater: str, image_hash: str, model: str) -> int | None:
-    table = ctx.store.ratings(eval_set, rater)
-    hit = table[(table["image_hash"] == image_hash) & (table["model_name"] == model)]
-    return None if hit.empty else int(hit["score"].iloc[-1])
-
-
 @user_errors
 def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, session: dict[str, Any],
                  score: int | None, history: list[dict[str, Any]] | None = None) -> tuple[Any, ...]:
@@ -317,7 +314,7 @@ def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     eval_set, rater = require_session(session)
     if score is None:
         return "Choose 0, 1 or 2.", gr.skip(), gr.skip(), gr.skip()
-    previous = _current_score(ctx, eval_set, rater, image_hash, model_name)
+    previous = ctx.store.score(eval_set, rater, image_hash, model_name)
     ctx.store.rate(eval_set, rater, image_hash, model_name, score)
     ctx.count_rating("page")
     history = _push(history, eval_set, rater, image_hash, model_name, label, previous)
@@ -331,7 +328,7 @@ def clear_rating(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     """A card's Clear button (or Delete on it): remove this rater's score of the caption. Returns the session
     (redrawn, the card in focus), a confirmation, the session line, the progress bar and the Undo stack."""
     eval_set, rater = require_session(session)
-    previous = _current_score(ctx, eval_set, rater, image_hash, model_name)
+    previous = ctx.store.score(eval_set, rater, image_hash, model_name)
     if previous is None:
         return gr.skip(), f"{esc(label)} has no score to clear.", gr.skip(), gr.skip(), gr.skip()
     ctx.store.delete_rating(eval_set, rater, image_hash, model_name)
@@ -366,25 +363,28 @@ def undo(ctx: AppContext, session: dict[str, Any], history: list[dict[str, Any]]
 
 @user_errors
 def next_unrated(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
-    """The Next unrated button (key u, or s to skip when the page has no other unrated caption): turn to the
-    next page that has a caption this rater has not scored (wrapping round) and put the focus on it. The page
-    script finds unrated captions on the page on screen itself."""
+    """The Next unrated button (key u, or s to skip when the page on screen has no other unrated caption; the
+    page script finds those itself): turn to the next page with a caption this rater has not scored, wrapping
+    round, and put the focus on it."""
     eval_set, rater = require_session(session)
-    order = [p for p in _positions(ctx, session, grid_view.__defaults__[0]) if not p[5]]
-    if not order:
+    view = grid_view(ctx, session)
+    end = (view.rows[-1].image_hash, view.rows[-1].cells[-1].model_name) if view.rows else None
+    place = grid.first_unrated(ctx.store, eval_set, rater, _page_size(), after=end)
+    if place is None:
         return gr.skip(), f"Every caption of set '{esc(eval_set)}' has your score. See the Results tab."
-    here = session.get("page") or 0
-    found = next((p for p in order if p[0] > here), None) or next((p for p in order if p[0] != here), order[0])
-    target = [found[3], found[4]]
-    session = {**session, "page": found[0], "focus": target, "version": session.get("version", 0) + 1}
+    session = {**session, "page": place[0], "focus": _caption_at(ctx, session, place),
+               "version": session.get("version", 0) + 1}
     return session, ""
 
 
 def change_page(ctx: AppContext, session: dict[str, Any], delta: int) -> dict[str, Any]:
+    """The Previous / Next buttons (PageUp / PageDown, p / n): the other page, its first caption in focus."""
     view = grid_view(ctx, session)
     session = dict(session)
     session["page"] = min(max(0, view.page + delta), max(0, view.pages - 1))
-    session["focus"] = None
+    first = grid_view(ctx, session).rows
+    session["focus"] = [first[0].image_hash, first[0].cells[0].model_name] if first and first[0].cells else None
+    session["version"] = session.get("version", 0) + 1  # a new drawing: its marked caption gets the focus
     return session
 
 
@@ -396,7 +396,7 @@ def toggle_reveal(session: dict[str, Any]) -> dict[str, Any]:
 def reveal_names(ctx: AppContext, session: dict[str, Any], request: gr.Request | None = None) -> dict[str, Any]:
     """The Reveal/Hide model names button: only the set's owner and the admins may reveal a blind set."""
     eval_set, _ = require_session(session)
-    if not session.get("revealed") and not sets.may_see_names(ctx.store, eval_set, who(session, request),
+    if not session.get("revealed") and not access.may_see_names(ctx.store, eval_set, who(session, request),
                                                                ctx.admins):
         raise gr.Error(f"Only the owner of blind set '{esc(eval_set)}' can reveal its model names; ask them, or "
                        "start the app with --admin YOUR_NAME.", print_exception=False)
@@ -453,7 +453,7 @@ def build_compare_view(ctx: AppContext, demo: gr.Blocks, shared: dict[str, Any])
                         elem_id="grid-empty")
             return
         focus = tuple(current.get("focus") or ())
-        size = grid_view.__defaults__[0]
+        size = _page_size()
         with gr.Row(equal_height=True):
             first = view.page * size + 1
             gr.Markdown(f"Page {view.page + 1} of {view.pages} · images {first}–{first + len(view.rows) - 1} of "
@@ -476,7 +476,7 @@ def build_compare_view(ctx: AppContext, demo: gr.Blocks, shared: dict[str, Any])
                         gr.Image(row.image_path, show_label=False, interactive=False, buttons=["fullscreen"],
                                  elem_id=f"image-{i}", elem_classes="image-frame")
                         gr.Markdown(esc(row.file_name), elem_id=f"file-name-{i}", elem_classes="file-name")
-                    elif row.image_hash == sets.image_id_hash(row.file_name):
+                    elif row.image_hash == intake.image_id_hash(row.file_name):
                         gr.Markdown(f"**{esc(row.file_name)}**: imported without its picture (rate the caption by "
                                     "the image name, or import the file again with the image).",
                                     elem_id=f"no-image-{i}")
@@ -485,8 +485,10 @@ def build_compare_view(ctx: AppContext, demo: gr.Blocks, shared: dict[str, Any])
                                     "it again to see it (its captions are kept).")
                 with gr.Column(min_width=0, elem_classes="caption-area"), gr.Row(elem_classes="caption-strip"):
                     for j, cell in enumerate(row.cells):
-                        classes = ["caption-card"] + (["focus-me"] if focus == (row.image_hash, cell.model_name)
-                                                      else [])
+                        # The caption to focus carries this drawing's version, so the page script focuses it
+                        # once per drawing even where Gradio reuses the card's element.
+                        classes = ["caption-card"] + (["focus-me", f"focus-v{current.get('version', 0)}"]
+                                                      if focus == (row.image_hash, cell.model_name) else [])
                         with gr.Column(min_width=170, elem_id=f"cell-{i}-{j}", elem_classes=classes):
                             gr.Textbox(cell.caption, label=cell.label, interactive=False, lines=2,
                                        elem_id=f"caption-{i}-{j}", elem_classes="caption-text")

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from captioning.zoo import ModelCache
-from rating import sets
+from rating.images import DEFAULT_DISPLAY_DIR
 from rating.store import RatingStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ZOO = "model_zoo"
 DEFAULT_DB = "ratings.sqlite"
 DEFAULT_SAMPLES = ROOT / "sample_images"
-DEFAULT_IMAGE_CACHE = sets.DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
+DEFAULT_IMAGE_CACHE = DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
 MAX_MODELS_IN_MEMORY = 6
 
 

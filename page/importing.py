@@ -1,6 +1,6 @@
 """The Import view: captions made elsewhere (a CSV or XLSX) and, optionally, their images, into a set.
 
-The reading, checking and storing is `rating.sets.import_captions_file`; this view copies the uploaded
+The reading, checking and storing is `rating.intake.import_captions_file`; this view copies the uploaded
 images into one folder for it and words the outcome.
 """
 
@@ -25,7 +25,7 @@ from page.session import (
     user_errors,
     warn_each,
 )
-from rating import sets
+from rating import intake
 
 HELP = ("Rate captions made elsewhere: a CSV or Excel workbook (.xlsx, first sheet) from `python -m captioning "
         "caption`, or from another CLIP-GPT2 project's batch inference, with columns `image_id, model_name, "
@@ -53,7 +53,7 @@ def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_na
         for f in image_files:
             source = Path(file_path(f))
             shutil.copyfile(source, folder / source.name)
-    done = sets.import_captions_file(ctx.store, session["eval_set"], file_path(csv_file), folder,
+    done = intake.import_captions_file(ctx.store, session["eval_set"], file_path(csv_file), folder,
                                      image_dir=ctx.image_dir, rater=session["rater"])
     warn_each(done.problems + done.invalid_scores)
     if not done.imported:

@@ -44,6 +44,8 @@ def _show_pair(ctx: AppContext, eval_set: str, rater: str) -> tuple[dict[str, An
     state = {"eval_set": eval_set, "rater": rater, "image_hash": view.image_hash, "model_a": view.model_a,
              "model_b": view.model_b, "file_name": view.file_name}
     status = f"Pair {view.done + 1} of {view.total} · image **{esc(view.file_name)}**"
+    if view.identical:
+        status += f" · {view.identical} pair(s) with identical captions counted as ties without asking"
     if view.image_path is None:
         status += " (not in the display cache any more; upload it again to see it)"
     return state, view.image_path, view.caption_a, view.caption_b, status

@@ -17,7 +17,7 @@ import pandas as pd
 
 from page.context import AppContext
 from page.session import bind, esc, require_names, set_choices, user_errors, who
-from rating import sets
+from rating import access, sets
 from rating.results import accuracy_chart
 from rating.sets import rater_results_table, results_table
 
@@ -139,8 +139,8 @@ def show_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None,
         return (*hidden, "Open an evaluation set on the Compare tab (or choose one above) to see its results.", None)
     if name not in set_choices(ctx):
         return (*hidden, f"There is no evaluation set '{esc(name)}'; choose one of the list.", None)
-    if not sets.may_see_names(ctx.store, name, who(session, request), ctx.admins):
-        return (*hidden, esc(sets.names_refused(name)), None)
+    if not access.may_see_names(ctx.store, name, who(session, request), ctx.admins):
+        return (*hidden, esc(access.names_refused(name)), None)
     count = len(ctx.store.ratings(name))
     if not count:
         return (*hidden, f"No ratings in set '{esc(name)}' yet. " + left_to_rate_text(ctx, name, (session or {})
@@ -172,7 +172,7 @@ def mark_gold(ctx: AppContext, session: dict[str, Any], eval_set: str | None, ex
     then show every rater's agreement with them. Raters are never told which captions are gold. For the
     set's owner and the admins only."""
     name = chosen_set(session, eval_set)
-    if not sets.may_manage(ctx.store, name, who(session, request), ctx.admins):
+    if not access.may_manage(ctx.store, name, who(session, request), ctx.admins):
         raise gr.Error(f"Only the owner of set '{esc(name)}' (or an --admin user) may mark gold scores.",
                        print_exception=False)
     expert = (expert or "").strip()

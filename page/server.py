@@ -20,7 +20,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from page.context import AppContext
-from rating.store import validate_name
+from rating.validation import validate_name
 from server.api import ApiConfig, create_app
 
 STATIC = Path(__file__).resolve().parent / "static"

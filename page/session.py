@@ -6,7 +6,7 @@ be redrawn from the store. The browser remembers rater and set (`remember`) so a
 
 Who is asking (`who`): the logged-in user when the app runs with --auth (enforced per login), else the rater
 name typed on the page (honour-based). Blind sets give their model names only to their owner and the
---admin users (`rating.sets.may_see_names`).
+--admin users (`rating.access.may_see_names`).
 
 A set's blind state is chosen when the set is created and shown on the set from then on: the Blind box is
 editable only while the set name is new (`blind_control`), so it never carries over to another set.
@@ -26,9 +26,9 @@ from captioning.generation import PRESETS
 from captioning.images import ImageLoadError
 from captioning.zoo import ZooError
 from page.context import AppContext
-from rating import sets
+from rating import access, sets
 from rating.sets import DEFAULT_PRESET
-from rating.store import validate_name
+from rating.validation import validate_name
 
 BLIND_NEW = "Blind: hide model names (chosen now, for this new set)"
 BLIND_FIXED = "Blind (fixed when this set was created)"
@@ -63,8 +63,8 @@ def require_session(session: dict[str, Any] | None) -> tuple[str, str]:
 
 def require_names(ctx: AppContext, set_name: str, asking: str | None) -> None:
     """Refuse (gr.Error) a blind set's model names to anyone but its owner and the admins."""
-    if not sets.may_see_names(ctx.store, set_name, asking, ctx.admins):
-        raise gr.Error(esc(sets.names_refused(set_name)), print_exception=False)
+    if not access.may_see_names(ctx.store, set_name, asking, ctx.admins):
+        raise gr.Error(esc(access.names_refused(set_name)), print_exception=False)
 
 
 def bind(fn: Callable, *bound: Any, **keywords: Any) -> Callable:

@@ -4,6 +4,8 @@ Raters score each caption 0 (unrelated), 1 (partly right) or 2 (fully accurate).
 these functions; this package never imports gradio.
 
     store.py    RatingStore: evaluation sets, images, captions and ratings in one SQLite file (WAL)
+    schema.py   the store's tables, SCHEMA_VERSION and the upgrade steps for files written by older code
+    validation.py  the checks of names, scores and outcomes (ValueError saying what is allowed)
     results.py  summary_table (accuracy, rank, bootstrap CI); coverage_summary (every model, its coverage,
                 ranks on the images rated for every model); rater_table (progress, leniency, accuracy per
                 rater); gold_agreement; agreement (Krippendorff, Cohen); accuracy_chart
@@ -12,10 +14,14 @@ these functions; this package never imports gradio.
     exports.py  export_csv / export_xlsx / export_pairwise, with spreadsheet formula injection neutralised
     imports.py  read_captions_file: tolerant reader for hand-made or Excel-saved caption CSVs and XLSX
                 workbooks (scores, gold scores, references; read_captions_csv is its older name)
-    sets.py     the evaluation-set workflow every front end calls: open_set, caption_into_set,
-                import_captions_file, grid_page, set_summary, export_set (imported on its own, as
-                `from rating import sets`: it loads the captioning library and torch)
-    cli.py      `python -m rating import|results|export|sets` over the functions of sets.py
+    The evaluation-set workflow every front end calls (each imported on its own, as `from rating import
+    sets`; sets.py and intake.py load the captioning library and torch, access.py and grid.py do not):
+    sets.py     a set's life: open_set, set_summary, mark_gold, set_results, export_set
+    access.py   who may see a blind set's names (may_see_names) or manage a set (may_manage)
+    grid.py     grid_page (pages, per-rater blind column order), first_unrated, left_to_rate, blind_captions
+    images.py   a set's images: add_image, display copies
+    intake.py   caption_into_set, import_captions_file, import_dataset_split
+    cli.py      `python -m rating import|results|export|sets` over these functions
 
 Typical use::
 

@@ -8,8 +8,8 @@
     sets                                                             every set with its counts
 
 Every command takes `--db PATH` (default ratings.sqlite, the app's default). They call the same functions as
-the app (rating.sets.import_captions_file, set_results, results_table, export_set), so the CLI and the page
-agree. User mistakes end with one line `error: ...` on stderr and exit code 2, never a traceback.
+the app (rating.intake.import_captions_file, rating.sets.set_results, results_table, export_set), so the CLI
+and the page agree. User mistakes end with one line `error: ...` on stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from rating import sets
-    from rating.store import validate_name
+    from rating import intake, sets
+    from rating.validation import validate_name
 
     if args.images is not None and not Path(args.images).is_dir():
         raise UserError(f"--images {args.images} is not a folder; give the folder that holds the images the file names")
@@ -47,9 +47,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     store = _store(args, create=True)
 
-    def run() -> sets.ImportRun:
-        return sets.import_captions_file(store, args.set, args.file, args.images, rater=args.rater,
-                                         sheet=args.sheet, image_dir=args.display_dir)
+    def run() -> intake.ImportRun:
+        return intake.import_captions_file(store, args.set, args.file, args.images, rater=args.rater,
+                                           sheet=args.sheet, image_dir=args.display_dir)
 
     try:
         if args.rater is not None:
@@ -76,7 +76,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_import_dataset(args: argparse.Namespace) -> int:
     from captioning.datasets import DatasetError
     from captioning.zoo import ModelCache, ZooError, select_entries
-    from rating import sets
+    from rating import intake, sets
     from rating.store import EvaluationSetNotFoundError
 
     if not Path(args.dataset).exists():
@@ -98,9 +98,9 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
             except EvaluationSetNotFoundError:
                 sets.open_set(store, args.set, "cli", preset=args.preset)
             try:
-                done = sets.import_dataset_split(store, args.set, args.dataset, args.split, format=args.format,
-                                                 limit=args.limit, seed=args.seed, models=models, preset=args.preset,
-                                                 image_dir=args.display_dir)
+                done = intake.import_dataset_split(store, args.set, args.dataset, args.split, format=args.format,
+                                                   limit=args.limit, seed=args.seed, models=models,
+                                                   preset=args.preset, image_dir=args.display_dir)
             except DatasetError as e:
                 raise UserError(str(e)) from None
             if not done.images:
@@ -194,7 +194,7 @@ def cmd_sets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rating.sets import DEFAULT_DISPLAY_DIR
+    from rating.images import DEFAULT_DISPLAY_DIR
 
     parser = argparse.ArgumentParser(prog="python -m rating", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)

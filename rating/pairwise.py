@@ -46,7 +46,8 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from rating.exports import export_pairwise
-from rating.store import PAIRWISE_OUTCOMES, RatingStore
+from rating.store import RatingStore
+from rating.validation import PAIRWISE_OUTCOMES
 
 ELO_SCALE = 400.0  # points per factor of 10 in strength (chess / LMSYS convention)
 ELO_ANCHOR = 1000.0  # the mean rating
@@ -126,7 +127,8 @@ def pair_schedule(images: Iterable[str], models: Iterable[str], seed: int | str,
 def display_order(eval_set: str, image_hash: str, model_x: str, model_y: str) -> tuple[str, str]:
     """(model shown as A, model shown as B): random, but the same for every rater and every restart.
 
-    Seeded by set, image and the unordered pair only, as rating.sets.column_order is for the grid.
+    Seeded by set, image and the unordered pair only (the grid's blind columns, rating.grid.column_order, are
+    also seeded per rater).
     """
     low, high = sorted((model_x, model_y))
     rng = random.Random(_seed_of(eval_set, image_hash, low, high))

@@ -13,110 +13,41 @@ threads, or several processes on one shared file), so the store:
 - copies the caption text, model weights hash and decoding settings into each rating, so a rating
   still says what was rated after the caption is regenerated.
 
-Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
-
-    evaluation_sets(name PK, created_at, blind, preset, settings_json, notes, owner)
-    images(content_hash PK, file_name, width, height, added_at)
-    captions(eval_set, image_hash, model_name, caption, model_weights_hash, decoding_json, created_at,
-             PK(eval_set, image_hash, model_name))
-    ratings(eval_set, rater, image_hash, model_name, score IN (0,1,2), caption, model_weights_hash,
-            decoding_json, rated_at, PK(eval_set, rater, image_hash, model_name))
-    pairwise_votes(eval_set, rater, image_hash, model_low, model_high, model_a, model_b,
-                   outcome IN ('a','b','both_good','both_bad'), caption_a, caption_b, created_at,
-                   PK(eval_set, rater, image_hash, model_low, model_high))
-
-``evaluation_sets.owner`` (who created the set: the only one, with the app's admins, who may see a blind
-set's model names) is added on open when missing (``ALTER TABLE ... ADD COLUMN``); sets from such an older
-file keep owner NULL, so only an admin counts as their owner.
-``pairwise_votes`` is created on open when missing (``CREATE TABLE IF NOT EXISTS``), so a database written
-before pairwise mode gains it without a version change. Any set can be judged both ways: pairwise votes
-live in their own table and do not depend on a mode flag of the set.
-
-Added without a version change (additive; an older file gains them when opened):
-``captions.gold_score`` (NULL or 0/1/2, an imported known score) and
-``image_references(eval_set, image_hash, reference, added_at, PK(eval_set, image_hash, reference))``.
+The tables, SCHEMA_VERSION and the upgrade steps for files written by older code are `rating.schema`; the
+checks of what comes in are `rating.validation`.
 
 Timestamps are ISO-8601 in UTC (``2025-01-31T12:00:00.123+00:00``).
 """
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+from rating.schema import create_or_upgrade
+from rating.validation import (
+    from_json,
+    require_hash,
+    to_json,
+    utc_now,
+    validate_name,
+    validate_outcome,
+    validate_score,
+)
+
 BUSY_TIMEOUT_MS = 10_000  # a writer waits up to 10 s for another writer before giving up
-MAX_NAME_LENGTH = 100
-ALLOWED_SCORES = (0, 1, 2)
 
 RATING_COLUMNS = [
     "eval_set", "rater", "image_hash", "file_name", "model_name", "caption", "score",
     "model_weights_hash", "decoding", "rated_at",
 ]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS evaluation_sets (
-    name          TEXT PRIMARY KEY,
-    created_at    TEXT NOT NULL,
-    blind         INTEGER NOT NULL DEFAULT 0,
-    preset        TEXT,
-    settings_json TEXT NOT NULL DEFAULT '{}',
-    notes         TEXT,
-    owner         TEXT
-);
-CREATE TABLE IF NOT EXISTS images (
-    content_hash TEXT PRIMARY KEY,
-    file_name    TEXT,
-    width        INTEGER,
-    height       INTEGER,
-    added_at     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS captions (
-    eval_set           TEXT NOT NULL REFERENCES evaluation_sets(name),
-    image_hash         TEXT NOT NULL,
-    model_name         TEXT NOT NULL,
-    caption            TEXT NOT NULL,
-    model_weights_hash TEXT,
-    decoding_json      TEXT NOT NULL DEFAULT '{}',
-    created_at         TEXT NOT NULL,
-    PRIMARY KEY (eval_set, image_hash, model_name)
-);
-CREATE TABLE IF NOT EXISTS ratings (
-    eval_set           TEXT NOT NULL REFERENCES evaluation_sets(name),
-    rater              TEXT NOT NULL,
-    image_hash         TEXT NOT NULL,
-    model_name         TEXT NOT NULL,
-    score              INTEGER NOT NULL CHECK (score IN (0, 1, 2)),
-    caption            TEXT NOT NULL,
-    model_weights_hash TEXT,
-    decoding_json      TEXT NOT NULL DEFAULT '{}',
-    rated_at           TEXT NOT NULL,
-    PRIMARY KEY (eval_set, rater, image_hash, model_name)
-);
-CREATE INDEX IF NOT EXISTS ratings_by_item ON ratings(eval_set, image_hash, model_name);
-"""
-
-# Imported ground truth (added after schema 1, additive: files made before it gain these when opened, and
-# code without them still reads the file). captions.gold_score: a caption's known score, when the imported
-# file gave one. image_references: the reference captions of an image in a set, in the order first seen.
-_IMPORT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS image_references (
-    eval_set   TEXT NOT NULL REFERENCES evaluation_sets(name),
-    image_hash TEXT NOT NULL,
-    reference  TEXT NOT NULL,
-    added_at   TEXT NOT NULL,
-    PRIMARY KEY (eval_set, image_hash, reference)
-)
-"""
 
 
 class CaptionNotFoundError(ValueError):
@@ -127,114 +58,18 @@ class EvaluationSetNotFoundError(ValueError):
     """Raised when an evaluation set name is not in the store."""
 
 
-def utc_now() -> str:
-    """The current time as ISO-8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123+00:00``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def validate_name(value: Any, what: str) -> str:
-    """Return ``value`` stripped, or raise ValueError unless it is a 1..100 character string.
-
-    ``what`` names the field in the message ("rater name", "evaluation set name", ...).
-    """
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, got {type(value).__name__} {value!r}")
-    name = value.strip()
-    if not name:
-        raise ValueError(f"{what} must not be empty; type a name of 1 to {MAX_NAME_LENGTH} characters")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(
-            f"{what} is {len(name)} characters long; use at most {MAX_NAME_LENGTH} (got {name[:40]!r}...)"
-        )
-    if any(ord(ch) < 32 for ch in name):
-        raise ValueError(f"{what} must not contain line breaks or control characters, got {name!r}")
-    return name
-
-
-def validate_score(score: Any) -> int:
-    """Return ``score`` as an int in {0, 1, 2}, or raise ValueError("score must be 0, 1 or 2, got 3").
-
-    Integers (Python or numpy), integral floats (``2.0``, as a number widget returns) and the strings
-    "0", "1", "2" (as a radio widget returns) are accepted; booleans are not, since True would silently
-    count as 1.
-    """
-    value: Any = score
-    if isinstance(value, str) and value.strip() in {"0", "1", "2"}:
-        value = int(value.strip())
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value not in ALLOWED_SCORES:
-        raise ValueError(f"score must be 0, 1 or 2, got {score!r}")
-    return value
-
-
-def _require_hash(value: Any, what: str = "image hash") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _to_json(value: dict | None, what: str) -> str:
-    if value is None:
-        return "{}"
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a dict, got {type(value).__name__}")
-    try:
-        # sort_keys: the same settings always give the same text, so rows compare equal
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
-    except TypeError as error:
-        raise ValueError(f"{what} must hold only JSON values (str, int, float, bool, None, lists, dicts): {error}") from None
-
-
-def _from_json(text: str | None) -> dict:
-    return json.loads(text) if text else {}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Pairwise votes: two models' captions of one image side by side, the rater says which is better.
 # Kept apart from the 0/1/2 ratings above (own table, own methods) so the two modes never mix.
 
-PAIRWISE_OUTCOMES = ("a", "b", "both_good", "both_bad")
 VOTE_COLUMNS = [
     "eval_set", "rater", "image_hash", "file_name", "model_a", "model_b", "outcome",
     "caption_a", "caption_b", "created_at",
 ]
 
-_PAIRWISE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pairwise_votes (
-    eval_set   TEXT NOT NULL REFERENCES evaluation_sets(name),
-    rater      TEXT NOT NULL,
-    image_hash TEXT NOT NULL,
-    model_low  TEXT NOT NULL,  -- the pair sorted, so one vote per unordered pair whatever side each was on
-    model_high TEXT NOT NULL,
-    model_a    TEXT NOT NULL,  -- as shown: left caption ("A") ...
-    model_b    TEXT NOT NULL,  -- ... and right caption ("B")
-    outcome    TEXT NOT NULL CHECK (outcome IN ('a', 'b', 'both_good', 'both_bad')),
-    caption_a  TEXT NOT NULL,
-    caption_b  TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (eval_set, rater, image_hash, model_low, model_high),
-    CHECK (model_low < model_high)
-);
-"""
-
-
-def validate_outcome(outcome: Any) -> str:
-    """Return ``outcome`` if it is one of PAIRWISE_OUTCOMES, else raise ValueError naming them."""
-    if not isinstance(outcome, str) or outcome.strip() not in PAIRWISE_OUTCOMES:
-        raise ValueError(f"pairwise outcome must be one of {list(PAIRWISE_OUTCOMES)}, got {outcome!r}")
-    return outcome.strip()
-
 
 class PairwiseVotes:
     """RatingStore's pairwise-vote methods (a mixin: it uses the store's connections and checks)."""
-
-    def _create_pairwise_schema(self) -> None:
-        """Create the votes table if missing (databases written before pairwise mode gain it on open)."""
-        with self._write() as conn:
-            for statement in _PAIRWISE_SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
 
     def vote(self, eval_set: str, rater: str, image_hash: str, model_a: str, model_b: str,
              outcome: str) -> None:
@@ -249,7 +84,7 @@ class PairwiseVotes:
         rater = validate_name(rater, "rater name")
         model_a = validate_name(model_a, "model name")
         model_b = validate_name(model_b, "model name")
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         if model_a == model_b:
             raise ValueError(f"a pairwise vote needs two different models, got {model_a!r} twice")
         with self._write() as conn:
@@ -314,8 +149,8 @@ class RatingStore(PairwiseVotes):
         self._local = threading.local()
         self._all_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._create_schema()
-        self._create_pairwise_schema()
+        with self._write() as conn:  # a new file gets the tables, an older one the upgrade steps
+            create_or_upgrade(conn, self.path)
 
     # ------------------------------------------------------------------ connections
 
@@ -361,32 +196,6 @@ class RatingStore(PairwiseVotes):
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         return self._connection().execute(sql, params).fetchall()
 
-    def _create_schema(self) -> None:
-        with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has rating schema version {version}, newer than this code's "
-                    f"{SCHEMA_VERSION}; update Caption Zoo to open it"
-                )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._migrate_import_columns(conn)
-
-    @staticmethod
-    def _migrate_import_columns(conn: sqlite3.Connection) -> None:
-        """Add evaluation_sets.owner, captions.gold_score and the image_references table to a file that lacks
-        them."""
-        set_columns = {row[1] for row in conn.execute("PRAGMA table_info(evaluation_sets)")}
-        if "owner" not in set_columns:
-            conn.execute("ALTER TABLE evaluation_sets ADD COLUMN owner TEXT")
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(captions)")}
-        if "gold_score" not in columns:
-            conn.execute("ALTER TABLE captions ADD COLUMN gold_score INTEGER CHECK (gold_score IN (0, 1, 2))")
-        conn.execute(_IMPORT_SCHEMA)
-
     @property
     def schema_version(self) -> int:
         """The schema version stored in the file (``PRAGMA user_version``)."""
@@ -431,7 +240,7 @@ class RatingStore(PairwiseVotes):
             "created_at": row["created_at"],
             "blind": bool(row["blind"]),
             "preset": row["preset"],
-            "settings": _from_json(row["settings_json"]),
+            "settings": from_json(row["settings_json"]),
             "notes": row["notes"],
             "owner": row["owner"],
         }
@@ -454,7 +263,7 @@ class RatingStore(PairwiseVotes):
         created and never changed afterwards (opening an existing set with another owner keeps the first).
         """
         name = validate_name(name, "evaluation set name")
-        settings_json = _to_json(settings, "settings")
+        settings_json = to_json(settings, "settings")
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO evaluation_sets(name, created_at, blind, preset, settings_json, notes, owner) "
@@ -510,7 +319,7 @@ class RatingStore(PairwiseVotes):
 
     def add_image(self, content_hash: str, file_name: str, width: int, height: int) -> None:
         """Record an image by the hash of its content; adding it again updates name and size."""
-        content_hash = _require_hash(content_hash, "image content hash")
+        content_hash = require_hash(content_hash, "image content hash")
         for label, size in (("width", width), ("height", height)):
             if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
                 raise ValueError(f"image {label} must be a positive integer, got {size!r}")
@@ -540,10 +349,10 @@ class RatingStore(PairwiseVotes):
         """
         eval_set = validate_name(eval_set, "evaluation set name")
         model_name = validate_name(model_name, "model name")
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         if not isinstance(caption, str):
             raise ValueError(f"caption must be a string, got {type(caption).__name__}")
-        decoding_json = _to_json(decoding, "decoding")
+        decoding_json = to_json(decoding, "decoding")
         with self._write() as conn:
             self._require_set(conn, eval_set)
             conn.execute(
@@ -595,7 +404,7 @@ class RatingStore(PairwiseVotes):
             "model_name": row["model_name"],
             "caption": row["caption"],
             "model_weights_hash": row["model_weights_hash"],
-            "decoding": _from_json(row["decoding_json"]),
+            "decoding": from_json(row["decoding_json"]),
             "created_at": row["created_at"],
         }
 
@@ -611,7 +420,7 @@ class RatingStore(PairwiseVotes):
         eval_set = validate_name(eval_set, "evaluation set name")
         rater = validate_name(rater, "rater name")
         model_name = validate_name(model_name, "model name")
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         with self._write() as conn:
             self._require_set(conn, eval_set)
             caption = conn.execute(
@@ -640,17 +449,32 @@ class RatingStore(PairwiseVotes):
             )
 
     def delete_rating(self, eval_set: str, rater: str, image_hash: str, model_name: str) -> bool:
-        """Remove one rating; returns True if a rating was removed, False if there was none."""
+        """Clear ``rater``'s score of one caption; returns True if a rating was removed, False if there was none.
+        (With `score`, what a page needs to undo a rating: put the previous score back, or clear it.)"""
         eval_set = validate_name(eval_set, "evaluation set name")
         rater = validate_name(rater, "rater name")
         model_name = validate_name(model_name, "model name")
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         with self._write() as conn:
             cursor = conn.execute(
                 "DELETE FROM ratings WHERE eval_set = ? AND rater = ? AND image_hash = ? AND model_name = ?",
                 (eval_set, rater, image_hash, model_name),
             )
             return cursor.rowcount > 0
+
+    def score(self, eval_set: str, rater: str, image_hash: str, model_name: str) -> int | None:
+        """``rater``'s current score (0, 1 or 2) of one caption, or None if they have not rated it."""
+        eval_set = validate_name(eval_set, "evaluation set name")
+        rater = validate_name(rater, "rater name")
+        model_name = validate_name(model_name, "model name")
+        image_hash = require_hash(image_hash)
+        conn = self._connection()
+        self._require_set(conn, eval_set)
+        row = conn.execute(
+            "SELECT score FROM ratings WHERE eval_set = ? AND rater = ? AND image_hash = ? AND model_name = ?",
+            (eval_set, rater, image_hash, model_name),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def ratings(self, eval_set: str, rater: str | None = None) -> pd.DataFrame:
         """The ratings of ``eval_set`` (of one rater if given), one row per rating.
@@ -673,7 +497,7 @@ class RatingStore(PairwiseVotes):
             params += (validate_name(rater, "rater name"),)
         rows = conn.execute(sql + " ORDER BY r.rater, r.image_hash, r.model_name", params).fetchall()
         records = [
-            {**{key: row[key] for key in row.keys() if key != "decoding_json"}, "decoding": _from_json(row["decoding_json"])}
+            {**{key: row[key] for key in row.keys() if key != "decoding_json"}, "decoding": from_json(row["decoding_json"])}
             for row in rows
         ]
         frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)
@@ -693,7 +517,7 @@ class RatingStore(PairwiseVotes):
     def add_image_without_file(self, image_hash: str, file_name: str) -> None:
         """Record an image known only by its name (an imported caption whose picture was not given): no size,
         no display copy. Adding it again keeps it; an image already recorded from its file is left as it is."""
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO images(content_hash, file_name, width, height, added_at) VALUES (?, ?, NULL, NULL, ?) "
@@ -707,7 +531,7 @@ class RatingStore(PairwiseVotes):
         A row the file's image already has (same model, same rater, same reference) is left under the
         placeholder rather than overwritten, so nothing is lost. Returns (rows moved, rows left)."""
         eval_set = validate_name(eval_set, "evaluation set name")
-        old, new = _require_hash(placeholder_hash), _require_hash(content_hash)
+        old, new = require_hash(placeholder_hash), require_hash(content_hash)
         if old == new:
             return 0, 0
         moved = left = 0
@@ -724,7 +548,7 @@ class RatingStore(PairwiseVotes):
         """Store the known score (0, 1, 2, or None to clear it) of a saved caption; True if it changed."""
         eval_set = validate_name(eval_set, "evaluation set name")
         model_name = validate_name(model_name, "model name")
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         gold = None if gold_score is None else validate_score(gold_score)
         with self._write() as conn:
             self._require_set(conn, eval_set)
@@ -753,7 +577,7 @@ class RatingStore(PairwiseVotes):
         """Add reference captions of an image in ``eval_set`` (ones it has already are kept once); returns
         how many were new."""
         eval_set = validate_name(eval_set, "evaluation set name")
-        image_hash = _require_hash(image_hash)
+        image_hash = require_hash(image_hash)
         added = 0
         with self._write() as conn:
             self._require_set(conn, eval_set)

@@ -140,6 +140,23 @@ def write_images(folder: Path, count: int, *, seed: int = 0, broken: bool = Fals
     return paths
 
 
+def fill_set(store, name: str, file_names: list[str], models: tuple[str, ...] | list[str] = tuple(MODELS), *,
+             blind: bool = False) -> list[str]:
+    """An evaluation set opened by alice with one caption per model for each named image (no picture files);
+    returns the image hashes, in the order of `file_names`."""
+    from rating import sets
+
+    sets.open_set(store, name, "alice", blind=blind)
+    hashes = []
+    for i, file_name in enumerate(file_names):
+        content_hash = f"{i:064x}"
+        store.add_image(content_hash, file_name, 10, 10)
+        for model in models:
+            store.save_caption(name, content_hash, model, f"{model} says {i}", weights_hash=None, decoding=None)
+        hashes.append(content_hash)
+    return hashes
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

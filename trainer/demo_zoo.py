@@ -73,7 +73,7 @@ def fresh_test(zoo: Path, names: list[str], root: Path, n: int, image_size: int)
     from captioning.zoo import load_entry
 
     from .data import load_dataset, write_shapes_dataset
-    from .evaluate import evaluate_split
+    from .scoring import evaluate_split
 
     write_shapes_dataset(root, n=n, seed=FRESH_TEST_SEED, image_size=image_size, splits=(0.0, 0.0, 1.0))
     split = load_dataset(root, format="coco", split="test")

@@ -1,6 +1,7 @@
 """Score a captioner on a dataset split: BLEU-1..4, CIDEr-D, BERTScore (optionally METEOR, CLIPScore and
-RefCLIPScore), and on a shapes dataset the object accuracy. The trainer's validation and test use the same
-`evaluate_split`, so `python -m trainer.evaluate` reproduces the trainer's numbers for the same split and decoding.
+RefCLIPScore), and on a shapes dataset the object accuracy. This is the command line; the scoring is
+`trainer.scoring.evaluate_split`, which the trainer's validation and test also use, so `python -m trainer.evaluate`
+reproduces the trainer's numbers for the same split and decoding.
 
     python -m trainer.evaluate --model model_zoo/NAME --data PATH --split test [--json] [--preset consistent]
     python -m trainer.evaluate --captions FILE --data PATH --split test     captions made anywhere (CSV or COCO
@@ -16,120 +17,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
+from captioning.generation import get_settings
+from captioning.leaderboard import leaderboard_markdown
+from captioning.metrics import metrics_info
 
-from captioning.generation import GenerationSettings, get_settings
-from captioning.metrics import compute_metrics, metrics_info
-from captioning.pipeline import caption_images, read_images
-from captioning.zoo import ZooModel
-
-from .data import Split, object_accuracy
-
-
-def caption_split(model: ZooModel, split: Split, settings: GenerationSettings, *, batch_size: int = 32,
-                  max_images: int | None = None, features: Callable[[list[str]], torch.Tensor] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
-    """image_id -> first caption, for the split's images (sorted ids, first `max_images`), made by
-    `captioning.caption_images`.
-
-    features(image_ids) may supply precomputed encoder features (the trainer's embedding cache); otherwise
-    each batch's images are read by the library's rule (`read_images`: unreadable ones are reported as
-    `skipped:` lines on stderr and left out) and encoded once.
-    """
-    ids = sorted(split.image_paths)[: max_images or None]
-    captions: dict[str, str] = {}
-    for start in range(0, len(ids), batch_size):
-        batch_ids = ids[start:start + batch_size]
-        if features is not None:
-            results = caption_images([model], None, names=batch_ids, settings=settings, batch_size=batch_size,
-                                     features={model.encoder_key: features})
-        else:
-            read = read_images((image_id, split.image_paths[image_id]) for image_id in batch_ids)
-            read.report()
-            if not read.images:
-                continue
-            results = caption_images([model], read.images, names=read.names, settings=settings,
-                                     batch_size=batch_size)
-        captions.update((r.image_name, r.caption) for r in results)
-        if progress:
-            progress(min(start + batch_size, len(ids)), len(ids))
-    return captions
-
-
-def score_captions(captions: dict[str, str], split: Split, *, metrics: list[str], bertscore_model: str | None = None,
-                   bertscore_num_layers: int | None = 6) -> dict[str, float]:
-    """Metrics of generated captions against the split's references (and objects, when it has them)."""
-    ids = sorted(captions)
-    if not ids:
-        raise ValueError(f"no captions to score for split {split.name!r}: all its images failed to load")
-    preds = [captions[i] for i in ids]
-    refs = [split.references[i] for i in ids]
-    wanted = set(metrics)
-    scores: dict[str, float] = {}
-    if wanted & {"bleu", "cider", "bertscore", "meteor"}:
-        scores.update(compute_metrics(preds, refs, bertscore_model=bertscore_model,
-                                      bertscore_num_layers=bertscore_num_layers,
-                                      use_bertscore="bertscore" in wanted, use_meteor="meteor" in wanted))
-        if "bleu" not in wanted:
-            scores = {k: v for k, v in scores.items() if not k.startswith("bleu")}
-        if "cider" not in wanted:
-            scores.pop("cider", None)
-    if split.objects and ("object_accuracy" in wanted or not metrics):
-        accuracy = object_accuracy({i: captions[i] for i in ids}, split.objects)
-        scores["object_accuracy"] = accuracy["object_accuracy"]
-        scores.update({f"object_accuracy_{n}obj": value for n, value in accuracy["by_objects"].items()})
-    scores["images"] = len(ids)
-    return scores
-
-
-def evaluate_split(model: ZooModel, split: Split, *, settings: GenerationSettings, metrics: list[str],
-                   bertscore_model: str | None = None, bertscore_num_layers: int | None = 6, batch_size: int = 32,
-                   max_images: int | None = None, features: Callable[[list[str]], torch.Tensor] | None = None
-                   ) -> tuple[dict[str, float], dict[str, str]]:
-    """Caption the split and score it; returns (metrics, captions)."""
-    captions = caption_split(model, split, settings, batch_size=batch_size, max_images=max_images, features=features)
-    return score_captions(captions, split, metrics=metrics, bertscore_model=bertscore_model,
-                          bertscore_num_layers=bertscore_num_layers), captions
-
-
-def add_clipscore(scores: dict[str, Any], scorer: Any, split: Split, captions: dict[str, str], *,
-                  batch_size: int = 256) -> None:
-    """Add CLIPScore and RefCLIPScore (`captioning.clipscore`) of `captions` (split image id -> caption) to
-    `scores`, over the images that can be read (unreadable ones are reported on stderr and left out)."""
-    from captioning.clipscore import clip_scores
-
-    ids = sorted(captions)
-    per: dict[str, list[float]] = {"clipscore": [], "refclipscore": []}
-    for start in range(0, len(ids), batch_size):
-        read = read_images((i, split.image_paths[i]) for i in ids[start:start + batch_size])
-        read.report()
-        if not read.images:
-            continue
-        batch = clip_scores(scorer, read.images, [captions[i] for i in read.names],
-                            [split.references[i] for i in read.names])
-        for key in per:
-            per[key] += batch["per_image"][key]
-    if per["clipscore"]:
-        scores.update({key: sum(values) / len(values) for key, values in per.items()})
-
-
-def load_clip(name: str | None) -> tuple[Any, dict[str, Any] | None]:
-    """(scorer, description) for --clipscore: (None, None) when not asked; (None, {"model", "reason"}) when the
-    CLIP model cannot be loaded here (e.g. offline without a cached copy): the metric is then absent, said why."""
-    if not name:
-        return None, None
-    from captioning.clipscore import clipscore_info, load_clip_scorer
-    from captioning.hub import PretrainedLoadError
-
-    try:
-        scorer = load_clip_scorer(name)
-    except PretrainedLoadError as e:
-        return None, {"model": name, "reason": f"CLIPScore not computed: {e}"}
-    return scorer, {"model": name, **clipscore_info(name)}
+from .leaderboard import score_zoo
+from .scoring import add_clipscore, evaluate_split, load_clip, score_captions
 
 
 def _print_scores(title: str, scores: dict[str, Any]) -> None:
@@ -187,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         if clip and clip.get("reason"):
             print(clip["reason"], file=sys.stderr)
         if args.zoo:
-            from .leaderboard import score_zoo
-
             result = score_zoo(args.zoo, split, data=args.data, settings=settings, metrics=metrics, info=info,
                                bertscore_model=args.bertscore_model, batch_size=args.batch_size,
                                max_images=args.max_images, clip_scorer=scorer, clip=clip,
@@ -228,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     elif args.zoo:
-        from captioning.leaderboard import leaderboard_markdown
-
         print(leaderboard_markdown(result), end="")
         print(f"wrote {result['written'][0]} and {result['written'][1]}", file=sys.stderr)
     elif args.captions:

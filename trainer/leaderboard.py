@@ -22,6 +22,7 @@ from captioning.zoo import ZooError, list_zoo, load_entry
 
 from .captions_file import split_fingerprint
 from .data import Split
+from .scoring import add_clipscore, evaluate_split
 
 
 def versions() -> dict[str, str | None]:
@@ -47,8 +48,6 @@ def score_zoo(zoo: str | Path, split: Split, *, data: str, settings: GenerationS
               out: str | Path | None = None, argv: list[str] | None = None) -> dict[str, Any]:
     """Evaluate each loadable entry of `zoo` on `split`, write the leaderboard (default ZOO/leaderboard.json
     and .md) and return it (with `written`: the two paths)."""
-    from .evaluate import add_clipscore, evaluate_split
-
     zoo = Path(zoo)
     try:
         rows = list_zoo(zoo)

@@ -42,8 +42,8 @@ from .config import ConfigError, ExperimentConfig, config_to_dict, load_config, 
 from .data import CaptionDataset, DatasetError, Split, SubsetSampler, drop_unreadable, load_dataset, make_collate
 from .distributed import RankLog, caption_metrics, mean_over_processes, shared_embeddings, validation_loss
 from .errors import TrainingError
-from .evaluate import caption_split, evaluate_split, score_captions
 from .optim import parameter_groups, part_lrs
+from .scoring import caption_split, evaluate_split, score_captions
 
 STATE_DIR = "state"
 BEST_DIR = "best"

@@ -4,7 +4,7 @@
 // event saves the score exactly as a mouse click does (no second save path); likewise Delete clicks the card's
 // Clear button, Ctrl+Z the Undo button, and pairwise keys click the vote buttons. Cards are made focusable and
 // their labels get the full model name as a tooltip each time the grid is drawn. A card the server marks with
-// the class "focus-me" (next unrated caption, undo) gets the focus once it is drawn.
+// the class "focus-me" (after Caption, a page turn, next unrated, undo, clear) gets the focus once drawn.
 () => {
   if (window.captionZooKeys) return;
   window.captionZooKeys = true;
@@ -14,8 +14,8 @@
   const cards = () => Array.from(document.querySelectorAll(CARD));
   const rated = (card) => !!card.querySelector("input[type=radio]:checked");
   const visible = (el) => !!el && el.offsetParent !== null;
-  let pageFocus = null;  // after a page change: focus the new page's first caption once it is drawn
   let focusTimer = null;
+  let focusedToken = null;  // the drawing whose marked caption was last given the focus
 
   const shown = (el) => {
     const r = el.getBoundingClientRect();
@@ -39,20 +39,15 @@
       if (label && label.title !== name) label.title = name;  // the full name on hover
       card.classList.toggle("unrated", !rated(card));
     }
-    const line = document.getElementById("page-line"), first = cell(0, 0);
-    if (pageFocus && !pageFocus.timer && Date.now() > pageFocus.until) pageFocus = null;
-    if (pageFocus && line && first && line.textContent !== pageFocus.line) {
-      // The new page arrives in several DOM updates: focus once they have stopped for a moment, so the
-      // focus does not land on a card that is about to be replaced.
-      clearTimeout(pageFocus.timer);
-      pageFocus.timer = setTimeout(() => { pageFocus = null; focusCard(cell(0, 0)); }, 300);
-    }
-    const wanted = document.querySelector(".caption-card.focus-me:not([data-focused])");
-    if (wanted) {
+    // A new drawing arrives in several DOM updates: focus once they have stopped for a moment, so the focus
+    // does not land on a card that is about to be replaced.
+    const wanted = document.querySelector(".caption-card.focus-me");
+    const token = wanted ? Array.from(wanted.classList).find((c) => c.startsWith("focus-v")) : null;
+    if (wanted && token !== focusedToken) {
       clearTimeout(focusTimer);
       focusTimer = setTimeout(() => {
-        const card = document.querySelector(".caption-card.focus-me:not([data-focused])");
-        if (card) { card.dataset.focused = "1"; focusCard(card, true); }
+        const card = document.querySelector(`.caption-card.${token}`);
+        if (card) { focusedToken = token; focusCard(card, true); }
       }, 300);
     }
   };
@@ -86,12 +81,9 @@
     button.click();
     return true;
   };
-  const turnPage = (id) => {
+  const turnPage = (id) => {  // the server draws the new page with its first caption marked "focus-me"
     const button = document.getElementById(id);
-    if (!button || button.disabled) return;
-    const line = document.getElementById("page-line");
-    pageFocus = {line: line ? line.textContent : "", until: Date.now() + 10000};
-    button.click();
+    if (button && !button.disabled) button.click();
   };
   // The next unrated caption after `from` on this page (wrapping to the top of the page); else ask the server,
   // which turns to the page that has one and marks it "focus-me".

@@ -27,7 +27,7 @@ from page import pairwise as page_pairwise
 from page import results as page_results
 from page import server as page_server
 from page import session as page_session
-from rating import sets
+from rating import access
 
 MODELS = ["secret-alpha", "secret-beta", "secret-gamma"]
 BLIND, OPEN = "hidden-set", "open-set"
@@ -140,13 +140,13 @@ def test_a_set_that_is_not_blind_is_unaffected(ctx):
     got = everything(ctx, session_of(ctx, "bob", OPEN))
     for key in ("results", "rater_results", "export", "pairwise_results", "pairwise_export"):
         assert not isinstance(got[key], Refused) and names_in(got[key]), key
-    assert sets.may_see_names(ctx.store, OPEN, None)
+    assert access.may_see_names(ctx.store, OPEN, None)
 
 
 def test_a_set_from_an_older_database_has_no_owner_so_only_admins_see_names(ctx):
     fill(ctx, "legacy", blind=True, owner=None)
-    assert not sets.may_see_names(ctx.store, "legacy", "alice", ctx.admins)
-    assert sets.may_see_names(ctx.store, "legacy", "root", ctx.admins)
+    assert not access.may_see_names(ctx.store, "legacy", "alice", ctx.admins)
+    assert access.may_see_names(ctx.store, "legacy", "root", ctx.admins)
     with pytest.raises(gr.Error, match="for its owner"):
         page_results.results(ctx, session_of(ctx, "alice", "legacy"), None)
 

@@ -1,11 +1,12 @@
 """Protects the rating app's handlers, called as plain Python functions (no server, no browser).
 
 Captioning fills the grid (images x models) from the store, with images upright and bad files reported
-while the rest goes on; blind mode hides names and shuffles columns the same way every time; each rating is
-saved at once and comes back after a "restart" (a new store on the same file); results, agreement, exports
-(formula cells neutralised) and caption imports work; every bad input gives a clear gr.Error; the upload
-boxes take every image format the loader reads; a busy port is one clear line, not a traceback.
-The workflow underneath (rating.sets) has its own gradio-free tests in tests/rating/test_sets.py.
+while the rest goes on; blind mode hides names and shuffles columns per image and per rater, the same way every
+time; each rating is saved at once and comes back after a "restart" (a new store on the same file); results,
+agreement, exports (formula cells neutralised) and caption imports work; every bad input gives a clear
+gr.Error; the upload boxes take every image format the loader reads; a busy port is one clear line, not a
+traceback.
+The workflow underneath (rating.sets, .grid, .intake, ...) has its own gradio-free tests in tests/rating/.
 
 The tiny zoo, test images, free port and app subprocess come from tests/helpers.py.
 """
@@ -123,10 +124,14 @@ def test_blind_mode_hides_names_shuffles_stably_and_reveals(ctx, tmp_path):
     orders = [tuple(c.model_name for c in r.cells) for r in view.rows]
     assert len(set(orders)) > 1  # shuffled per image
 
-    # Another rater opening the set later sees the same columns (and cannot switch blind mode off).
+    # Another rater opening the set later cannot switch blind mode off, and sees the columns in an order of
+    # their own (shuffled per image and per rater); reopening the set shows each rater their order again.
     other, line, _, blind = page_session.open_set(ctx, page_session.new_session(), "bob", "set-1", False, "greedy")
     assert blind is True and "blind" in line
-    assert [tuple(c.model_name for c in r.cells) for r in page_compare.grid_view(ctx, other).rows] == orders
+    bobs = [tuple(c.model_name for c in r.cells) for r in page_compare.grid_view(ctx, other).rows]
+    assert bobs != orders and [sorted(o) for o in bobs] == [sorted(o) for o in orders]
+    again, *_ = page_session.open_set(ctx, page_session.new_session(), "alice", "set-1", False, "greedy")
+    assert [tuple(c.model_name for c in r.cells) for r in page_compare.grid_view(ctx, again).rows] == orders
 
     revealed = page_compare.grid_view(ctx, page_compare.toggle_reveal(session))
     assert revealed.rows[0].cells[0].label == f"Caption A = {orders[0][0]}"
@@ -305,7 +310,7 @@ def test_import_semicolon_csv_from_another_project(ctx, tmp_path):
 
 
 def test_import_csv_written_by_the_captioning_cli(ctx, zoo, tmp_path):
-    from captioning.cli import main as cli
+    from captioning.commands.cli import main as cli
 
     images = write_images(tmp_path / "in", 2, seed=6)
     out = tmp_path / "cli.csv"

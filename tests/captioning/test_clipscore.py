@@ -98,7 +98,7 @@ def test_tiny_clip_model_scores_as_the_definition_says(tiny_clip):
 
 
 def test_no_clip_offline_is_a_clear_reason(monkeypatch, tmp_path):
-    from trainer.evaluate import load_clip
+    from trainer.scoring import load_clip
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PretrainedLoadError, match="offline"):

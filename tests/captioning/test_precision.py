@@ -1,6 +1,6 @@
 """Protects half-precision entries (`python -m captioning convert`): the copy stores its weights in the asked
 dtype (about half the bytes), equal to the parent's weights cast; it loads, captions, and runs in the dtype
-`captioning.precision.runtime_dtype` promises; wrong requests are refused with one clear line."""
+`captioning.dtypes.runtime_dtype` promises; wrong requests are refused with one clear line."""
 
 import json
 
@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from captioning import caption_images, get_settings, load_entry, precision
-from captioning.cli import main
-from captioning.precision import convert_entry, runtime_dtype
+from captioning import caption_images, dtypes, get_settings, load_entry
+from captioning.commands.cli import main
+from captioning.dtypes import runtime_dtype
+from captioning.precision import convert_entry
 from captioning.zoo import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ZooError, list_zoo
 from helpers import build_tiny_zoo
 
@@ -67,13 +68,13 @@ def test_fp16_on_cpu_runs_in_float32_and_on_gpu_in_float16():
     assert runtime_dtype("float16", "cuda:0") == torch.float16
     assert runtime_dtype("bfloat16", "cuda") == torch.bfloat16
     assert runtime_dtype("float32", "cpu") == torch.float32
-    assert precision.cpu_computes("float32")
+    assert dtypes.cpu_computes("float32")
 
 
 def test_bf16_on_cpu_falls_back_to_float32_when_the_cpu_gets_it_wrong(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_computes", lambda name: False)
+    monkeypatch.setattr(dtypes, "cpu_computes", lambda name: False)
     assert runtime_dtype("bfloat16", "cpu") == torch.float32
-    monkeypatch.setattr(precision, "cpu_computes", lambda name: True)
+    monkeypatch.setattr(dtypes, "cpu_computes", lambda name: True)
     assert runtime_dtype("bfloat16", "cpu") == torch.bfloat16
 
 

@@ -1,4 +1,4 @@
-"""Protects `python -m captioning caption --engine ray` (captioning/ray_engine.py) on a real local Ray (2 CPUs):
+"""Protects `python -m captioning caption --engine ray` (captioning/commands/ray_engine.py) on a real local Ray (2 CPUs):
 its Parquet shards hold exactly the local engine's captions (same columns) for every image and model, a re-run
 captions only the image ids no complete shard holds, unreadable files are named as the local engine names
 them, CSV / Parquet / folder manifests work, a second process joins the cluster with --address, and user
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file, save_file
 
-from captioning import cli
+from captioning.commands import cli, common
 from captioning.zoo import WEIGHTS_FILE, load_entry
 from helpers import build_tiny_zoo, free_port, write_images
 
@@ -36,7 +36,7 @@ def zoo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    from captioning.ray_engine import connect
+    from captioning.commands.ray_engine import connect
 
     ray = pytest.importorskip("ray")
     before = os.environ.get("PYTHONPATH")
@@ -84,7 +84,7 @@ def caption_ray(zoo, images, out, *extra):
 
 
 def test_shared_encoder_plan(zoo):
-    from captioning.ray_engine import plan_stages
+    from captioning.commands.ray_engine import plan_stages
 
     models = [load_entry(zoo / name) for name in ("alpha", "beta", "gamma")]
     pixels_of, processors, plan = plan_stages(models)
@@ -93,7 +93,7 @@ def test_shared_encoder_plan(zoo):
 
 
 def test_every_actor_fits_the_cluster():
-    from captioning.ray_engine import actor_resources
+    from captioning.commands.ray_engine import actor_resources
 
     # 2 CPUs, 3 model actors: each gets 0.5 CPU and decoding keeps 0.5, so all start at once
     assert actor_resources({"CPU": 2.0}, 3) == ({"num_cpus": 0.5}, 0.5)
@@ -111,7 +111,7 @@ def test_output_equals_the_local_engine_and_a_rerun_resumes(zoo, images, local_r
     assert "wrote 15 captions (5 images x 3 models)" in err and "skipped 1 unreadable image(s)" in err
     assert "Traceback" not in err
     table = read_output(out)
-    assert table.column_names == cli.CSV_COLUMNS
+    assert table.column_names == common.CSV_COLUMNS
     assert sorted(as_csv(table), key=key) == sorted(local_rows, key=key)
     shards = sorted(out.glob("part-*.parquet"))
     assert len(shards) == 3, "5 images in shards of 2"

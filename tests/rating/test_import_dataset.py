@@ -1,5 +1,5 @@
 """Protects bringing a dataset split into an evaluation set (`python -m rating import-dataset`, over
-`rating.sets.import_dataset_split`): the split's images with the dataset's captions as references, a seeded
+`rating.intake.import_dataset_split`): the split's images with the dataset's captions as references, a seeded
 `--limit` draw, captioning with zoo models so Results can set automatic metrics beside the raters, nothing
 doubled on a re-run, clear one-line errors and no empty set left by a failed first import; and an image
 imported by name first and with its file later being one image, its scores kept."""
@@ -10,7 +10,7 @@ import csv
 import pytest
 
 from helpers import MODELS, build_tiny_zoo, write_images
-from rating import sets
+from rating import intake, sets
 from rating.cli import main
 from rating.store import RatingStore
 
@@ -96,11 +96,11 @@ def test_image_imported_by_name_then_with_its_file_is_one_image(tmp_path):
     sheet.write_text(f"image_id,model_name,caption,score\n{images[0].name},m1,a dog,2\n")
     with RatingStore(tmp_path / "r.sqlite") as store:
         sets.open_set(store, "s", "ann")
-        sets.import_captions_file(store, "s", sheet, rater="ann")  # no images: kept under its name
-        later = sets.import_captions_file(store, "s", sheet, tmp_path / "in", rater="ann")
+        intake.import_captions_file(store, "s", sheet, rater="ann")  # no images: kept under its name
+        later = intake.import_captions_file(store, "s", sheet, tmp_path / "in", rater="ann")
         assert later.attached == 2 and not later.problems  # the caption and its score moved onto the file
         captions = store.get_captions("s")
-        assert len(captions) == 1 and captions[0]["image_hash"] != sets.image_id_hash(images[0].name)
+        assert len(captions) == 1 and captions[0]["image_hash"] != intake.image_id_hash(images[0].name)
         ratings = store.ratings("s")
         assert len(ratings) == 1 and int(ratings["score"].iloc[0]) == 2
         assert ratings["image_hash"].iloc[0] == captions[0]["image_hash"]

@@ -15,7 +15,7 @@ import pytest
 from gradio_client.utils import strip_invalid_filename_characters  # what Gradio's upload does to a file name
 
 from helpers import write_images
-from rating import sets
+from rating import grid, intake, sets
 from rating.imports import read_captions_file
 from rating.store import RatingStore
 
@@ -68,10 +68,10 @@ def test_xlsx_with_scores_gold_references_pivot_and_missing_image(store, tmp_pat
     assert read.invalid_scores == ["row 5: score '3' is not 0, 1 or 2", "row 6: gold_score 'x' is not 0, 1 or 2"]
 
     with pytest.raises(ValueError, match="no rater"):
-        sets.import_captions_file(store, "s", book, tmp_path / "in")
+        intake.import_captions_file(store, "s", book, tmp_path / "in")
     assert store.get_captions("s") == []  # refused before anything was saved
 
-    run = sets.import_captions_file(store, "s", book, tmp_path / "in", rater="bob", image_dir=tmp_path / "display")
+    run = intake.import_captions_file(store, "s", book, tmp_path / "in", rater="bob", image_dir=tmp_path / "display")
     assert (run.saved, run.images, run.without_image) == (5, 3, 1)
     assert run.unmatched_images == ["gone.png"] and "gone.png" in run.problems[0]
     assert (run.ratings_saved, run.gold_saved, run.references_saved) == (3, 2, 3)
@@ -89,20 +89,20 @@ def test_xlsx_with_scores_gold_references_pivot_and_missing_image(store, tmp_pat
     assert {names[h]: refs for h, refs in store.references("s").items()} == {
         images[0].name: ["a dog", "a brown dog"], images[1].name: ["two birds on a wire"]}
 
-    other = sets.import_captions_file(store, "s", book, tmp_path / "in", rater="carol", sheet="Other")
+    other = intake.import_captions_file(store, "s", book, tmp_path / "in", rater="carol", sheet="Other")
     assert (other.saved, other.ratings_saved) == (1, 1)
     with pytest.raises(ValueError, match=r"no sheet named 'Nope'; its sheets are \['Captions', 'Other'\]"):
-        sets.import_captions_file(store, "s", book, tmp_path / "in", rater="bob", sheet="Nope")
+        intake.import_captions_file(store, "s", book, tmp_path / "in", rater="bob", sheet="Nope")
 
 
 def test_reimporting_the_same_file_changes_nothing(store, tmp_path):
     images = write_images(tmp_path / "in", 2)
     book = tmp_path / "round1.xlsx"
     _workbook(book, images)
-    sets.import_captions_file(store, "s", book, tmp_path / "in", rater="bob")
+    intake.import_captions_file(store, "s", book, tmp_path / "in", rater="bob")
     before = (store.get_captions("s"), store.ratings("s").to_dict("records"), store.gold_scores("s").values.tolist(),
               store.references("s"), store.list_sets())
-    again = sets.import_captions_file(store, "s", book, tmp_path / "in", rater="bob")
+    again = intake.import_captions_file(store, "s", book, tmp_path / "in", rater="bob")
     assert (again.saved, again.ratings_saved, again.gold_saved, again.references_saved) == (0, 0, 0, 0)
     assert (again.unchanged, again.ratings_unchanged, again.imported) == (5, 3, 5)
     after = (store.get_captions("s"), store.ratings("s").to_dict("records"), store.gold_scores("s").values.tolist(),
@@ -113,18 +113,18 @@ def test_reimporting_the_same_file_changes_nothing(store, tmp_path):
 def test_missing_image_is_kept_shown_by_name_and_rated(store, tmp_path):
     table = tmp_path / "no-images.csv"
     table.write_text("image_id,model_name,caption\nphotos/Beach.JPG,m1,a beach\nphotos/Beach.JPG,m2,sand\n")
-    run = sets.import_captions_file(store, "s", table)  # no images at all: nothing is "unmatched"
+    run = intake.import_captions_file(store, "s", table)  # no images at all: nothing is "unmatched"
     assert (run.saved, run.images, run.without_image, run.problems) == (2, 1, 2, [])
-    view = sets.grid_page(store, "s", "alice", image_dir=tmp_path / "display")
+    view = grid.grid_page(store, "s", "alice", image_dir=tmp_path / "display")
     [row] = view.rows
     assert (row.file_name, row.image_path) == ("photos/Beach.JPG", None)
-    assert row.image_hash == sets.image_id_hash("photos/Beach.JPG") == sets.image_id_hash(" photos\\beach.jpg ")
-    assert row.image_hash != sets.image_id_hash("photos/Beach2.JPG")
+    assert row.image_hash == intake.image_id_hash("photos/Beach.JPG") == intake.image_id_hash(" photos\\beach.jpg ")
+    assert row.image_hash != intake.image_id_hash("photos/Beach2.JPG")
     for cell, score in zip(row.cells, (2, 1)):
         store.rate("s", "alice", row.image_hash, cell.model_name, score)
     results = sets.set_results(store, "s")
     assert sorted(results.summary["accuracy"]) == [50.0, 100.0] and set(results.summary["images_rated"]) == {1}
-    assert sets.grid_page(store, "s", "alice").rated == 2
+    assert grid.grid_page(store, "s", "alice").rated == 2
 
 
 @pytest.mark.parametrize("encoding, bom", [("cp1252", b""), ("utf-8", b"\xef\xbb\xbf")])
@@ -136,7 +136,7 @@ def test_semicolon_csv_saved_by_excel(store, tmp_path, encoding, bom):
             ";;;;\r\n")
     table = tmp_path / "excel.csv"
     table.write_bytes(bom + text.encode(encoding))
-    run = sets.import_captions_file(store, "s", table, tmp_path / "in")
+    run = intake.import_captions_file(store, "s", table, tmp_path / "in")
     assert "semicolon-separated" in run.message and (run.saved, run.ratings_saved) == (2, 1)
     assert run.invalid_scores == ["row 3: score '5' is not 0, 1 or 2"]
     ratings = store.ratings("s")
@@ -157,7 +157,7 @@ def test_names_changed_by_uploads_still_match(store, tmp_path):
     table = tmp_path / "names.csv"
     table.write_text("image_id,model_name,caption\n" + "".join(f"{i},m,caption of {i}\n" for i in ids),
                      encoding="utf-8")
-    run = sets.import_captions_file(store, "s", table, folder, image_dir=tmp_path / "display")
+    run = intake.import_captions_file(store, "s", table, folder, image_dir=tmp_path / "display")
     assert run.unmatched_images == ["gone.png"] and (run.saved, run.without_image) == (6, 1)
     stored = {c["caption"]: c["file_name"] for c in store.get_captions("s")}
     assert [stored[f"caption of {i}"] for i in ids] == on_disk + ["gone.png"]
@@ -202,5 +202,5 @@ def test_one_row_per_rater_is_not_a_repeat(store, tmp_path):
     read = read_captions_file(table)
     assert len(read.captions) == 1 and read.duplicate_rows == 1  # ben's first score is replaced, ann's is not
     assert read.ratings[["rater", "score", "row"]].values.tolist() == [["ann", 2, 2], ["ben", 0, 4]]
-    run = sets.import_captions_file(store, "s", table)  # every score has its rater: none needed
+    run = intake.import_captions_file(store, "s", table)  # every score has its rater: none needed
     assert run.ratings_saved == 2 and store.raters("s") == ["ann", "ben"]

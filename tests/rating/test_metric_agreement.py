@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from captioning.metrics import bertscore, bleu, caption_scores, cider
-from rating import sets
+from rating import intake, sets
 from rating.metric_agreement import PER_MODEL_COLUMNS, TAU_COLUMNS, metric_agreement
 from rating.store import RatingStore
 
@@ -202,7 +202,7 @@ def test_references_imported_into_the_real_store_reach_the_results(tmp_path):
     csv_path.write_text("\n".join(rows) + "\n")
     with RatingStore(tmp_path / "r.sqlite") as store:
         sets.open_set(store, "s", "alice")
-        run = sets.import_captions_file(store, "s", csv_path, rater="alice")
+        run = intake.import_captions_file(store, "s", csv_path, rater="alice")
         assert run.saved == 4
         assert sorted(len(v) for v in store.references("s").values()) == [1, 1]
         found = sets.set_results(store, "s", metric_bertscore=False)

@@ -1,6 +1,7 @@
 """Protects the rating store: ratings persist in SQLite (WAL), re-rating replaces rather than
-duplicates, a rating keeps a copy of the caption it scored, bad input fails with a clear message, and
-many threads plus several processes can write at once without losing a single rating."""
+duplicates, one rater's score of a caption can be read and cleared (what undo needs), a rating keeps a copy of
+the caption it scored, bad input fails with a clear message, and many threads plus several processes can write
+at once without losing a single rating."""
 from __future__ import annotations
 
 import multiprocessing
@@ -10,9 +11,9 @@ import threading
 import pandas as pd
 import pytest
 
+from rating.schema import SCHEMA_VERSION
 from rating.store import (
     RATING_COLUMNS,
-    SCHEMA_VERSION,
     CaptionNotFoundError,
     EvaluationSetNotFoundError,
     RatingStore,
@@ -144,6 +145,27 @@ def test_list_sets_raters_unrated_and_delete(store):
     assert store.delete_rating(SET, "bob", "hash0", "mlp") is True
     assert store.delete_rating(SET, "bob", "hash0", "mlp") is False
     assert store.raters(SET) == ["alice"]
+
+
+def test_a_raters_score_of_one_caption_can_be_read_cleared_and_put_back(store):
+    # What a page's "clear" and "undo last rating" rest on: read the score before changing it, then put it
+    # back (rate) or clear it (delete_rating) when there was none.
+    _fill(store, images=1)
+    assert store.score(SET, "alice", "hash0", "mlp") is None
+    store.rate(SET, "alice", "hash0", "mlp", 2)
+    store.rate(SET, "bob", "hash0", "mlp", 0)
+    previous = store.score(SET, " alice ", "hash0", "mlp")
+    store.rate(SET, "alice", "hash0", "mlp", 1)
+    assert (previous, store.score(SET, "alice", "hash0", "mlp")) == (2, 1)
+    store.rate(SET, "alice", "hash0", "mlp", previous)  # undo: the previous score is back
+    assert store.score(SET, "alice", "hash0", "mlp") == 2
+    assert store.delete_rating(SET, "alice", "hash0", "mlp") is True  # clear
+    assert store.score(SET, "alice", "hash0", "mlp") is None and store.delete_rating(SET, "alice", "hash0", "mlp") is False
+    assert store.score(SET, "bob", "hash0", "mlp") == 0  # another rater's score is untouched
+    with pytest.raises(EvaluationSetNotFoundError):
+        store.score("nope", "alice", "hash0", "mlp")
+    with pytest.raises(ValueError, match="rater name must not be empty"):
+        store.score(SET, "", "hash0", "mlp")
 
 
 def test_names_are_stripped(store):

@@ -1,8 +1,8 @@
-"""Protects the evaluation-set workflow in `rating.sets`, without gradio: opening a set keeps its blind flag and
-preset; captioning into a set only makes the missing (image, model) captions, keeps rated ones, takes the same
-picture once, reports unreadable files while the rest go on, reports progress up to the total and lets each
-batch's full-size pictures go; importing a CSV saves what it can, keeps captions of missing images and lists them; the grid pages in
-natural file order with blind columns shuffled the same way every time; the summary counts what is there.
+"""Protects the evaluation-set workflow (`rating.sets`, `rating.intake`, `rating.images`), without gradio:
+opening a set keeps its blind flag and preset; captioning into a set only makes the missing (image, model)
+captions, keeps rated ones, takes the same picture once, reports unreadable files while the rest go on, reports
+progress up to the total and lets each batch's full-size pictures go; importing a CSV saves what it can, keeps
+captions of missing images and lists them; the summary counts what is there. The grid: tests/rating/test_grid.py.
 
 Tiny zoo models from tests/helpers.py, loaded with captioning.zoo.load_entry.
 """
@@ -18,8 +18,8 @@ from PIL import Image
 
 from captioning.images import ImageLoadError
 from captioning.zoo import load_entry
-from helpers import MODELS, build_tiny_zoo, write_images
-from rating import sets
+from helpers import MODELS, build_tiny_zoo, fill_set, write_images
+from rating import images, intake, sets
 from rating.store import RatingStore
 
 
@@ -54,26 +54,26 @@ def test_open_set_creates_then_keeps_blind_flag_and_preset(store):
 def test_new_pairs_are_the_missing_image_model_pairs(store):
     sets.open_set(store, "s", "alice")
     store.save_caption("s", "h1", "alpha", "a red circle", weights_hash=None, decoding=None)
-    assert sets.new_pairs(store, "s", ["h1", "h2", "h1"], ["alpha", "beta"]) == [
+    assert intake.new_pairs(store, "s", ["h1", "h2", "h1"], ["alpha", "beta"]) == [
         ("h1", "beta"), ("h2", "alpha"), ("h2", "beta")]
-    assert sets.new_pairs(store, "s", [], ["alpha"]) == []
+    assert intake.new_pairs(store, "s", [], ["alpha"]) == []
 
 
 def test_caption_into_set_saves_new_captions_and_keeps_existing_ones(store, models, tmp_path):
     files = write_images(tmp_path / "in", 3)
     sets.open_set(store, "s", "alice", preset="greedy")
-    first = sets.caption_into_set(store, "s", [models["alpha"]], sources(files), image_dir=tmp_path / "display")
+    first = intake.caption_into_set(store, "s", [models["alpha"]], sources(files), image_dir=tmp_path / "display")
     assert (first.images, first.saved, first.kept, first.problems, first.preset) == (3, 3, 0, [], "greedy")
     store.rate("s", "alice", first.image_hashes[0], "alpha", 2)
     before = {(c["image_hash"], c["model_name"]): (c["caption"], c["created_at"]) for c in store.get_captions("s")}
 
-    second = sets.caption_into_set(store, "s", [models["alpha"], models["beta"]], sources(files), preset="consistent")
+    second = intake.caption_into_set(store, "s", [models["alpha"], models["beta"]], sources(files), preset="consistent")
     assert (second.images, second.saved, second.kept, second.preset) == (3, 3, 3, "greedy")  # the set's preset wins
     after = store.get_captions("s")
     assert len(after) == 6 and {c["decoding"]["preset"] for c in after} == {"greedy"}
     assert all(before[(c["image_hash"], "alpha")] == (c["caption"], c["created_at"])
                for c in after if c["model_name"] == "alpha")  # never regenerated
-    assert sets.new_pairs(store, "s", second.image_hashes, ["alpha", "beta"]) == []
+    assert intake.new_pairs(store, "s", second.image_hashes, ["alpha", "beta"]) == []
     assert {c["file_name"] for c in after} == {p.name for p in files}
     assert all((tmp_path / "display" / f"{h}.png").is_file() for h in first.image_hashes)
 
@@ -83,12 +83,12 @@ def test_the_same_picture_twice_is_one_image(store, models, tmp_path, monkeypatc
     copy = tmp_path / "in" / "copy-of-first.png"
     shutil.copyfile(files[0], copy)
     decoded = []
-    real_read = sets.read_image
-    monkeypatch.setattr(sets, "read_image",
-                        lambda path, name, min_side=None: decoded.append(name) or real_read(path, name, min_side))
+    real_read = images.read_image
+    monkeypatch.setattr(images, "read_image",
+                          lambda path, name, min_side=None: decoded.append(name) or real_read(path, name, min_side))
     sets.open_set(store, "s", "alice", preset="greedy")
-    run = sets.caption_into_set(store, "s", [models["alpha"], models["beta"]], sources([files[0], files[1], copy]),
-                                image_dir=tmp_path / "display")
+    run = intake.caption_into_set(store, "s", [models["alpha"], models["beta"]], sources([files[0], files[1], copy]),
+                                  image_dir=tmp_path / "display")
     assert (run.images, run.saved, run.kept) == (2, 4, 0)
     assert decoded == [files[0].name, files[1].name]  # the copy is recognised by its bytes, not decoded again
     assert len(list((tmp_path / "display").glob("*.png"))) == 2
@@ -98,28 +98,28 @@ def test_unreadable_files_are_reported_and_the_rest_go_on(store, models, tmp_pat
     files = write_images(tmp_path / "in", 2, broken=True)
     missing = tmp_path / "in" / "gone.png"
     sets.open_set(store, "s", "alice", preset="greedy")
-    run = sets.caption_into_set(store, "s", [models["gamma"]], sources([files[2], files[0], missing, files[1]]),
-                                batch_size=2)
+    run = intake.caption_into_set(store, "s", [models["gamma"]], sources([files[2], files[0], missing, files[1]]),
+                                  batch_size=2)
     assert (run.images, run.saved) == (2, 2)
     assert len(run.problems) == 2
     assert "broken.jpg" in run.problems[0] and "not an image file" in run.problems[0]
     assert "gone.png" in run.problems[1] and "does not exist" in run.problems[1]
 
-    nothing = sets.caption_into_set(store, "s", [models["gamma"]], sources([files[2]]))
+    nothing = intake.caption_into_set(store, "s", [models["gamma"]], sources([files[2]]))
     assert (nothing.images, nothing.saved, len(nothing.problems)) == (0, 0, 1)
     with pytest.raises(ValueError, match="at least one model"):
-        sets.caption_into_set(store, "s", [], sources(files[:1]))
+        intake.caption_into_set(store, "s", [], sources(files[:1]))
     with pytest.raises(ValueError, match="not found; available sets"):
-        sets.caption_into_set(store, "nope", [models["gamma"]], sources(files[:1]))
+        intake.caption_into_set(store, "nope", [models["gamma"]], sources(files[:1]))
 
 
 def test_progress_counts_captions_up_to_the_total(store, models, tmp_path):
     files = write_images(tmp_path / "in", 5)
     sets.open_set(store, "s", "alice", preset="greedy")
-    sets.caption_into_set(store, "s", [models["alpha"]], sources(files[:2]))  # some pairs already there
+    intake.caption_into_set(store, "s", [models["alpha"]], sources(files[:2]))  # some pairs already there
     calls = []
     two = [models["alpha"], models["beta"]]
-    sets.caption_into_set(store, "s", two, sources(files), batch_size=2, progress=lambda d, t: calls.append((d, t)))
+    intake.caption_into_set(store, "s", two, sources(files), batch_size=2, progress=lambda d, t: calls.append((d, t)))
     assert {t for _, t in calls} == {10}
     done = [d for d, _ in calls]
     assert done[0] == 0 and done[-1] == 10 and done == sorted(done)
@@ -130,7 +130,7 @@ def test_progress_counts_captions_up_to_the_total(store, models, tmp_path):
 def test_each_batch_lets_its_full_size_pictures_go(store, models, tmp_path, monkeypatch):
     files = write_images(tmp_path / "in", 6)
     loaded: list[weakref.ref] = []
-    real_read, real_caption = sets.read_image, sets.caption_images
+    real_read, real_caption = images.read_image, intake.caption_images
 
     def read(path, name, min_side=None):
         image = real_read(path, name, min_side)
@@ -147,10 +147,10 @@ def test_each_batch_lets_its_full_size_pictures_go(store, models, tmp_path, monk
         assert all(a is None or any(a is b for b in images) for a in alive)
         return real_caption(models_, images, **kwargs)
 
-    monkeypatch.setattr(sets, "read_image", read)
-    monkeypatch.setattr(sets, "caption_images", caption)
+    monkeypatch.setattr(images, "read_image", read)
+    monkeypatch.setattr(intake, "caption_images", caption)
     sets.open_set(store, "s", "alice", preset="greedy")
-    run = sets.caption_into_set(store, "s", [models["alpha"]], sources(files), batch_size=2)
+    run = intake.caption_into_set(store, "s", [models["alpha"]], sources(files), batch_size=2)
     assert run.saved == 6 and alive_at_each_batch == [2, 2, 2]
     gc.collect()
     assert all(ref() is None for ref in loaded)  # nothing kept after the call
@@ -161,15 +161,15 @@ def test_add_image_writes_an_upright_display_copy_atomically(store, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (40, 20), "red").save(photo, exif=exif)
-    added = sets.add_image(store, photo, "phone.jpg", tmp_path / "display")
+    added = images.add_image(store, photo, "phone.jpg", tmp_path / "display")
     assert (added.width, added.height) == (20, 40)
-    with Image.open(sets.display_path(tmp_path / "display", added.content_hash)) as shown:
+    with Image.open(images.display_path(tmp_path / "display", added.content_hash)) as shown:
         assert shown.size == (140, 280)  # enlarged by a whole factor to at least MIN_DISPLAY_SIDE
     assert [p.name for p in (tmp_path / "display").iterdir()] == [f"{added.content_hash}.png"]  # no partial files
-    big = sets.display_copy(Image.new("RGB", (2000, 1000)))
-    assert big.size == (sets.DISPLAY_SIDE, sets.DISPLAY_SIDE // 2)
+    big = images.display_copy(Image.new("RGB", (2000, 1000)))
+    assert big.size == (images.DISPLAY_SIDE, images.DISPLAY_SIDE // 2)
     with pytest.raises(ImageLoadError, match="does not exist"):
-        sets.add_image(store, tmp_path / "nothing.png", "nothing.png", tmp_path / "display")
+        images.add_image(store, tmp_path / "nothing.png", "nothing.png", tmp_path / "display")
 
 
 def test_import_saves_what_it_can_and_lists_missing_images(store, tmp_path):
@@ -183,7 +183,7 @@ def test_import_saves_what_it_can_and_lists_missing_images(store, tmp_path):
                      "missing.png;clip-a;nothing;0.7\n"
                      "broken.jpg;clip-b;never shown;0.7\n", encoding="utf-8")
     sets.open_set(store, "imported", "carol")
-    run = sets.import_captions_file(store, "imported", table, folder, image_dir=tmp_path / "display")
+    run = intake.import_captions_file(store, "imported", table, folder, image_dir=tmp_path / "display")
     # missing.png's caption is kept without a picture (the issue "human evaluation people can trust": an image
     # not given no longer drops its caption); broken.jpg was given but is unreadable: its caption is skipped
     assert (run.saved, run.images, run.without_image) == (4, 3, 1) and "semicolon" in run.message
@@ -196,67 +196,15 @@ def test_import_saves_what_it_can_and_lists_missing_images(store, tmp_path):
     assert stored[("img0_1.png", "clip-b")]["decoding"] == {"temperature": 0.7, "source": "imported from batch.csv"}
     assert len(list((tmp_path / "display").glob("*.png"))) == 2
     with pytest.raises(ValueError, match="not found; available sets"):
-        sets.import_captions_file(store, "nope", table, folder)
+        intake.import_captions_file(store, "nope", table, folder)
 
 
 def test_one_line_joins_whitespace():
-    assert sets.one_line("a dog\r\non  the\tgrass\f") == "a dog on the grass"
-
-
-def _fill(store, name, file_names, models=("alpha", "beta", "gamma"), *, blind=False):
-    sets.open_set(store, name, "alice", blind=blind)
-    for i, file_name in enumerate(file_names):
-        content_hash = f"{i:064x}"
-        store.add_image(content_hash, file_name, 10, 10)
-        for model in models:
-            store.save_caption(name, content_hash, model, f"{model} says {i}", weights_hash=None, decoding=None)
-
-
-def test_grid_pages_in_natural_file_order_with_scores(store, tmp_path):
-    names = [f"img{i}.png" for i in range(12)][::-1]  # stored in reverse, hashes in another order still
-    _fill(store, "s", names, models=("beta", "alpha"))
-    first = sets.grid_page(store, "s", "alice", 0, 5)
-    assert (first.pages, first.images, first.captions, first.blind) == (3, 12, 24, False)
-    assert [r.file_name for r in first.rows] == ["img0.png", "img1.png", "img2.png", "img3.png", "img4.png"]
-    assert all([c.label for c in r.cells] == ["alpha", "beta"] for r in first.rows)
-    assert all(r.image_path is None for r in first.rows)  # no display copies anywhere
-    last = sets.grid_page(store, "s", "alice", 99, 5)
-    assert last.page == 2 and [r.file_name for r in last.rows] == ["img10.png", "img11.png"]
-    assert sets.grid_page(store, "s", "alice", -3, 5).page == 0
-
-    row = last.rows[1]
-    store.rate("s", "alice", row.image_hash, "beta", 1)
-    store.rate("s", "bob", row.image_hash, "alpha", 2)  # another rater's score is not alice's
-    again = sets.grid_page(store, "s", "alice", 2, 5)
-    assert [c.score for c in again.rows[1].cells] == [None, 1] and again.rated == 1
-
-    display = tmp_path / "display"
-    display.mkdir()
-    (display / f"{row.image_hash}.png").write_bytes(b"")
-    shown = sets.grid_page(store, "s", "alice", 2, 5, image_dir=display)
-    assert [r.image_path for r in shown.rows] == [None, str(display / f"{row.image_hash}.png")]
-    assert sets.natural_key("IMG10.jpg") > sets.natural_key("img9.jpg")
-
-
-def test_blind_columns_are_shuffled_per_image_the_same_way_every_time(store):
-    # Pinned: sets being rated must keep their column order across versions of this code.
-    assert sets.column_order("set-1", "0" * 64, ["gamma", "alpha", "beta", "delta"]) == [
-        "gamma", "beta", "delta", "alpha"]
-    assert sets.column_order("set-1", "a" * 64, ["alpha", "beta", "gamma", "delta"]) == [
-        "beta", "gamma", "delta", "alpha"]
-    _fill(store, "blind", [f"img{i}.png" for i in range(8)], blind=True)
-    view = sets.grid_page(store, "blind", "alice", 0, 10)
-    assert view.blind and {c.label for r in view.rows for c in r.cells} == {"Caption A", "Caption B", "Caption C"}
-    orders = [[c.model_name for c in r.cells] for r in view.rows]
-    assert len({tuple(o) for o in orders}) > 1  # differs between images
-    assert orders == [sets.column_order("blind", r.image_hash, MODELS) for r in view.rows]
-    assert [[c.model_name for c in r.cells] for r in sets.grid_page(store, "blind", "bob", 0, 10).rows] == orders
-    revealed = sets.grid_page(store, "blind", "alice", 0, 10, revealed=True)
-    assert revealed.rows[0].cells[0].label == f"Caption A = {orders[0][0]}"
+    assert intake.one_line("a dog\r\non  the\tgrass\f") == "a dog on the grass"
 
 
 def test_summary_counts_images_captions_and_this_raters_scores(store):
-    _fill(store, "s", ["a.png", "b.png"])
+    fill_set(store, "s", ["a.png", "b.png"])
     store.rate("s", "alice", f"{0:064x}", "alpha", 2)
     store.rate("s", "alice", f"{1:064x}", "beta", 0)
     store.rate("s", "bob", f"{1:064x}", "gamma", 1)
@@ -267,7 +215,7 @@ def test_summary_counts_images_captions_and_this_raters_scores(store):
 
 
 def test_results_and_export(store, tmp_path):
-    _fill(store, "coco val/50", ["a.png", "b.png"], models=("alpha", "beta"))
+    fill_set(store, "coco val/50", ["a.png", "b.png"], models=("alpha", "beta"))
     for i in range(2):
         store.rate("coco val/50", "alice", f"{i:064x}", "alpha", 2)
         store.rate("coco val/50", "alice", f"{i:064x}", "beta", 1)
@@ -291,20 +239,20 @@ def test_photos_are_decoded_at_the_side_the_models_and_display_need(store, model
     exif[0x0112] = 6
     Image.fromarray(rng.integers(0, 255, (2000, 3000, 3), dtype=np.uint8)).save(photo, exif=exif, quality=80)
     seen_sizes = []
-    real_caption = sets.caption_images
+    real_caption = intake.caption_images
 
     def caption(models_, images, **kwargs):
         seen_sizes.extend(image.size for image in images)
         return real_caption(models_, images, **kwargs)
 
-    monkeypatch.setattr(sets, "caption_images", caption)
+    monkeypatch.setattr(intake, "caption_images", caption)
     sets.open_set(store, "s", "alice", preset="greedy")
-    run = sets.caption_into_set(store, "s", [models["alpha"]], [(photo, "big.jpg")], image_dir=tmp_path / "display")
-    assert run.saved == 1 and seen_sizes == [(sets.DISPLAY_SIDE, 960)]  # upright: 2000 wide x 3000 high, reduced
+    run = intake.caption_into_set(store, "s", [models["alpha"]], [(photo, "big.jpg")], image_dir=tmp_path / "display")
+    assert run.saved == 1 and seen_sizes == [(images.DISPLAY_SIDE, 960)]  # upright: 2000 wide x 3000 high, reduced
     row = store._connection().execute("SELECT width, height FROM images").fetchone()
     assert tuple(row) == (2000, 3000)
     display = Image.open(tmp_path / "display" / f"{run.image_hashes[0]}.png")
-    assert max(display.size) == sets.DISPLAY_SIDE and display.height > display.width
+    assert max(display.size) == images.DISPLAY_SIDE and display.height > display.width
 
 
 def test_an_experts_scores_become_gold_and_results_show_agreement_with_them(store):

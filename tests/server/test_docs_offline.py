@@ -1,7 +1,7 @@
 """Protects the API's documentation pages on a closed network: /docs (Swagger UI) and /redoc name no URL outside
 the app (no CDN, no Google Fonts) and carry a Content-Security-Policy allowing nothing from elsewhere, every script, stylesheet and icon they reference is served by the app itself
 with its content type, and the pages stay open when the API needs a login, as they always were. Also with the
-Gradio page mounted at / (`app.build_server`), whose catch-all must not hide the docs' files."""
+Gradio page mounted at / (`page.server.build_server`), whose catch-all must not hide the docs' files."""
 
 from __future__ import annotations
 
@@ -76,14 +76,15 @@ def test_docs_are_open_while_the_api_needs_the_login(client):
 
 
 def test_doc_assets_are_served_with_the_page_mounted_at_root(tmp_path):
-    import app
     from helpers import build_tiny_zoo
+    from page.blocks import build_app
+    from page.server import build_server, parse_auth
 
     zoo = build_tiny_zoo(tmp_path / "zoo", ["alpha"])
-    demo = app.build_app(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+    demo = build_app(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
                          image_dir=tmp_path / "display")
     try:
-        server = app.build_server(demo, auth=app.parse_auth("ann:s3cret"))
+        server = build_server(demo, auth=parse_auth("ann:s3cret"))
         with TestClient(server) as c:
             for page in DOC_PAGES:
                 html = c.get(page).text

@@ -23,7 +23,7 @@ from helpers import free_port, tiny_captioner, tiny_run_overrides, tiny_shapes_d
 from trainer.cache import EmbeddingCache
 from trainer.data import CaptionDataset, load_dataset, make_collate
 from trainer.distributed import RANK_LOG_ENV, process_slice, validation_loss
-from trainer.evaluate import evaluate_split
+from trainer.scoring import evaluate_split
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "trainer" / "configs" / "demo_shapes_base.yaml"

@@ -9,15 +9,15 @@ import shutil
 
 import pytest
 
-from captioning.cli import main as caption_main
+from captioning.commands.cli import main as caption_main
 from captioning.generation import get_settings
 from captioning.leaderboard import LEADERBOARD_JSON, LEADERBOARD_MD, read_leaderboard
 from captioning.zoo import list_zoo, load_entry
 from helpers import ROOT
 from trainer.captions_file import match_to_split, read_captions
 from trainer.data import load_dataset, write_shapes_dataset
-from trainer.evaluate import evaluate_split
 from trainer.evaluate import main as evaluate_main
+from trainer.scoring import evaluate_split
 
 ENTRY = ROOT / "model_zoo" / "shapes-clip-grid-k9"  # the demo's tiny shapes captioner: real captions in ms
 METRICS = ["bleu", "cider", "object_accuracy"]

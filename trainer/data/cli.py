@@ -1,4 +1,7 @@
-"""Command line: `python -m trainer.data inspect PATH` and `python -m trainer.data shapes --out DIR --n N`."""
+"""Command line: `python -m trainer.data inspect PATH` and `python -m trainer.data shapes --out DIR --n N`.
+
+Imports the package's parts, never the package itself (`trainer/data/__init__.py` re-exports `main`), so the
+two do not import each other."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import sys
 
 from captioning.datasets import FORMATS, DatasetError, inspect_dataset
 
-from . import __doc__ as PACKAGE_DOC
 from .shapes import write_shapes_dataset
 
 
@@ -24,7 +26,8 @@ def _print_inspection(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.data", description=PACKAGE_DOC.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer.data",
+                                     description="Inspect a captioning dataset or write the synthetic shapes one.")
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser("inspect", help="count images/captions/problems per split of a dataset")
     inspect.add_argument("path", help="dataset folder or caption file")

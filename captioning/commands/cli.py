@@ -20,22 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-CSV_COLUMNS = ["image_id", "model_name", "caption", "caption_index", "score", "preset", "strategy", "num_beams",
-               "length_penalty", "temperature", "top_k", "top_p", "no_repeat_ngram_size", "max_new_tokens",
-               "seed", "weights_hash", "quantize"]
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, exit code 2."""
-
-
-def _select_models(zoo: Path, wanted: str | None) -> list[Path]:
-    from .zoo import ZooError, select_entries
-
-    try:
-        return select_entries(zoo, wanted)
-    except ZooError as e:
-        raise UserError(str(e)) from None
+from .common import CSV_COLUMNS, UserError, select_models
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
@@ -46,11 +31,11 @@ def cmd_caption(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from .generation import check_supported, get_settings
-    from .images import IMAGE_EXTENSIONS, ImageLoadError, scan_folder
-    from .pipeline import caption_images, read_images
-    from .preprocessing import needed_side
-    from .zoo import ModelCache, ZooError
+    from ..generation import check_supported, get_settings
+    from ..images import IMAGE_EXTENSIONS, ImageLoadError, scan_folder
+    from ..pipeline import caption_images, read_images
+    from ..preprocessing import needed_side
+    from ..zoo import ModelCache, ZooError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +44,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     try:
         settings = get_settings(args.preset, **overrides)
         scan = scan_folder(args.images, recursive=args.recursive)
-        model_paths = _select_models(Path(args.zoo), args.models)
+        model_paths = select_models(Path(args.zoo), args.models)
         cache = ModelCache(max_models=max(len(model_paths), 1))
         models = [cache.get(p) for p in model_paths]
         for model in models:  # a fast path a model cannot take is refused before any work
@@ -135,7 +120,7 @@ def coco_results(rows: list[dict]) -> list[dict]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .zoo import ZooError, list_zoo
+    from ..zoo import ZooError, list_zoo
 
     try:
         rows = list_zoo(args.zoo)
@@ -163,8 +148,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .precision import convert_entry
-    from .zoo import WEIGHTS_FILE, ZooError
+    from ..precision import convert_entry
+    from ..zoo import WEIGHTS_FILE, ZooError
 
     try:
         out = convert_entry(args.entry, args.dtype, args.out)
@@ -177,7 +162,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .generation import PRESETS
+    from ..generation import PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m captioning", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--quiet", action="store_true", help="no progress bar")
     cap.add_argument("--engine", default="local", choices=["local", "ray"],
                      help="local: this process, one CSV; ray: Ray Data, Parquet shards in the --out folder "
-                          "(--images may then be a CSV or Parquet manifest; see captioning/ray_engine.py)")
+                          "(--images may then be a CSV or Parquet manifest; see captioning/commands/ray_engine.py)")
     from .ray_engine import add_arguments
 
     add_arguments(cap)

@@ -1,6 +1,6 @@
 """Batch captioning on Ray Data: `python -m captioning caption --engine ray --images MANIFEST --out FOLDER`.
 
-The same captioning as the local engine (`captioning.cli`), spread over the processes of a Ray cluster (a
+The same captioning as the local engine (`captioning.commands.cli`), spread over the processes of a Ray cluster (a
 local one started here by default, or `--address`/`RAY_ADDRESS`):
 
     manifest rows (image_id, source)
@@ -22,7 +22,7 @@ other schemes (http) are refused before anything runs.
 Every path must be readable from every node of the cluster (a shared filesystem), and every node needs this
 checkout at the same path with the same virtualenv (the workers import `captioning` from it).
 
-Output: `part-<run>-<n>.parquet` shards with the columns of the local engine's CSV (`cli.CSV_COLUMNS`, typed),
+Output: `part-<run>-<n>.parquet` shards with the columns of the local engine's CSV (`common.CSV_COLUMNS`, typed),
 and `_run.json` naming the models, their weights hashes and the decoding settings. A shard is written to a
 hidden temporary name and renamed when complete, so a crash leaves only complete shards; re-running the same
 command captions only the image ids no complete shard holds (readers of the folder, e.g.
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import CSV_COLUMNS, UserError, _select_models
+from .common import CSV_COLUMNS, UserError, select_models
 
 RUN_FILE = "_run.json"
 SHARD_PREFIX = "part-"
@@ -59,7 +59,7 @@ URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")  # pyarrow.
 MANIFEST_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 INT_COLUMNS = {"caption_index", "num_beams", "top_k", "no_repeat_ngram_size", "max_new_tokens", "seed"}
 FLOAT_COLUMNS = {"score", "length_penalty", "temperature", "top_p"}
-ROOT = Path(__file__).resolve().parents[1]  # put on the workers' PYTHONPATH so they import `captioning`
+ROOT = Path(__file__).resolve().parents[2]  # put on the workers' PYTHONPATH so they import `captioning`
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +101,7 @@ def read_manifest(location: str | os.PathLike, *, column: str = "path", recursiv
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .images import IMAGE_EXTENSIONS, ImageLoadError, scan_folder
+    from ..images import IMAGE_EXTENSIONS, ImageLoadError, scan_folder
 
     location = Path(location)
     if location.is_dir():
@@ -235,7 +235,7 @@ def decode_and_preprocess(batch: dict[str, np.ndarray], processors: dict[str, An
     """
     from PIL import Image
 
-    from .pipeline import read_images
+    from ..pipeline import read_images
 
     ids, problems, sources = [str(i) for i in batch["image_id"]], {}, []
     for image_id, source in zip(ids, batch["source"]):
@@ -270,7 +270,7 @@ class Captioner:
                  use_gpu: bool, threads: int):
         import torch
 
-        from .zoo import load_entry
+        from ..zoo import load_entry
 
         torch.set_num_threads(threads)
         self.model = load_entry(entry, device="cuda" if use_gpu else "cpu")
@@ -279,7 +279,7 @@ class Captioner:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from .pipeline import caption_features
+        from ..pipeline import caption_features
 
         ok = np.flatnonzero(batch["error"] == "")
         if self.pixels is not None:  # the encoder pass of this key, shared by the models after this one
@@ -387,10 +387,10 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
     """`python -m captioning caption --engine ray`: see the module doc."""
     from tqdm import tqdm
 
-    from .generation import get_settings
-    from .pipeline import CaptionResult
-    from .preprocessing import needed_side
-    from .zoo import ModelCache, ZooError
+    from ..generation import get_settings
+    from ..pipeline import CaptionResult
+    from ..preprocessing import needed_side
+    from ..zoo import ModelCache, ZooError
 
     for option in ("actors", "shard_size", "num_cpus", "threads"):
         value = getattr(args, option, None)
@@ -408,7 +408,7 @@ def cmd_caption_ray(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.images, column=args.column, recursive=args.recursive)
     try:
         settings = get_settings(args.preset, **overrides)
-        model_paths = _select_models(Path(args.zoo), args.models)
+        model_paths = select_models(Path(args.zoo), args.models)
         models = [ModelCache(max_models=len(model_paths)).get(p) for p in model_paths]
     except (ValueError, ZooError) as e:
         raise UserError(str(e)) from None

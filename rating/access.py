@@ -1,0 +1,40 @@
+"""Who may do what with an evaluation set: one small function per action, asked by every front end (the page,
+the Gradio API, the REST server, `python -m rating`); no handler decides access on its own.
+
+    may_see_names(store, name, who, admins)   -> whether `who` may see a blind set's model names
+    may_manage(store, name, who, admins)      -> whether `who` may change what the results rest on (gold scores)
+    names_refused(name)                       -> what someone who may not see the names is told
+
+What a caller who may not see the names gets instead (column labels, "Caption A") is `rating.grid`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rating.store import RatingStore
+
+
+def may_see_names(store: RatingStore, set_name: str, who: str | None, admins: Iterable[str] = ()) -> bool:
+    """The one rule for a blind set's model names (grid reveal, results, exports, API): True for a set that
+    is not blind; for a blind set only when `who` is its owner or one of `admins`. A set from a database
+    older than owners has no owner, so only an admin may see its names. Raises for an unknown set."""
+    info = store.get_set(set_name)
+    if not info["blind"]:
+        return True
+    if not who:
+        return False
+    return who in set(admins) or (info["owner"] is not None and who == info["owner"])
+
+
+def may_manage(store: RatingStore, set_name: str, who: str | None, admins: Iterable[str] = ()) -> bool:
+    """Who may change what a set's results rest on (e.g. mark gold scores): its owner and the `admins`,
+    blind or not. Raises for an unknown set."""
+    owner = store.get_set(set_name)["owner"]
+    return bool(who) and (who in set(admins) or (owner is not None and who == owner))
+
+
+def names_refused(set_name: str) -> str:
+    """What a rater who is not the owner is told when they ask for a blind set's results or names."""
+    return (f"Results of blind set '{set_name}' are for its owner; ask them, or start the app with "
+            "--admin YOUR_NAME")
