@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock lint browser prometheus test demo demo-zoo bench clean
+.PHONY: setup lock lint browser prometheus test demo demo-zoo bench screenshot clean
 
 setup: $(STAMP)
 
@@ -71,6 +71,10 @@ demo-zoo: setup
 
 bench: setup
 	$(PY) bench/generation.py
+
+# The README's picture of the rating screen: the rating-screen browser test's steps on the demo zoo.
+screenshot: setup browser
+	OMP_NUM_THREADS=1 $(PY) docs/screenshot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs .cache test-artifacts

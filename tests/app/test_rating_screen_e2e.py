@@ -45,24 +45,32 @@ def in_view(box: dict | None) -> bool:
     return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT and box["x"] + box["width"] <= WIDTH
 
 
-def test_caption_10_images_4_models_then_rate_undo_clear(server, browser):
-    demo = server
-    page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+def open_rating_screen(page, url: str, samples: list[str], models: list[str], set_name: str, rater: str) -> float:
+    """Open the page, name rater and set, tick the sample images and models, click Caption and wait for the
+    grid. Returns how far the click on Caption scrolled the window. (docs/screenshot.py uses it too.)"""
     page.set_default_timeout(60_000)
-    page.goto(demo.local_url)
+    page.goto(url)
     page.wait_for_selector("#session-line")
-    fill(page, "rater", RATER)
-    fill(page, "set-name", SET)
-    for i in range(10):
-        page.locator("#samples").get_by_text(f"img3_{i}.png").click()
-    for name in MODELS:
+    fill(page, "rater", rater)
+    fill(page, "set-name", set_name)
+    for name in samples:
+        page.locator("#samples").get_by_text(name, exact=True).click()
+    for name in models:
         page.locator("#models").get_by_text(f"{name} ·").click()
     page.locator("#caption-btn").click()
     scrolled = page.evaluate("() => window.scrollY")  # as far as the click on Caption took the window
-    wait_until(lambda: "Captioned" in page.locator("#caption-status").inner_text(), "captioning")
-    page.wait_for_selector("#rate-0-3")
-    wait_until(lambda: "0 of 40 rated" in page.locator("#progress").inner_text(), "the progress bar")
+    wait_until(lambda: "Captioned" in page.locator("#caption-status").inner_text(), "captioning", timeout=600)
+    page.wait_for_selector(f"#rate-0-{len(models) - 1}")
+    wait_until(lambda: f"0 of {len(samples) * len(models)} rated" in page.locator("#progress").inner_text(),
+               "the progress bar")
     time.sleep(1)  # let the inputs fold and the focus settle
+    return scrolled
+
+
+def test_caption_10_images_4_models_then_rate_undo_clear(server, browser):
+    demo = server
+    page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+    scrolled = open_rating_screen(page, demo.local_url, [f"img3_{i}.png" for i in range(10)], MODELS, SET, RATER)
 
     # Without any more scrolling: the first unrated caption (with its rating buttons) and the progress are in
     # view.
