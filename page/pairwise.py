@@ -20,6 +20,7 @@ from page.results import chosen_set
 from page.session import bind, esc, require_names, require_session, user_errors, who
 from rating import pairwise
 
+ALL_PAIRS = "all"  # the Pairs per image box's default: every model pair on every image
 PAIRWISE_ROUNDS = 1000  # bootstrap resamples for the pairwise intervals (about 1 s for a handful of models)
 # The vote buttons, their shortcut shown on each.
 VOTE_LABELS = {"a": "← A is better", "b": "B is better →", "both_good": "↑ Tie: both good",
@@ -31,11 +32,27 @@ def new_pair() -> dict[str, Any]:
     return {"eval_set": None, "rater": None, "image_hash": None, "model_a": None, "model_b": None, "file_name": None}
 
 
-def _show_pair(ctx: AppContext, eval_set: str, rater: str) -> tuple[dict[str, Any], str | None, str, str, str]:
+def pairs_limit(choice: Any) -> int | None:
+    """The Pairs per image box: "all" (None) or a number of pairs per image."""
+    if choice in (None, "", ALL_PAIRS):
+        return None
+    try:
+        limit = int(choice)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Pairs per image must be '{ALL_PAIRS}' or a whole number, got {esc(str(choice))!r}.",
+                       print_exception=False) from None
+    if limit < 1:
+        raise gr.Error(f"Pairs per image must be at least 1, got {limit}.", print_exception=False)
+    return limit
+
+
+def _show_pair(ctx: AppContext, eval_set: str, rater: str, limit: Any = ALL_PAIRS
+               ) -> tuple[dict[str, Any], str | None, str, str, str]:
     """The next unvoted pair of the schedule: (pair state, image path, caption A, caption B, status line)."""
-    view = pairwise.next_pair(ctx.store, eval_set, rater, ctx.image_dir)
+    per_image = pairs_limit(limit)
+    view = pairwise.next_pair(ctx.store, eval_set, rater, ctx.image_dir, pairs_per_image=per_image)
     if view is None:
-        done, total = pairwise.pair_progress(ctx.store, eval_set, rater)
+        done, total = pairwise.pair_progress(ctx.store, eval_set, rater, pairs_per_image=per_image)
         if not total:
             return (new_pair(), None, "", "", "No pairs to compare: the set needs captions from at least two models "
                     "for the same images.")
@@ -52,17 +69,17 @@ def _show_pair(ctx: AppContext, eval_set: str, rater: str) -> tuple[dict[str, An
 
 
 @user_errors
-def pairwise_show(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
+def pairwise_show(ctx: AppContext, session: dict[str, Any], limit: Any = ALL_PAIRS) -> tuple[Any, ...]:
     """The Show next pair button (and a newly opened set): the next pair this rater has not voted on."""
     if not session or not session.get("eval_set"):
         return new_pair(), None, "", "", "Open an evaluation set above, then click **Show next pair**."
     eval_set, rater = require_session(session)
-    return _show_pair(ctx, eval_set, rater)
+    return _show_pair(ctx, eval_set, rater, limit)
 
 
 @user_errors
-def pairwise_vote(ctx: AppContext, outcome: str, session: dict[str, Any], pair: dict[str, Any] | None
-                  ) -> tuple[Any, ...]:
+def pairwise_vote(ctx: AppContext, outcome: str, session: dict[str, Any], pair: dict[str, Any] | None,
+                  limit: Any = ALL_PAIRS) -> tuple[Any, ...]:
     """One of the four vote buttons: save the vote for the pair on screen, then show the next pair."""
     eval_set, rater = require_session(session)
     pair = pair or {}
@@ -70,7 +87,7 @@ def pairwise_vote(ctx: AppContext, outcome: str, session: dict[str, Any], pair: 
         raise gr.Error("No pair of this set is on screen: click Show next pair first.")
     ctx.store.vote(eval_set, rater, pair["image_hash"], pair["model_a"], pair["model_b"], outcome)
     ctx.count_rating("pairwise")
-    *shown, status = _show_pair(ctx, eval_set, rater)
+    *shown, status = _show_pair(ctx, eval_set, rater, limit)
     saved = f"Saved “{pairwise.OUTCOME_LABELS[outcome]}” for {esc(pair['file_name'] or 'the last image')}."
     return (*shown, f"{saved}  \n{status}")
 
@@ -134,7 +151,12 @@ def build_pairwise_view(ctx: AppContext, shared: dict[str, Any]) -> dict[str, An
                 "identical captions are recorded as a tie without asking. Keys: **←** A, **→** B, **↑** tie, "
                 "**↓** both bad. Uses the evaluation set opened above.", elem_id="pair-help")
     pair_state = gr.State(new_pair())
-    pair_next = gr.Button("Show next pair", elem_id="pair-next")
+    with gr.Row(equal_height=True):
+        limit = gr.Dropdown([ALL_PAIRS, "1", "2", "3", "4", "5"], value=ALL_PAIRS, label="Pairs per image",
+                            info="all: every model pair on every image; a number deals that many per image so that "
+                                 "every model pair still comes up equally often (raters of one set should agree)",
+                            allow_custom_value=True, elem_id="pair-limit", scale=2)
+        pair_next = gr.Button("Show next pair", elem_id="pair-next", scale=1)
     pair_status = gr.Markdown("Open an evaluation set above, then click **Show next pair**.", elem_id="pair-status")
     with gr.Row(equal_height=True):
         pair_image = gr.Image(show_label=False, interactive=False, height=320, buttons=["fullscreen"],
@@ -153,23 +175,24 @@ def build_pairwise_view(ctx: AppContext, shared: dict[str, Any]) -> dict[str, An
                               wrap=True, elem_classes="fit-table")
     pair_matrix = gr.Dataframe(interactive=False, label="Win rate % (row over column)", elem_id="pair-matrix",
                                visible=False, wrap=True, elem_classes="fit-table")
-    pair_files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="pair-files")
+    pair_files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="pair-files",
+                         visible=False)  # shown once there is something to download
 
     pair_shown = [pair_state, pair_image, caption_a, caption_b, pair_status]
     buttons = list(vote_buttons.values())
-    pair_next.click(partial(pairwise_show, ctx), session, pair_shown, api_visibility="private"
-                    ).then(vote_buttons_state, pair_state, buttons, api_visibility="private")
-    session.change(partial(pairwise_show, ctx), session, pair_shown, api_visibility="private"
-                   ).then(vote_buttons_state, pair_state, buttons, api_visibility="private")
+    for event in (pair_next.click, session.change, limit.input):
+        event(partial(pairwise_show, ctx), [session, limit], pair_shown, api_visibility="private"
+              ).then(vote_buttons_state, pair_state, buttons, api_visibility="private")
     for outcome, button in vote_buttons.items():
         # trigger_mode "once": a second click while the vote is saving is dropped, so a double click
         # cannot land on the next pair before the rater has seen it
-        button.click(partial(pairwise_vote, ctx, outcome), [session, pair_state], pair_shown,
+        button.click(partial(pairwise_vote, ctx, outcome), [session, pair_state, limit], pair_shown,
                      trigger_mode="once", api_visibility="private"
                      ).then(vote_buttons_state, pair_state, buttons, api_visibility="private")
     pair_results_btn.click(bind(show_pairwise_results, ctx), session, [pair_board, pair_matrix, pair_results_md],
                            api_visibility="private")
     gr.Button(visible=False).click(bind(pairwise_results, ctx), session, [pair_board, pair_matrix, pair_results_md],
                                    api_name="pairwise_results")
-    pair_export_btn.click(bind(pairwise_export, ctx), session, pair_files, api_name="pairwise_export")
+    pair_export_btn.click(bind(pairwise_export, ctx), session, pair_files, api_name="pairwise_export"
+                          ).success(lambda: gr.File(visible=True), None, pair_files, api_visibility="private")
     return {"pair_state": pair_state}

@@ -21,6 +21,10 @@ from rating import access, sets
 from rating.results import accuracy_chart
 from rating.sets import rater_results_table, results_table
 
+# Shares of the page's width for the summary's columns (rank, model, images rated, total score, accuracy %,
+# 95% CI, common images, accuracy % (all rated), captions rated, coverage %, note): it fits the page, and the
+# note wraps inside its column.
+SUMMARY_WIDTHS = ["5%", "17%", "7%", "7%", "8%", "10%", "7%", "8%", "8%", "7%", "16%"]
 REFRESH_SECONDS = 5  # how often an open Results tab checks for new ratings
 EXPLAINER = ("Accuracy = total × 100 / (images × 2); the ranked accuracy %, its rank (ties share a rank) and "
              "bootstrap 95% interval use only the images rated for every model, so models are compared on the "
@@ -148,7 +152,8 @@ def show_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None,
                 [name, 0])
     summary, text, figure = results(ctx, session, name, request)
     raters = rater_results(ctx, session, name, request)
-    return (gr.Dataframe(summary, visible=True), text, gr.Plot(figure, visible=True),
+    widths = SUMMARY_WIDTHS if len(summary.columns) == len(SUMMARY_WIDTHS) else None
+    return (gr.Dataframe(summary, visible=True, column_widths=widths), text, gr.Plot(figure, visible=True),
             gr.Dataframe(raters, visible=True), "", [name, count])
 
 
@@ -207,6 +212,7 @@ def build_results_view(ctx: AppContext, shared: dict[str, Any], tab: gr.Tab) -> 
     empty_md = gr.Markdown("Open an evaluation set on the Compare tab (or choose one above) to see its results.",
                            elem_id="results-empty")
     summary_df = gr.Dataframe(interactive=False, label="Summary", elem_id="summary", visible=False, wrap=True,
+                              max_height=900,
                               elem_classes="fit-table")
     agreement_md = gr.Markdown(elem_id="agreement")
     chart = gr.Plot(label="Accuracy with 95% intervals", elem_id="chart", visible=False)
@@ -220,7 +226,8 @@ def build_results_view(ctx: AppContext, shared: dict[str, Any], tab: gr.Tab) -> 
             gold_btn = gr.Button("Mark their scores as gold", scale=1, elem_id="gold-btn")
         gold_md = gr.Markdown(elem_id="gold-status")
         export_btn = gr.Button("Export CSV + XLSX", elem_id="export-btn")
-        export_files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-files")
+        export_files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="export-files",
+                               visible=False)  # shown once there is something to download
     seen = gr.State(None)
     timer = gr.Timer(REFRESH_SECONDS, active=False)
 
@@ -233,6 +240,7 @@ def build_results_view(ctx: AppContext, shared: dict[str, Any], tab: gr.Tab) -> 
                ).then(lambda: gr.Timer(active=True), None, timer, api_visibility="private")
     timer.tick(bind(refresh_if_new, ctx), [session, results_set, seen], shown, show_progress="hidden",
                api_visibility="private")
-    export_btn.click(bind(export, ctx), [session, results_set], export_files, api_name="export")
+    export_btn.click(bind(export, ctx), [session, results_set], export_files, api_name="export"
+                     ).success(lambda: gr.File(visible=True), None, export_files, api_visibility="private")
     gold_btn.click(bind(mark_gold, ctx), [session, results_set, gold_rater], gold_md, api_name="mark_gold")
     return {"results_set": results_set, "timer": timer}

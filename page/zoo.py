@@ -24,6 +24,8 @@ METRIC_NAMES = {"bleu4": "BLEU-4", "cider": "CIDEr-D", "meteor": "METEOR", "roug
                 "bertscore_f1": "BERTScore F1", "object_accuracy": "object accuracy", "val_loss": "val loss"}
 ZOO_COLUMNS = ["model", "encoder → decoder", "K", "mapper", "parameters (M)", "size (MB)", "ranked by",
                "measured on", "other metrics", "status"]
+# Shares of the page's width, so the table fits it and long cells wrap inside their column.
+ZOO_WIDTHS = ["14%", "17%", "4%", "6%", "8%", "6%", "10%", "15%", "14%", "6%"]
 
 
 def zoo_entries(ctx: AppContext) -> tuple[list[dict[str, Any]], str]:
@@ -163,6 +165,6 @@ def build_zoo_view(ctx: AppContext) -> dict[str, Any]:
     rows, note = zoo_entries(ctx)
     zoo_md = gr.Markdown(note, elem_id="zoo-note")
     zoo_df = gr.Dataframe(zoo_table(rows, read_leaderboard(ctx.zoo_dir)), interactive=False, wrap=True,
-                          elem_id="zoo-table", elem_classes="fit-table", label="Zoo entries")
+                          column_widths=ZOO_WIDTHS, elem_id="zoo-table", elem_classes="fit-table", label="Zoo entries")
     rescan = gr.Button("Rescan zoo folder", size="sm", elem_id="rescan")
     return {"zoo_md": zoo_md, "zoo_df": zoo_df, "rescan": rescan}

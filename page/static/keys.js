@@ -39,6 +39,13 @@
       if (label && label.title !== name) label.title = name;  // the full name on hover
       card.classList.toggle("unrated", !rated(card));
     }
+    // An error said next to a field that may be out of sight (e.g. the rater name, after a click on Caption
+    // further down): bring it into view once, when its text appears.
+    for (const error of document.querySelectorAll(".field-error")) {
+      const text = error.textContent.trim();
+      if (text && error.dataset.shown !== text) { error.dataset.shown = text; error.scrollIntoView({block: "center"}); }
+      if (!text) delete error.dataset.shown;
+    }
     // A new drawing arrives in several DOM updates: focus once they have stopped for a moment, so the focus
     // does not land on a card that is about to be replaced.
     const wanted = document.querySelector(".caption-card.focus-me");

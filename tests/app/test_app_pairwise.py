@@ -108,3 +108,22 @@ def test_the_page_has_the_pairwise_tab(ctx):
     ids = {block.elem_id for block in demo.blocks.values()}
     assert {"pair-next", "caption-a", "caption-b", "vote-a", "vote-b", "vote-both-good", "vote-both-bad",
             "pair-board", "pair-matrix"} <= ids
+
+
+def test_the_rater_can_limit_the_pairs_per_image(ctx):
+    session = opened(ctx)
+    status = page_pairwise.pairwise_show(ctx, session, "1")[-1]
+    assert status.startswith("Pair 1 of 3")  # one pair per image instead of all three
+    pair = page_pairwise.pairwise_show(ctx, session, "1")[0]
+    for _ in range(3):
+        pair, *_, status = page_pairwise.pairwise_vote(ctx, "a", session, pair, "1")
+    assert "All 3 pairs of this set voted" in status and pair["image_hash"] is None
+    assert page_pairwise.pairwise_show(ctx, session, "all")[-1].startswith("Pair 4 of 9")  # the rest, if wanted
+    for bad in ("0", "many"):
+        with pytest.raises(gr.Error, match="Pairs per image must be"):
+            page_pairwise.pairwise_show(ctx, session, bad)
+
+
+def test_vote_buttons_work_only_while_a_pair_is_on_screen():
+    assert all(b.interactive is True for b in page_pairwise.vote_buttons_state({"image_hash": "h"}))
+    assert all(b.interactive is False for b in page_pairwise.vote_buttons_state(page_pairwise.new_pair()))
