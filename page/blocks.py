@@ -148,7 +148,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
             has captions, show its progress, fix its Blind box."""
             event = event.success(remember, session, remembered, api_visibility="private")
             for fn, inputs, output in after_open:
-                event = event.then(fn, inputs, output, api_visibility="private")
+                event = event.then(fn, inputs, output, show_progress="hidden", api_visibility="private")
 
         chain(open_btn.click(bind(open_set, ctx), [session, rater, set_name, blind, compare["preset"]],
                              [session, session_line, compare["preset"], blind], api_name="open_set"))
@@ -161,7 +161,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
                         [session, session_line, rater, set_name, blind, compare["preset"]], api_visibility="private"))
         # A set name typed: the Blind box shows that set's fixed state, or a fresh choice for a new set.
         set_name.input(partial(blind_control, ctx), [set_name, blind_fixed], [blind, blind_fixed],
-                       trigger_mode="always_last", api_visibility="private")
+                       trigger_mode="always_last", show_progress="hidden", api_visibility="private")
         for field in (rater, set_name):
             field.input(lambda: "", None, names_error, api_visibility="private")
         zoo["rescan"].click(partial(rescan_zoo, ctx), None, [compare["models"], zoo["zoo_md"], zoo["zoo_df"]],

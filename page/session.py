@@ -145,7 +145,7 @@ def blind_control(ctx: AppContext, set_name: str | None, fixed: bool = False) ->
         return gr.Checkbox(value=bool(ctx.store.get_set(name)["blind"]), interactive=False, label=BLIND_FIXED), True
     if fixed:
         return gr.Checkbox(value=False, interactive=True, label=BLIND_NEW), False
-    return gr.Checkbox(interactive=True, label=BLIND_NEW), False
+    return gr.skip(), False  # already a new set's box: leave it (and the user's choice) alone
 
 
 def ensure_session(ctx: AppContext, session: dict[str, Any] | None, rater: str, set_name: str, blind: bool,
