@@ -209,16 +209,17 @@ def caption_on_page(ctx: AppContext, session: dict[str, Any], rater: str, set_na
                     files: list[Any] | None, samples: list[str] | None, models: list[str] | None, preset: str,
                     progress: Any = gr.Progress(), request: gr.Request | None = None) -> tuple[Any, ...]:
     """`caption` as the page calls it: a mistake about one field is said next to that field (and cleared
-    when the field changes) instead of in a toast. Returns session, status, session line and the three
-    field errors (names, models, images)."""
+    when the field changes) instead of in a toast. Returns session, status, session line, the inputs'
+    accordion (folded in the same update that draws the grid, so the grid does not jump after it is drawn)
+    and the three field errors (names, models, images)."""
     errors = {"names": "", "models": "", "images": ""}
     try:
         session, status, line = caption(ctx, session, rater, set_name, blind, files, samples, models, preset,
                                         progress=progress, request=request)
     except FieldError as e:
         errors[e.field] = "⚠️ " + e.message
-        return (gr.skip(), "", gr.skip(), *errors.values())
-    return (session, status, line, *errors.values())
+        return (gr.skip(), "", gr.skip(), gr.skip(), *errors.values())
+    return (session, status, line, fold_setup(ctx, session, models, preset), *errors.values())
 
 
 def fold_setup(ctx: AppContext, session: dict[str, Any] | None, models: list[str] | None, preset: str | None
@@ -534,5 +535,6 @@ def wire_caption(ctx: AppContext, view: dict[str, Any], shared: dict[str, Any]) 
                      api_name="caption", concurrency_id="caption", concurrency_limit=1)
     return view["caption_btn"].click(
         bind(caption_on_page, ctx), inputs,
-        [session, view["caption_status"], shared["session_line"], shared["names_error"], view["models_error"],
-         view["images_error"]], api_visibility="private", concurrency_id="caption", concurrency_limit=1)
+        [session, view["caption_status"], shared["session_line"], view["setup"], shared["names_error"],
+         view["models_error"], view["images_error"]], api_visibility="private", concurrency_id="caption",
+        concurrency_limit=1)

@@ -235,6 +235,22 @@ class AppProcess:
             self.process.wait(timeout=30)
 
 
+def no_progress(*args, **kwargs) -> None:
+    """Stands in for gr.Progress when a page handler is called outside a Gradio event."""
+    return None
+
+
+def wait_until(check, what: str, timeout: float = 30):
+    """Poll `check()` until it returns something true (returned); fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def fill(page, elem_id: str, text: str) -> None:
     """Type into a textbox of the page; retried because the page may still be hydrating right after load."""
     box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first

@@ -16,6 +16,7 @@
   const visible = (el) => !!el && el.offsetParent !== null;
   let focusTimer = null;
   let focusedToken = null;  // the drawing whose marked caption was last given the focus
+  let seenToken = null, seenAt = 0;  // the newest drawing seen, and when
 
   const shown = (el) => {
     const r = el.getBoundingClientRect();
@@ -47,14 +48,22 @@
       if (!text) delete error.dataset.shown;
     }
     // A new drawing arrives in several DOM updates: focus once they have stopped for a moment, so the focus
-    // does not land on a card that is about to be replaced.
+    // does not land on a card that is about to be replaced. The marked card gets the focus once per drawing; again only if the focus was lost meanwhile (the card
+    // replaced by a later update of the same drawing leaves the focus on the page's body).
     const wanted = document.querySelector(".caption-card.focus-me");
     const token = wanted ? Array.from(wanted.classList).find((c) => c.startsWith("focus-v")) : null;
-    if (wanted && token !== focusedToken) {
+    if (token && token !== seenToken) { seenToken = token; seenAt = Date.now(); }
+    const settling = Date.now() - seenAt < 5000;  // a drawing's updates come within a few seconds
+    const lost = document.activeElement === document.body || document.activeElement === null;
+    if (wanted && visible(wanted) && (token !== focusedToken || (lost && settling))) {
       clearTimeout(focusTimer);
       focusTimer = setTimeout(() => {
         const card = document.querySelector(`.caption-card.${token}`);
-        if (card) { focusedToken = token; focusCard(card, true); }
+        const stillLost = document.activeElement === document.body || document.activeElement === null;
+        if (card && visible(card) && (token !== focusedToken || (stillLost && settling))) {
+          focusedToken = token;
+          focusCard(card, true);
+        }
       }, 300);
     }
   };

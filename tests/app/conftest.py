@@ -1,14 +1,20 @@
-"""Shared fixtures of the app's tests: one headless Chromium per test module for the browser tests."""
+"""Shared fixtures of the page's tests: a tiny zoo (once per module) and a fresh AppContext on it per test.
+The browser fixture is the test-wide one (tests/conftest.py)."""
 
 import pytest
 
-from helpers import CHROMIUM, CHROMIUM_ARGS
+from helpers import build_tiny_zoo
+from page import context as page_context
 
 
 @pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def zoo(tmp_path_factory):
+    return build_tiny_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture()
+def ctx(zoo, tmp_path):
+    context = page_context.make_context(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
+                                        image_dir=tmp_path / "display")
+    yield context
+    context.store.close()

@@ -30,7 +30,7 @@ from PIL import Image
 
 import app
 from captioning.zoo import CONFIG_FILE, WEIGHTS_FILE
-from helpers import MODELS, AppProcess, build_tiny_zoo, free_port, tiny_captioner, write_images  # noqa: F401
+from helpers import MODELS, AppProcess, build_tiny_zoo, free_port, no_progress, tiny_captioner, write_images  # noqa: F401
 from page import blocks as page_blocks
 from page import compare as page_compare
 from page import context as page_context
@@ -43,25 +43,9 @@ from page import zoo as page_zoo
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def no_progress(*args, **kwargs) -> None:
-    return None
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    return build_tiny_zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture()
-def ctx(zoo, tmp_path):
-    context = page_context.make_context(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
-                               image_dir=tmp_path / "display")
-    yield context
-    context.store.close()
 
 
 def caption(ctx, session, files, models, *, rater="alice", name="set-1", blind=False, preset="greedy", samples=()):

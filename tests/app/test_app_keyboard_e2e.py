@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, write_images
+from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, wait_until, write_images
 from page import compare as page_compare
 
 MODELS = ["alpha", "beta", "gamma", "delta-captioner-with-a-rather-long-name", "epsilon", "zeta"]
@@ -39,16 +39,6 @@ def server(tmp_path_factory):
 
 
 
-def wait_until(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def focused(page) -> str:
     return page.evaluate("() => document.activeElement ? document.activeElement.id : ''")
 
@@ -57,6 +47,7 @@ def test_rate_by_keyboard_six_model_layout_and_a_pairwise_vote(server, browser):
     demo = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
+
     page.goto(demo.local_url)
     page.wait_for_selector("#session-line")
     legend = page.locator("#keys-legend").inner_text()

@@ -8,30 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import build_tiny_zoo, write_images
+from helpers import no_progress, write_images
 from page import compare as page_compare
-from page import context as page_context
 from page import results as page_results
 from page import session as page_session
 
 SET, RATER = "screen", "rita"
 
-
-def no_progress(*args, **kwargs) -> None:
-    return None
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    return build_tiny_zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture()
-def ctx(zoo, tmp_path):
-    context = page_context.make_context(zoo, tmp_path / "ratings.sqlite", samples_dir=tmp_path / "samples",
-                                        image_dir=tmp_path / "display")
-    yield context
-    context.store.close()
 
 
 @pytest.fixture()

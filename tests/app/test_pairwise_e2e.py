@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import ARTIFACTS, browser_test_marks, fill, serve_in_thread
+from helpers import ARTIFACTS, browser_test_marks, fill, serve_in_thread, wait_until
 from rating import intake, sets
 
 SET, RATER = "pairs-set", "pia"
@@ -34,16 +34,6 @@ def server(tmp_path_factory):
         table.write_text("image_id,model_name,caption\n" + "".join(f"{i},{m},{c}\n" for i, m, c in CAPTIONS))
         intake.import_captions_file(demo.ctx.store, SET, table)
         yield demo
-
-
-def wait_until(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_every_pair_keyboard_votes_identical_tie_and_the_end_state(server, browser):

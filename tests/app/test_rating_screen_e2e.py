@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, write_images
+from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, wait_until, write_images
 from page.compare import grid_view
 
 MODELS = ["alpha", "beta", "gamma", "delta"]
@@ -29,16 +29,6 @@ def server(tmp_path_factory):
     zoo = build_tiny_zoo(root / "zoo", MODELS)
     write_images(root / "samples", 10, seed=3)
     yield from serve_in_thread(zoo, root)
-
-
-def wait_until(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def in_view(box: dict | None) -> bool:

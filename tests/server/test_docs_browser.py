@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_test_marks, serve_asgi_in_thread
+from helpers import ARTIFACTS, browser_test_marks, serve_asgi_in_thread
 from server.api import ApiConfig, create_app
 
 pytestmark = browser_test_marks()
@@ -21,15 +21,6 @@ pytestmark = browser_test_marks()
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 IN_BROWSER_SCHEMES = {"data", "blob"}  # made by the page itself: nothing is fetched from a network
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
