@@ -6,6 +6,7 @@ file, the Prometheus config (promtool) and the Grafana dashboard agree with the 
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -61,8 +62,32 @@ def test_dockerfile_follows_the_pins_and_rules():
     assert user not in ("root", "0") and "useradd" in run and user in run
     assert exec_form(one("VOLUME")) == ["/zoo", "/data"]
     copied = [args for word, args in instructions() if word == "COPY"]
-    for package in ("captioning/", "rating/", "server/", "app.py"):  # everything app.py imports
+    needed = packages_app_needs()
+    assert {"captioning", "rating", "server", "page"} <= needed and "trainer" not in needed
+    for package in [f"{name}/" for name in sorted(needed)] + ["app.py"]:  # everything app.py imports
         assert any(args.startswith(package) for args in copied), package
+
+
+def packages_app_needs() -> set[str]:
+    """The project's packages that app.py imports, directly or through each other (read from the source)."""
+    ours = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+
+    def imported_by(files) -> set[str]:
+        names = set()
+        for file in files:
+            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+        return names & ours
+
+    needed, todo = set(), imported_by([ROOT / "app.py"])
+    while todo:
+        package = todo.pop()
+        needed.add(package)
+        todo |= imported_by((ROOT / package).rglob("*.py")) - needed
+    return needed
 
 
 def _container_command(argv: list[str], port: int, volumes: dict[str, Path]) -> list[str]:
