@@ -1,11 +1,12 @@
 """Protects the Results tab as a person sees it on a partly rated set, in Debian's Chromium: every model of
 a 6-model set is listed with its coverage, the headline accuracy and ranks rest on the image rated for every
-model (ties share a rank), and the page says coverage is incomplete. A screenshot goes to
+model (ties share a rank), and the page says coverage is incomplete and what is left to rate. While the tab
+is open, a rating made elsewhere shows up without a click (the tab's refresh). A screenshot goes to
 test-artifacts/results-partial-coverage.png. Skipped, with the reason, when /usr/bin/chromium is missing."""
 
 from __future__ import annotations
 
-from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, serve_in_thread, write_images
+from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, serve_in_thread, wait_until, write_images
 from page import compare as page_compare
 from page import results as page_results
 from page import session as page_session
@@ -35,8 +36,13 @@ def test_results_of_a_partly_rated_six_model_set(tmp_path, browser):
         page.get_by_text("Coverage is incomplete").wait_for(timeout=60_000)
         summary = page.locator("#summary").inner_text()
         sentence = page.get_by_text("Coverage is incomplete").inner_text()
+        assert "15 of 24 caption(s) have no score yet" in page.locator("#agreement").inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "results-partial-coverage.png"), full_page=True)
+        # Another rater's score arrives while the tab is open: the figures follow without a click.
+        store.rate("round1", "bob", hashes[2], MODELS[0], 1)
+        wait_until(lambda p=page: "14 of 24 caption(s) have no score yet" in p.locator("#agreement").inner_text(),
+                   "the Results tab to refresh", timeout=30)
         page.close()
         for model in MODELS:
             assert model in summary  # every model listed, rated or not
