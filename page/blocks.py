@@ -139,15 +139,15 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
 
         # -- events that cross views ----------------------------------------------------------------------
         fold = [session, compare["models"], compare["preset"]]
-        after_open = [(partial(fold_setup, ctx), fold, compare["setup"]),
+        after_open = [(partial(fold_setup, ctx), fold, compare["setup"]),  # first: `folded` skips it
                       (partial(progress_html, ctx), session, compare["progress"]),
                       (partial(blind_control, ctx), [set_name, blind_fixed], [blind, blind_fixed])]
 
-        def chain(event: Any) -> None:
+        def chain(event: Any, *, folded: bool = False) -> None:
             """After a set is opened, captioned into or imported into: remember it, fold the inputs away when it
-            has captions, show its progress, fix its Blind box."""
+            has captions (unless the event itself did: `folded`), show its progress, fix its Blind box."""
             event = event.success(remember, session, remembered, api_visibility="private")
-            for fn, inputs, output in after_open:
+            for fn, inputs, output in after_open[1:] if folded else after_open:
                 event = event.then(fn, inputs, output, show_progress="hidden", api_visibility="private")
 
         chain(open_btn.click(bind(open_set, ctx), [session, rater, set_name, blind, compare["preset"]],
@@ -155,7 +155,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
         chain(existing.input(lambda name: name or "", existing, set_name, api_visibility="private").then(
             bind(open_set, ctx), [session, rater, set_name, blind, compare["preset"]],
             [session, session_line, compare["preset"], blind], api_visibility="private"))
-        chain(wire_caption(ctx, compare, shared))
+        chain(wire_caption(ctx, compare, shared), folded=True)  # caption_on_page folds in its own update
         chain(imported)
         chain(demo.load(bind(restore_session, ctx), remembered,
                         [session, session_line, rater, set_name, blind, compare["preset"]], api_visibility="private"))

@@ -249,11 +249,12 @@ def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SI
                           revealed=revealed, image_dir=ctx.image_dir)
 
 
-def progress_html(ctx: AppContext, session: dict[str, Any] | None) -> str:
-    """The rating bar's progress: "23 of 40 rated" and a bar (empty before a set with captions is open)."""
+def progress_html(ctx: AppContext, session: dict[str, Any] | None, counts: sets.SetSummary | None = None) -> str:
+    """The rating bar's progress: "23 of 40 rated" and a bar (empty before a set with captions is open).
+    `counts`: the set's summary when the caller has it already."""
     if not session or not session.get("eval_set"):
         return ""
-    counts = sets.set_summary(ctx.store, session["eval_set"], session["rater"])
+    counts = counts or sets.set_summary(ctx.store, session["eval_set"], session["rater"])
     if not counts.captions:
         return ""
     left = counts.captions - counts.rated
@@ -281,20 +282,11 @@ def _first_unrated(ctx: AppContext, session: dict[str, Any]) -> list[str] | None
                                                         _page_size()))
 
 
-def _page_of(ctx: AppContext, session: dict[str, Any], target: list[str] | tuple[str, str]) -> int:
-    """The page of this rater's grid that shows the caption `target` (image_hash, model)."""
-    page, pages = 0, 1
-    while page < pages:
-        view = grid_view(ctx, {**session, "page": page})
-        if any((row.image_hash, cell.model_name) == tuple(target) for row in view.rows for cell in row.cells):
-            return page
-        page, pages = page + 1, view.pages
-    return 0
-
-
-def _saved_line(ctx: AppContext, eval_set: str, rater: str, what: str) -> str:
-    counts = sets.set_summary(ctx.store, eval_set, rater)
-    return f"{what} · you rated {counts.rated} of {counts.captions}"
+def _after_rating(ctx: AppContext, session: dict[str, Any], what: str) -> tuple[str, str, str]:
+    """The confirmation, session line and progress bar after a rating changed, from one count of the set."""
+    counts = sets.set_summary(ctx.store, session["eval_set"], session["rater"])
+    return (f"{what} · you rated {counts.rated} of {counts.captions}", session_summary(ctx, session, counts),
+            progress_html(ctx, session, counts))
 
 
 def _push(history: list[dict[str, Any]] | None, eval_set: str, rater: str, image_hash: str, model: str,
@@ -319,8 +311,8 @@ def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     ctx.store.rate(eval_set, rater, image_hash, model_name, score)
     ctx.count_rating("page")
     history = _push(history, eval_set, rater, image_hash, model_name, label, previous)
-    status = _saved_line(ctx, eval_set, rater, f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {esc(label)}")
-    return status, session_summary(ctx, session), progress_html(ctx, session), history
+    return (*_after_rating(ctx, session, f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {esc(label)}"),
+            history)
 
 
 @user_errors
@@ -335,8 +327,7 @@ def clear_rating(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     ctx.store.delete_rating(eval_set, rater, image_hash, model_name)
     history = _push(history, eval_set, rater, image_hash, model_name, label, previous)
     session = {**session, "focus": [image_hash, model_name], "version": session.get("version", 0) + 1}
-    status = _saved_line(ctx, eval_set, rater, f"Cleared the score of {esc(label)}")
-    return session, status, session_summary(ctx, session), progress_html(ctx, session), history
+    return session, *_after_rating(ctx, session, f"Cleared the score of {esc(label)}"), history
 
 
 @user_errors
@@ -356,10 +347,9 @@ def undo(ctx: AppContext, session: dict[str, Any], history: list[dict[str, Any]]
         ctx.store.rate(eval_set, rater, last["image_hash"], last["model"], last["previous"])
         done = f"Undone: {esc(last['label'])} is back to {last['previous']}"
     target = [last["image_hash"], last["model"]]
-    session = {**session, "page": _page_of(ctx, session, target), "focus": target,
-               "version": session.get("version", 0) + 1}
-    return (session, _saved_line(ctx, eval_set, rater, done), session_summary(ctx, session),
-            progress_html(ctx, session), history)
+    page = grid.page_of(ctx.store, eval_set, last["image_hash"], _page_size())
+    session = {**session, "page": page, "focus": target, "version": session.get("version", 0) + 1}
+    return session, *_after_rating(ctx, session, done), history
 
 
 @user_errors

@@ -17,7 +17,7 @@ import pandas as pd
 
 from page.context import AppContext
 from page.session import bind, esc, require_names, set_choices, user_errors, who
-from rating import access, sets
+from rating import access, grid, sets
 from rating.results import accuracy_chart
 from rating.sets import rater_results_table, results_table
 
@@ -97,8 +97,7 @@ def left_to_rate_text(ctx: AppContext, name: str, rater: str | None) -> str:
         text = (f"**Left to rate:** {int(open_per_model.sum())} of {len(captions)} caption(s) have no score yet "
                 f"({listed}).")
     if rater:
-        mine = ctx.store.ratings(name, rater)
-        left = len(captions) - len(mine)
+        left = grid.left_to_rate(ctx.store, name, rater)
         text += (f" You ({esc(rater)}) have {left} left; the Compare tab's **Next unrated** goes to them."
                  if left else f" You ({esc(rater)}) have rated every caption.")
     return text
@@ -112,10 +111,14 @@ def results(ctx: AppContext, session: dict[str, Any], eval_set: str | None, requ
     admins."""
     name = chosen_set(session, eval_set)
     require_names(ctx, name, who(session, request))
-    found = sets.set_results(ctx.store, name)
+    return _figures(ctx, sets.set_results(ctx.store, name), name, (session or {}).get("rater"))
+
+
+def _figures(ctx: AppContext, found: sets.SetResults, name: str, rater: str | None) -> tuple[pd.DataFrame, str, Any]:
+    """The summary table, the text under it and the chart, from one computation of the set's results."""
     figure = accuracy_chart(found.summary, title=f"Caption accuracy by model: {name}",
                             empty_text="No ratings yet" if found.ratings.empty else "No image rated for every model yet")
-    text = esc(found.message) + "\n\n" + left_to_rate_text(ctx, name, (session or {}).get("rater"))
+    text = esc(found.message) + "\n\n" + left_to_rate_text(ctx, name, rater)
     text += "\n\n" + agreement_text(found.agreement, found.raters)
     metrics = metric_text(found.metric_models, found.metric_tau)
     if metrics:
@@ -150,8 +153,9 @@ def show_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None,
         return (*hidden, f"No ratings in set '{esc(name)}' yet. " + left_to_rate_text(ctx, name, (session or {})
                 .get("rater")) + " Rate captions on the Compare tab; this page fills in as ratings arrive.",
                 [name, 0])
-    summary, text, figure = results(ctx, session, name, request)
-    raters = rater_results(ctx, session, name, request)
+    found = sets.set_results(ctx.store, name)  # once for the summary, the chart and the per-rater table
+    summary, text, figure = _figures(ctx, found, name, (session or {}).get("rater"))
+    raters = rater_results_table(found.rater_table)
     widths = SUMMARY_WIDTHS if len(summary.columns) == len(SUMMARY_WIDTHS) else None
     return (gr.Dataframe(summary, visible=True, column_widths=widths), text, gr.Plot(figure, visible=True),
             gr.Dataframe(raters, visible=True), "", [name, count])

@@ -166,12 +166,13 @@ def ensure_session(ctx: AppContext, session: dict[str, Any] | None, rater: str, 
     return session, info
 
 
-def session_summary(ctx: AppContext, session: dict[str, Any] | None) -> str:
-    """One line about the open set: mode, preset, images, captions and how many this rater has rated."""
+def session_summary(ctx: AppContext, session: dict[str, Any] | None, counts: sets.SetSummary | None = None) -> str:
+    """One line about the open set: mode, preset, images, captions and how many this rater has rated.
+    `counts`: the set's summary when the caller has it already."""
     if not session or not session.get("eval_set"):
         return ("No evaluation set open. Type your rater name and a set name (new or existing), then click "
                 "**Open set**.")
-    counts = sets.set_summary(ctx.store, session["eval_set"], session["rater"])
+    counts = counts or sets.set_summary(ctx.store, session["eval_set"], session["rater"])
     mode = ("🙈 blind: model names hidden, columns shuffled per image and per rater" if counts.blind
             else "model names shown")
     return (f"Set **{esc(counts.name)}** · {mode} · preset `{counts.preset}` · rater **{esc(session['rater'])}** · "

@@ -5,6 +5,7 @@ names (`rating.access.may_see_names`), its captions by column label and the mode
     grid_page(store, name, rater, page, ...)            -> GridView (one page of the rating grid)
     first_unrated(store, name, rater, page_size, after) -> (page, row, column) of the next unrated caption, or None
     left_to_rate(store, name, rater)                    -> how many captions the rater has not scored
+    page_of(store, name, image_hash, page_size)         -> the page of the grid that shows an image
     column_order(name, rater, image_hash, models)       -> blind mode's column order for one image and rater
     blind_captions(store, name, rater) / column_model(store, name, rater, image_hash, column)
                                                         -> captions by column label ("Caption A"), and back
@@ -176,6 +177,14 @@ def first_unrated(store: RatingStore, set_name: str, rater: str, page_size: int 
         if (image_hash, model) not in scores:
             return index // page_size, index % page_size, column
     return None
+
+
+def page_of(store: RatingStore, set_name: str, image_hash: str, page_size: int = PAGE_SIZE) -> int:
+    """The page (from 0) of the set's grid that shows `image_hash`, as `grid_page` lays pages out with this
+    `page_size` (the same for every rater: only the column order is theirs); 0 for an image the set lacks."""
+    _check_page_size(page_size)
+    images = _set_grid(store, set_name).images
+    return images.index(image_hash) // page_size if image_hash in images else 0
 
 
 def left_to_rate(store: RatingStore, set_name: str, rater: str) -> int:

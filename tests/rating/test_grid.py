@@ -119,6 +119,11 @@ def test_first_unrated_walks_the_raters_grid_across_pages(store):
     store.rate("blind", "bob", *in_order[7], 0)
     assert grid.first_unrated(store, "blind", "bob", page_size, after=in_order[14]) == (1, 0, 2)
     assert grid.first_unrated(store, "blind", "bob", page_size, after=("no-such-image", "alpha")) == (1, 0, 2)
+    # the page that shows an image, as grid_page lays the pages out
+    for page in range(2):
+        for row in grid.grid_page(store, "blind", "bob", page, page_size).rows:
+            assert grid.page_of(store, "blind", row.image_hash, page_size) == page
+    assert grid.page_of(store, "blind", "no-such-image", page_size) == 0
     assert grid.first_unrated(store, "blind", "bob", 10) == (0, 2, 2)  # counted with the page size given
     for image_hash, model in in_order[8:]:
         store.rate("blind", "bob", image_hash, model, 2)
