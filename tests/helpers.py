@@ -240,15 +240,24 @@ def no_progress(*args, **kwargs) -> None:
     return None
 
 
-def wait_until(check, what: str, timeout: float = 30):
-    """Poll `check()` until it returns something true (returned); fail naming `what` after `timeout` seconds."""
+def wait_until(check, what: str, timeout: float = 30, state=None):
+    """Poll `check()` until it returns something true (returned); fail naming `what` after `timeout` seconds,
+    with what `state()` says at that moment when given (e.g. where the focus is), to tell a failure's cause."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"; found: {state()}" if state else ""))
+
+
+def focus_state(page) -> str:
+    """Where the keyboard focus is on `page` and which caption card the server marked for it (for failures)."""
+    return page.evaluate("""() => {
+        const a = document.activeElement, w = document.querySelector('.caption-card.focus-me');
+        return `focus on ${a ? (a.id || a.tagName) : 'nothing'} (page has focus: ${document.hasFocus()}), ` +
+               `marked: ${w ? w.id + ' ' + w.className : 'none'}`; }""")
 
 
 def fill(page, elem_id: str, text: str) -> None:

@@ -16,7 +16,10 @@
   const visible = (el) => !!el && el.offsetParent !== null;
   let focusTimer = null;
   let focusedToken = null;  // the drawing whose marked caption was last given the focus
-  let seenToken = null, seenAt = 0;  // the newest drawing seen, and when
+  let userActed = false;  // a key pressed or a pointer pressed since the marked caption last got the focus
+  const acted = (event) => { if (event.isTrusted) userActed = true; };
+  document.addEventListener("keydown", acted, true);
+  document.addEventListener("pointerdown", acted, true);
 
   const shown = (el) => {
     const r = el.getBoundingClientRect();
@@ -30,6 +33,30 @@
     const reveal = () => { if (document.activeElement === card && !shown(card))
       card.scrollIntoView({block: "nearest", inline: "nearest"}); };
     if (settle) setTimeout(reveal, 700); else reveal();
+  };
+
+  // The card the server marked "focus-me" gets the focus once per drawing (its "focus-v<N>" class), a moment
+  // after it appears, and again whenever a later update of the same drawing replaced it (which leaves the
+  // focus on the page's body) while the user has not pressed a key or the pointer since: however long a
+  // drawing's updates take, the focus ends on the marked card, and it is never pulled back from where the
+  // user put it. One pending attempt at a time, not reset by each DOM change (a page whose spinners keep
+  // changing would otherwise never get there).
+  const focusMarked = () => {
+    if (focusTimer !== null) return;
+    const wanted = document.querySelector(".caption-card.focus-me");
+    const token = wanted ? Array.from(wanted.classList).find((c) => c.startsWith("focus-v")) : null;
+    const lost = () => document.activeElement === document.body || document.activeElement === null;
+    const due = () => token !== focusedToken || (lost() && !userActed);
+    if (!wanted || !visible(wanted) || !due()) return;
+    focusTimer = setTimeout(() => {
+      focusTimer = null;
+      const card = document.querySelector(`.caption-card.${token}`);
+      if (card && visible(card) && due()) {
+        focusedToken = token;
+        userActed = false;
+        focusCard(card, true);
+      }
+    }, 300);
   };
 
   const prepare = () => {
@@ -47,30 +74,14 @@
       if (text && error.dataset.shown !== text) { error.dataset.shown = text; error.scrollIntoView({block: "center"}); }
       if (!text) delete error.dataset.shown;
     }
-    // A new drawing arrives in several DOM updates: focus once they have stopped for a moment, so the focus
-    // does not land on a card that is about to be replaced. The marked card gets the focus once per drawing; again only if the focus was lost meanwhile (the card
-    // replaced by a later update of the same drawing leaves the focus on the page's body).
-    const wanted = document.querySelector(".caption-card.focus-me");
-    const token = wanted ? Array.from(wanted.classList).find((c) => c.startsWith("focus-v")) : null;
-    if (token && token !== seenToken) { seenToken = token; seenAt = Date.now(); }
-    const settling = Date.now() - seenAt < 5000;  // a drawing's updates come within a few seconds
-    const lost = document.activeElement === document.body || document.activeElement === null;
-    if (wanted && visible(wanted) && (token !== focusedToken || (lost && settling))) {
-      clearTimeout(focusTimer);
-      focusTimer = setTimeout(() => {
-        const card = document.querySelector(`.caption-card.${token}`);
-        const stillLost = document.activeElement === document.body || document.activeElement === null;
-        if (card && visible(card) && (token !== focusedToken || (stillLost && settling))) {
-          focusedToken = token;
-          focusCard(card, true);
-        }
-      }, 300);
-    }
+    focusMarked();
   };
   new MutationObserver(prepare).observe(document.body, {childList: true, subtree: true, attributes: true,
                                                          attributeFilter: ["class"]});
   document.addEventListener("change", prepare, true);  // a radio clicked: the card is rated now
   prepare();
+  // Also on a clock: a card can lose the focus, or become visible, without a DOM change observed above.
+  setInterval(focusMarked, 500);
 
   // Click an image of the grid (or the pairwise image) to see it large.
   document.addEventListener("click", (event) => {

@@ -13,7 +13,16 @@ import time
 
 import pytest
 
-from helpers import ARTIFACTS, browser_test_marks, build_tiny_zoo, fill, serve_in_thread, wait_until, write_images
+from helpers import (
+    ARTIFACTS,
+    browser_test_marks,
+    build_tiny_zoo,
+    fill,
+    focus_state,
+    serve_in_thread,
+    wait_until,
+    write_images,
+)
 from page.compare import grid_view
 
 MODELS = ["alpha", "beta", "gamma", "delta"]
@@ -72,7 +81,7 @@ def test_caption_10_images_4_models_then_rate_undo_clear(server, browser):
     assert "New images" in page.locator("#setup").inner_text()
     # The first caption has the keyboard focus, so 0/1/2 rate it straight away.
     wait_until(lambda: page.evaluate("() => document.activeElement && document.activeElement.id") == "cell-0-0",
-               "focus on the first unrated caption")
+               "focus on the first unrated caption", state=lambda: focus_state(page))
 
     # Images at least 320 px wide, the file name below the picture, nothing drawn over it.
     image = page.locator("#image-0 img").bounding_box()
@@ -134,5 +143,6 @@ def test_caption_10_images_4_models_then_rate_undo_clear(server, browser):
     wait_until(lambda: len(stored()) == 2, "two scores", timeout=15)
     page.locator("#cell-0-0").focus()
     page.keyboard.press("u")
-    wait_until(lambda: page.evaluate("() => document.activeElement.id") == "cell-0-2", "u: the next unrated")
+    wait_until(lambda: page.evaluate("() => document.activeElement.id") == "cell-0-2", "u: the next unrated",
+               state=lambda: focus_state(page))
     page.close()
