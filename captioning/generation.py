@@ -188,11 +188,16 @@ def check_supported(model: Any, settings: GenerationSettings) -> None:
 
 
 def _prefill(model: Any, features: torch.Tensor, settings: GenerationSettings) -> tuple[torch.Tensor, Any]:
-    """model.prefill, asking for the fast path when the settings do (a model that cannot refuses clearly)."""
-    if settings.quantize is None:
-        return model.prefill(features)
-    check_supported(model, settings)
-    return model.prefill(features, quantize=settings.quantize)
+    """model.prefill, asking for the fast path when the settings do (a model that cannot refuses clearly), and
+    telling a model that can use it (`prefill_takes_max_new_tokens`) how long captions may get, so that its
+    cache is allocated once at its final size."""
+    kwargs: dict[str, Any] = {}
+    if getattr(model, "prefill_takes_max_new_tokens", False):
+        kwargs["max_new_tokens"] = settings.max_new_tokens
+    if settings.quantize is not None:
+        check_supported(model, settings)
+        kwargs["quantize"] = settings.quantize
+    return model.prefill(features, **kwargs)
 
 
 @torch.inference_mode()

@@ -6,19 +6,24 @@
 - the KV cache is one preallocated tensor (rows, layers, 2, heads, capacity, head_dim) written in place at
   each step, instead of transformers' growing per-layer caches (a torch.cat per layer per step);
 - the matmuls use a `backend`:
-    "fp32"  (CPU, float32): weights packed once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`),
-            which uses the CPU's widest vector units; MKL's sgemm, which `nn.Linear` / GPT-2's Conv1D call,
-            does not use AVX-512 on AMD CPUs and repacks the weight at every call. Same model, same
-            arithmetic up to float rounding: captions are those of transformers' GPT-2.
+    "fp32"  (CPU, float32): oneDNN's matmul kernels (`torch.ops.mkldnn._linear_pointwise`), which use the
+            CPU's widest vector units (AVX2, AVX-512) on AMD and Intel alike; MKL's sgemm, which `nn.Linear` /
+            GPT-2's Conv1D call, does not use AVX-512 on AMD CPUs. oneDNN is handed the module's own weight as
+            a transposed *view* (GPT-2's Conv1D stores (in, out), oneDNN reads it as (out, in) with strides):
+            no packed copy is kept, so an inference-only model holds one copy of each weight (a packed copy
+            was +0.6 GB per GPT-2 124M for a few % of speed). Same model, same arithmetic up to float
+            rounding: captions are those of transformers' GPT-2.
     "int8"  (CPU, opt-in, changes numerics): every decoder matmul (attention, MLP and the LM head) with int8
             weights (per output channel) and int8 activations quantised per call (PyTorch's dynamic
-            quantisation, `torch.ao.quantization.quantize_dynamic`, fbgemm kernels).
+            quantisation, `torch.ao.quantization.quantize_dynamic`, fbgemm kernels). The int8 weights are a
+            second copy, a quarter of the fp32 size, made only when this backend is asked for.
     "plain" (any device and dtype): GPT-2's own products (torch.addmm), so on a GPU this is cuBLAS.
 - the c_fc product and GPT-2's tanh GELU are one oneDNN call on the "fp32" backend.
 
-Packed weights are copies (the module keeps its own, for training and saving): `runner_for` keeps one runner
-per (decoder, backend) and rebuilds it when any decoder weight changed (in-place updates bump a tensor's
-version), so a model being trained never decodes with stale weights.
+The "fp32" and "plain" backends read the modules' weights at every call, so they never decode with stale
+weights and keep nothing alive. The int8 weights are copies: `runner_for` keeps one runner per (decoder,
+backend) and rebuilds it when any decoder weight changed (in-place updates bump a tensor's version), so a
+model being trained never decodes with stale weights.
 """
 
 from __future__ import annotations
@@ -65,32 +70,39 @@ def unsupported_reason(decoder: nn.Module, backend: str) -> str | None:
 # Matmul backends. A GPT-2 Conv1D holds weight (in, out) and computes x @ weight + bias.
 
 
-def _plain(weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
-    if bias is None:
-        return lambda x: x @ weight
-    return lambda x: torch.addmm(bias, x, weight)
+def _plain(module: nn.Module) -> Linear:
+    """module: a GPT-2 Conv1D (weight (in, out), bias) or the LM head (weight (V, d), no bias)."""
+    if isinstance(module, nn.Linear):
+        return lambda x: x @ module.weight.detach().t()
+    return lambda x: torch.addmm(module.bias.detach(), x, module.weight.detach())
 
 
-def _onednn(weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False) -> Linear:
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().t().contiguous())  # (out, in), packed
-    bias = None if bias is None else bias.detach().clone()
+def _onednn(module: nn.Module, gelu: bool = False) -> Linear:
+    """oneDNN on the module's own weight, read at each call (a view, no copy): (out, in) is what it expects."""
     attr, algorithm = ("gelu", "tanh") if gelu else ("none", "")
-    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, attr, [], algorithm)
+    if isinstance(module, nn.Linear):  # the LM head: weight (V, d) = (out, in) already, tied to wte
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x, module.weight.detach(), None, attr, [], algorithm)
+    return lambda x: torch.ops.mkldnn._linear_pointwise(x, module.weight.detach().t(), module.bias.detach(), attr,
+                                                        [], algorithm)  # Conv1D weight (in, out) -> view (out, in)
 
 
-def _int8_all(weights: list[tuple[torch.Tensor, torch.Tensor | None]]) -> list[Linear]:
-    """Dynamic int8 quantisation of (in, out) weights, as nn.Linear layers through quantize_dynamic."""
-    layers = nn.ModuleList()
-    for weight, bias in weights:
-        linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
-        linear.weight.data = weight.detach().t().contiguous()
+def _int8_all(modules: list[nn.Module]) -> list[Linear]:
+    """Dynamic int8 quantisation of Conv1D / LM-head weights, one layer at a time through quantize_dynamic
+    (so the float copy nn.Linear needs exists for one layer at once, never for the whole decoder)."""
+    out = []
+    for module in modules:
+        weight = module.weight.detach()
+        weight = weight if isinstance(module, nn.Linear) else weight.t()  # (out, in)
+        bias = getattr(module, "bias", None)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+        linear.weight = nn.Parameter(weight, requires_grad=False)  # a view: quantisation reads it
         if bias is not None:
-            linear.bias.data = bias.detach().clone()
-        layers.append(linear)
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it is still the API here
-        warnings.simplefilter("ignore")
-        quantized = torch.ao.quantization.quantize_dynamic(layers, {nn.Linear}, dtype=torch.qint8)
-    return [layer.forward for layer in quantized]
+            linear.bias = nn.Parameter(bias.detach(), requires_grad=False)
+        with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; still the API here
+            warnings.simplefilter("ignore")
+            quantized = torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8)
+        out.append(quantized[0].forward)
+    return out
 
 
 @dataclass
@@ -128,21 +140,19 @@ class Gpt2Runner:
         self.backend = backend
         self.heads, self.width = config.n_head, config.n_embd
         self.head_dim = self.width // self.heads
-        self.wte, self.wpe, self.ln_f = base.wte.weight, base.wpe.weight, base.ln_f
+        self.wte, self.wpe, self.ln_f = base.wte, base.wpe, base.ln_f  # modules: their weights are read live
         fuse_gelu = backend == "fp32" and config.activation_function in ("gelu_new", "gelu_pytorch_tanh")
         self.act = (lambda x: x) if fuse_gelu else ACT2FN[config.activation_function]
-        mats = []
+        mats = []  # per block: c_attn, attn c_proj, c_fc, mlp c_proj (GPT-2 Conv1D modules)
         for block in base.h:
-            mats += [(block.attn.c_attn.weight, block.attn.c_attn.bias), (block.attn.c_proj.weight, block.attn.c_proj.bias),
-                     (block.mlp.c_fc.weight, block.mlp.c_fc.bias), (block.mlp.c_proj.weight, block.mlp.c_proj.bias)]
-        head = decoder.get_output_embeddings().weight.t()  # (d, V): tied to wte, (V, d) stored
+            mats += [block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj]
+        head = decoder.get_output_embeddings()  # nn.Linear, weight (V, d) tied to wte
         if backend == "int8":
-            linears = _int8_all(mats + [(head, None)])
+            linears = _int8_all(mats + [head])
         elif backend == "fp32":
-            linears = [_onednn(w, b, gelu=fuse_gelu and i % 4 == 2) for i, (w, b) in enumerate(mats)]
-            linears.append(_onednn(head, None))
+            linears = [_onednn(m, gelu=fuse_gelu and i % 4 == 2) for i, m in enumerate(mats)] + [_onednn(head)]
         else:
-            linears = [_plain(w, b) for w, b in mats] + [_plain(head, None)]
+            linears = [_plain(m) for m in mats] + [_plain(head)]
         self.blocks = [_Block(block.ln_1, *linears[4 * i:4 * i + 2], block.ln_2, *linears[4 * i + 2:4 * i + 4])
                        for i, block in enumerate(base.h)]
         self.head = linears[-1]
@@ -165,9 +175,9 @@ class Gpt2Runner:
         rows, length, _ = hidden.shape
         start = cache.length
         if start + length > cache.kv.shape[4]:
+            cache.spare = None  # freed before the larger buffer is made: the two never coexist with the spare
             cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (length + GROW, self.head_dim))), 4)
-            cache.spare = None
-        h = (hidden + self.wpe[start:start + length]).reshape(rows * length, self.width)
+        h = (hidden + self.wpe.weight[start:start + length]).reshape(rows * length, self.width)
         for i, block in enumerate(self.blocks):
             attn = self._attention(block.ln_1(h).view(rows, length, self.width), cache, i, start)
             h = h + block.attn_proj(attn)
@@ -176,16 +186,21 @@ class Gpt2Runner:
         last = h.view(rows, length, self.width)[:, -1]  # the LM head only where a next token is chosen
         return self.head(self.ln_f(last)).float()
 
-    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
-        """embeds: (B, K, d) the visual prefix; returns next-token logits (B, V) and the cache."""
+    def prefill(self, embeds: torch.Tensor, max_new_tokens: int | None = None) -> tuple[torch.Tensor, KVCache]:
+        """embeds: (B, K, d) the visual prefix; returns next-token logits (B, V) and the cache.
+
+        max_new_tokens, when known, sizes the buffer once: K + max_new_tokens - 1 positions (the last token
+        chosen is never fed back), so it never grows; without it the buffer grows by GROW positions at a time.
+        """
         rows, length, _ = embeds.shape
-        kv = embeds.new_empty((rows, len(self.blocks), 2, self.heads, length + GROW, self.head_dim))
+        capacity = length + (max_new_tokens - 1 if max_new_tokens else GROW)
+        kv = embeds.new_empty((rows, len(self.blocks), 2, self.heads, max(capacity, length + 1), self.head_dim))
         cache = KVCache(kv=kv, length=0, runner=self)
         return self._forward(embeds, cache), cache
 
     def step(self, tokens: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
         """tokens: (rows,) one new token per sequence; returns next-token logits (rows, V)."""
-        return self._forward(self.wte[tokens][:, None], cache), cache
+        return self._forward(self.wte.weight[tokens][:, None], cache), cache
 
     @staticmethod
     def reorder_cache(cache: KVCache, index: torch.Tensor) -> KVCache:

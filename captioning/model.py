@@ -297,17 +297,21 @@ class PrefixCaptioner(nn.Module):
                 return backend
         return None
 
-    def prefill(self, image_features: torch.Tensor, quantize: str | None = None) -> tuple[torch.Tensor, Any]:
+    prefill_takes_max_new_tokens = True  # the engine passes the caption length: the KV buffer is sized once
+
+    def prefill(self, image_features: torch.Tensor, quantize: str | None = None,
+                max_new_tokens: int | None = None) -> tuple[torch.Tensor, Any]:
         """Run the K prefix embeddings through the decoder; returns next-token logits (B, V) and the KV cache.
 
         The LM head runs on the last position only: logits over the prefix positions are never needed.
-        A GPT-2 decoder runs on `captioning.gpt2_runner` (in-place KV buffer, packed matmuls); quantize="int8"
-        asks for its int8 path, which changes numerics (the engine records it in the settings).
+        A GPT-2 decoder runs on `captioning.gpt2_runner` (in-place KV buffer, oneDNN matmuls on the module's
+        own weights); quantize="int8" asks for its int8 path, which changes numerics (the engine records it in
+        the settings). max_new_tokens (optional) sizes the runner's KV buffer once for the whole caption.
         """
         prefix = self.prefix_embeddings(image_features)  # (B, K, n_embd)
         backend = self._runner_backend(quantize)
         if backend is not None:
-            return runner_for(self.decoder, backend).prefill(prefix)
+            return runner_for(self.decoder, backend).prefill(prefix, max_new_tokens=max_new_tokens)
         cache = DynamicCache()
         out = self.decoder.base_model(inputs_embeds=prefix, past_key_values=cache, use_cache=True)
         return self._logits(out.last_hidden_state[:, -1]), out.past_key_values
