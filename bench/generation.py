@@ -5,6 +5,7 @@ Run (from the repository root; full size takes a few minutes on 2 cores, `--quic
     .venv/bin/python bench/generation.py                      # real-size models, the README figures
     .venv/bin/python bench/generation.py --baseline-images 16 # time the baseline on all 16 images
     .venv/bin/python bench/generation.py --quick              # tiny models: checks the script runs
+    .venv/bin/python bench/generation.py --isa avx2           # as on an AVX2-only CPU (torch, oneDNN, MKL capped)
 
 What it builds (at random init, from configs; nothing is downloaded):
 - the vision encoder is CLIP ViT-B/32 with its projection (`CLIPVisionConfig()` defaults: image 224,
@@ -17,7 +18,14 @@ cannot be had offline, so each entry carries a small byte-level BPE trained here
 drops ids beyond its vocabulary, so captions are gibberish, but decoding is a negligible part of the time
 and the token ids (hence the work) are those of the real-size model.
 
-What it times (best of `--repeats`, after an untimed warm-up on a few images):
+It first prints the CPU and its ISA as /proc/cpuinfo's flags give it (AVX2, AVX-512, VNNI, AMX), and the cap
+`--isa avx2` puts on torch's own kernels (ATEN_CPU_CAPABILITY), oneDNN (ONEDNN_MAX_CPU_ISA) and MKL
+(MKL_ENABLE_INSTRUCTIONS); fbgemm (the int8 path), ONNX Runtime and OpenVINO have no such switch and still use
+what the CPU has, which the header says too.
+
+What it times (after an untimed warm-up on a few images), alternating: every measurement of a group runs once
+per round, `--repeats` (3) rounds, the best of each kept, so a burst of load on a shared machine spoils one round
+of every measurement rather than every repeat of one:
 1. ours: `captioning.pipeline.caption_images(models, 16 images, preset "consistent" = beam 5)` with exactly
    `--new-tokens` (20) new tokens per caption (EOS suppressed: min_new_tokens = max_new_tokens = 20): the
    16 PIL images (480x640) are preprocessed once, encoded once (the models share the encoder), and each
@@ -36,7 +44,13 @@ What it times (best of `--repeats`, after an untimed warm-up on a few images):
 5. batch 1: one photo captioned by the 3 models (the app's case), ours / int8 / transformers, s per photo.
 6. peak RSS per configuration (ours, int8, transformers x beam 5, greedy): each in a fresh process that
    loads the 3 models and captions the 16 images once (`--no-rss` skips these).
-7. `--device cuda`: fp32 / bf16 / fp16 rows, ours against batched transformers on the GPU (exits with one
+7. peers (`bench/peers.py`; `--no-peers` skips them): what a user would pick instead for fast CPU decoding
+   of the same GPT-2 with prefix embeddings, exported to ONNX with past key/values: ONNX Runtime fp32, ONNX
+   Runtime dynamic int8, OpenVINO fp32, each decoding the same images with the same models, settings and token
+   count through the same engine (beam 5 and greedy), with their peak RSS (the torch decoder's weights are
+   dropped in that process: it holds the runtime's copy only). A peer whose package is not installed is
+   left out with one line saying so.
+8. `--device cuda`: fp32 / bf16 / fp16 rows, ours against batched transformers on the GPU (exits with one
    line saying so when no CUDA GPU is available).
 
 The FLOP floor. Only matrix products are counted (2 FLOPs per multiply-add); layer norms, GELU, softmax,
@@ -61,8 +75,10 @@ the decode blocks and LM head at the rates measured for their own shapes, which 
 to the floor is the shape of the work rather than the engine.
 
 Targets, printed with PASS/MISS: ours >= 3x faster than the baseline per caption; ours <= 1.6x the floor
-for beam 5; greedy at batch 32 <= 2x its floor; ours >= 1.6x (beam 5) and >= 1.4x (greedy) faster than
-batched transformers; int8 beam 5 >= 2.5x faster than batched transformers. The last lines are a markdown table for the README.
+for beam 5; greedy at batch 32 <= 2x its floor; ours >= 1.6x (beam 5) and >= 1.6x (greedy) faster than
+batched transformers; int8 beam 5 >= 2.5x faster than batched transformers; ours at least level (>= 1.0x) with
+the fastest exact peer (beam 5), and int8 with ONNX Runtime's int8; peak RSS of ours (beam 5, 3 models) <= 1.1x
+transformers'. The last lines are a markdown table for the README.
 On a shared machine the figures vary from run to run, easily by 10-50 %: quote the command and the machine.
 """
 
@@ -82,9 +98,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peers.py
 
 import numpy as np
 import torch
+from peers import PEERS, PeerCaptioner, export_decoder, quantize_int8
 from PIL import Image
 from transformers import CLIPVisionConfig, GPT2Config
 from transformers.utils import logging as hf_logging
@@ -97,12 +115,16 @@ from captioning.preprocessing import make_image_processor
 from captioning.tokenization import train_bpe_tokenizer
 from captioning.zoo import ZooModel, load_entry, save_entry
 
+# `--isa avx2`: torch's own kernels, oneDNN and MKL read these once, when torch loads (the script re-runs itself)
+ISA_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
 TARGET_SPEEDUP = 3.0  # ours vs the batch-1 reference loop, seconds per caption
 TARGET_BEAM_FLOOR = 1.6  # ours (beam 5) / FLOP floor
 TARGET_GREEDY_FLOOR = 2.0  # greedy batch 32 / FLOP floor
 TARGET_VS_BATCHED_BEAM = 1.6  # ours vs batched transformers, beam 5, s/caption
-TARGET_VS_BATCHED_GREEDY = 1.4  # ours vs batched transformers, greedy
+TARGET_VS_BATCHED_GREEDY = 1.6  # ours vs batched transformers, greedy
 TARGET_INT8_BEAM = 2.5  # ours with quantize="int8" vs batched transformers, beam 5
+TARGET_VS_PEER = 1.0  # ours vs the fastest peer at equal tokens (exact vs exact, int8 vs int8), beam 5
+TARGET_RSS = 1.1  # peak RSS, ours / transformers, beam 5, the bench's models loaded
 IMAGE_HEIGHT, IMAGE_WIDTH = 480, 640  # a typical photo; preprocessing resizes it to 224
 
 TOKENIZER_TEXTS = [
@@ -197,6 +219,36 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def alternate(measurements: dict, repeats: int) -> dict:
+    """Best wall-clock seconds of each measurement (key -> fn), over `repeats` rounds in which every measurement
+    runs once, in turn: load from another process spoils a round of every measurement, so ratios stay fair."""
+    best = {key: float("inf") for key in measurements}
+    for _ in range(repeats):
+        for key, fn in measurements.items():
+            best[key] = min(best[key], best_time(fn, 1))
+    return best
+
+
+def cpu_isa() -> str:
+    """The CPU's model and vector ISA from /proc/cpuinfo's flags, and any cap in force: one line."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.processor() or platform.machine()} (no /proc/cpuinfo: ISA unknown)"
+    lines = info.splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    has = {"AVX2": "avx2" in flags, "AVX-512": "avx512f" in flags,
+           "VNNI": bool(flags & {"avx512_vnni", "avx_vnni"}), "AMX": any(f.startswith("amx") for f in flags)}
+    text = f"{model} | ISA: " + ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in has.items())
+    text += f" | torch kernels {torch.backends.cpu.get_cpu_capability()}"
+    caps = {k: os.environ[k] for k in ISA_CAPS["avx2"] if k in os.environ}
+    if caps:
+        text += " | capped: " + ", ".join(f"{k}={v}" for k, v in caps.items()) + \
+            " (fbgemm int8, ONNX Runtime and OpenVINO are not capped)"
+    return text
+
+
 def run_ours(models: list[ZooModel], images: list[Image.Image], settings: GenerationSettings) -> None:
     caption_images(models, images, settings=settings, batch_size=len(images))
 
@@ -238,6 +290,56 @@ def run_batched_transformers(models: list[ZooModel], images: list[Image.Image], 
             raise RuntimeError(f"batched transformers generated {out.shape[1]} tokens, expected {new_tokens}")
         for row in out.tolist():
             zoo_model.decode(row)
+
+
+def run_peer(models: list[ZooModel], peer_models: list[PeerCaptioner], images: list[Image.Image],
+             settings: GenerationSettings) -> None:
+    """A peer runtime: preprocess and encode once (shared encoder, in torch), then each model's exported decoder
+    through the same engine and settings as ours, and the captions decoded to text."""
+    first = models[0]
+    with torch.inference_mode():
+        features = first.encode(first.preprocess(list(images)))  # (B, embed_dim)
+        for zoo_model, peer in zip(models, peer_models):
+            out = generate(peer, features, settings)
+            for per_image in out.tokens:
+                for row in per_image:
+                    zoo_model.decode(row)
+
+
+def available_peers() -> tuple[list[str], list[str]]:
+    """(peers whose runtime is installed, one line per peer left out and why)."""
+    import importlib.util
+
+    ok, missing = [], []
+    for peer in PEERS:
+        package = "openvino" if peer == "openvino" else "onnxruntime"
+        if importlib.util.find_spec(package) is None:
+            missing.append(f"peer {peer} left out: the {package} package is not installed (make setup installs it)")
+        else:
+            ok.append(peer)
+    return ok, missing
+
+
+def export_peers(models: list[ZooModel], peers: list[str], onnx_dir: Path) -> dict[str, list[Path]]:
+    """Each model's decoder exported once (fp32), and quantised for ONNX Runtime int8: peer -> a path per model."""
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, list[Path]] = {peer: [] for peer in peers}
+    for i, zoo_model in enumerate(models):
+        fp32 = onnx_dir / f"decoder-{i}.onnx"
+        if not fp32.exists():
+            export_decoder(zoo_model.model.decoder, fp32)
+        for peer in peers:
+            if peer == "onnxruntime-int8":
+                int8 = onnx_dir / f"decoder-{i}-int8.onnx"
+                paths[peer].append(int8 if int8.exists() else quantize_int8(fp32, int8))
+            else:
+                paths[peer].append(fp32)
+    return paths
+
+
+def peer_models(models: list[ZooModel], peer: str, paths: list[Path], threads: int) -> list[PeerCaptioner]:
+    runtime = "openvino" if peer == "openvino" else "onnxruntime"
+    return [PeerCaptioner(m.model, path, runtime, threads) for m, path in zip(models, paths)]
 
 
 def check_lengths(model: ZooModel, images: list[Image.Image], settings: GenerationSettings, new_tokens: int) -> None:
@@ -332,14 +434,17 @@ def verdict(ok: bool) -> str:
 # Peak memory: each configuration in a fresh process (a process's peak RSS only ever grows)
 
 RSS_CONFIGS = ("ours-beam", "ours-greedy", "int8-beam", "int8-greedy", "transformers-beam", "transformers-greedy")
+PEER_RSS_CONFIGS = tuple(f"{peer}-beam" for peer in PEERS)
 
 
 def run_config(config: str, models: list[ZooModel], images: list[Image.Image], beam: GenerationSettings,
-               greedy: GenerationSettings) -> None:
+               greedy: GenerationSettings, peers: list[PeerCaptioner] | None = None) -> None:
     """One RSS configuration: '<engine>-<strategy>' on these models and images."""
-    engine, strategy = config.split("-")
+    engine, strategy = config.rsplit("-", 1)
     settings = beam if strategy == "beam" else greedy
-    if engine == "transformers":
+    if peers is not None:
+        run_peer(models, peers, images, settings)
+    elif engine == "transformers":
         run_batched_transformers(models, images, settings.num_beams if strategy == "beam" else 1,
                                  settings.max_new_tokens)
     else:
@@ -358,12 +463,19 @@ def rss_child(args: argparse.Namespace, beam: GenerationSettings, greedy: Genera
     shared: dict = {}
     models = [load_entry(path, shared_encoders=shared) for path in sorted(Path(args.zoo).iterdir())]
     images = synthetic_images(args.images, hw, seed=0)
+    peers = None
+    engine = args.rss_child.rsplit("-", 1)[0]
+    if engine in PEERS:  # the runtime holds the decoder: the torch decoder's weights are not kept beside it
+        paths = export_peers(models, [engine], Path(args.onnx_dir))[engine]
+        peers = peer_models(models, engine, paths, args.threads)
+        for zoo_model in models:
+            zoo_model.model.decoder.to("meta")
     gc.collect()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # not Linux, or not allowed: the process peak (loading included) is all there is
         pass
-    run_config(args.rss_child, models, images, beam, greedy)
+    run_config(args.rss_child, models, images, beam, greedy, peers)
     try:
         status = Path("/proc/self/status").read_text()
         peak_kib = float(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -373,13 +485,13 @@ def rss_child(args: argparse.Namespace, beam: GenerationSettings, greedy: Genera
     return 0
 
 
-def measure_rss(config: str, zoo_dir: Path, args: argparse.Namespace) -> float:
+def measure_rss(config: str, zoo_dir: Path, args: argparse.Namespace, onnx_dir: Path) -> float:
     """Peak RSS (MiB) of a fresh process that loads the zoo and runs one configuration."""
     import subprocess
 
     command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", config, "--zoo", str(zoo_dir),
                "--threads", str(args.threads), "--images", str(args.images), "--baseline-images", "1",
-               "--new-tokens", str(args.new_tokens)]
+               "--new-tokens", str(args.new_tokens), "--onnx-dir", str(onnx_dir)]
     if args.quick:
         command.append("--quick")
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -427,7 +539,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="torch threads for every timed part (default 2)")
-    p.add_argument("--repeats", type=int, default=1, help="timed repeats per measurement; the best is kept")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed rounds; each measurement runs once per round, the best is kept (default 3)")
     p.add_argument("--images", type=int, default=16, help="images captioned by each model (default 16)")
     p.add_argument("--models", type=int, default=3, help="models sharing one encoder (default 3)")
     p.add_argument("--baseline-images", type=int, default=4,
@@ -436,10 +549,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=20, help="exact caption length in tokens (default 20)")
     p.add_argument("--quick", action="store_true", help="tiny models and images: checks the script runs, in seconds")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-memory rows (one fresh process per row)")
+    p.add_argument("--no-peers", action="store_true", help="skip the ONNX Runtime / OpenVINO rows")
+    p.add_argument("--isa", choices=("native", *ISA_CAPS), default="native",
+                   help="avx2: cap torch, oneDNN and MKL at AVX2, as on an AVX2-only CPU (default native)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: also time fp32 / bf16 / fp16 on the GPU against batched transformers there")
-    p.add_argument("--rss-child", choices=RSS_CONFIGS, help=argparse.SUPPRESS)  # internal: one RSS measurement
+    p.add_argument("--rss-child", choices=RSS_CONFIGS + PEER_RSS_CONFIGS, help=argparse.SUPPRESS)  # internal: one RSS measurement
     p.add_argument("--zoo", help=argparse.SUPPRESS)
+    p.add_argument("--onnx-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name in ("threads", "repeats", "images", "models", "baseline_images", "greedy_batch", "new_tokens"):
         if getattr(args, name) < 1:
@@ -455,6 +572,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    caps = ISA_CAPS.get(args.isa, {})
+    if any(os.environ.get(key) != value for key, value in caps.items()):  # too late for this process: re-run
+        command = [sys.executable, str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)]
+        os.execve(sys.executable, command, {**os.environ, **caps})
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()  # generate() warns about generation-config details; they are not results
     beam = get_settings("consistent", min_new_tokens=args.new_tokens, max_new_tokens=args.new_tokens)
@@ -466,19 +587,30 @@ def main(argv: list[str] | None = None) -> int:
         return rss_child(args, beam, greedy, sizes.image_hw)
     mode = "quick (tiny models: the figures mean nothing)" if args.quick else "full size (ViT-B/32 + GPT-2 124M)"
     print(f"# bench/generation.py | {mode} | torch {torch.__version__} | {args.threads} threads | "
-          f"{platform.processor() or platform.machine()} | {os.cpu_count()} cores", flush=True)
+          f"{os.cpu_count()} cores", flush=True)
+    print(f"# CPU: {cpu_isa()}", flush=True)
+    peers, missing = ([], []) if args.no_peers else available_peers()
+    for line in missing:
+        print(line, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="caption-zoo-bench-") as tmp:
         t0 = time.perf_counter()
-        models = build_zoo(sizes, args.models, Path(tmp), tokenizer)
+        zoo_dir, onnx_dir = Path(tmp) / "zoo", Path(tmp) / "onnx"
+        models = build_zoo(sizes, args.models, zoo_dir, tokenizer)
         print(f"built and loaded {len(models)} models in {time.perf_counter() - t0:.1f} s "
               f"({models[0].model.parameter_counts()['total'] / 1e6:.1f} M parameters each)", flush=True)
+        if peers:
+            t0 = time.perf_counter()
+            paths = export_peers(models, peers, onnx_dir)
+            runtimes = {peer: peer_models(models, peer, paths[peer], args.threads) for peer in peers}
+            print(f"exported the decoders to ONNX (+ int8) and opened {', '.join(peers)} in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
         images = synthetic_images(args.images, sizes.image_hw, seed=0)
         greedy_images = synthetic_images(args.greedy_batch, sizes.image_hw, seed=1)
         baseline_images = images[:args.baseline_images]
         captions = len(images) * len(models)
 
-        # Warm-up (untimed): a few images through every path (packs the weights once), and the length check.
+        # Warm-up (untimed): a few images through every path, and the length check.
         warm = images[:2]
         for settings in (beam, greedy, int8_beam, int8_greedy):
             check_lengths(models[0], warm, settings, args.new_tokens)
@@ -487,50 +619,46 @@ def main(argv: list[str] | None = None) -> int:
         run_batched_transformers(models, warm, beam.num_beams, args.new_tokens)
         run_batched_transformers(models, warm, 1, args.new_tokens)
         run_ours(models[:1], greedy_images[:4], greedy)
+        for peer in peers:
+            for settings in (beam, greedy):
+                run_peer(models, runtimes[peer], warm, settings)
 
-        def per_caption(label: str, fn: Callable[[], object], count: int) -> float:
-            seconds = best_time(fn, args.repeats)
-            print(f"{label}: {seconds:.2f} s = {seconds / count:.3f} s/caption", flush=True)
-            return seconds / count
-
+        # Every engine on the same 16 images x 3 models, alternating (see the module docstring).
         batch = f"{len(images)} images x {len(models)} models"
-        t = {}  # s/caption, by (engine, strategy) at batch len(images)
-        t["ours", "beam"] = per_caption(f"ours: {batch}, beam {beam.num_beams}, {args.new_tokens} tokens",
-                                        lambda: run_ours(models, images, beam), captions)
-        ours_s = t["ours", "beam"] * captions
-        t["transformers", "beam"] = per_caption(
-            f"batched transformers: {batch}, beam {beam.num_beams}",
-            lambda: run_batched_transformers(models, images, beam.num_beams, args.new_tokens), captions)
-        t["int8", "beam"] = per_caption(f"ours int8: {batch}, beam {beam.num_beams}",
-                                        lambda: run_ours(models, images, int8_beam), captions)
-        t["ours", "greedy"] = per_caption(f"ours: {batch}, greedy", lambda: run_ours(models, images, greedy), captions)
-        t["transformers", "greedy"] = per_caption(
-            f"batched transformers: {batch}, greedy",
-            lambda: run_batched_transformers(models, images, 1, args.new_tokens), captions)
-        t["int8", "greedy"] = per_caption(f"ours int8: {batch}, greedy",
-                                          lambda: run_ours(models, images, int8_greedy), captions)
-
         base_captions = len(baseline_images) * len(models)
-        base_per_caption = per_caption(
-            f"baseline: {len(baseline_images)} images x {len(models)} models at batch 1 ({base_captions} generate calls)",
-            lambda: run_baseline(models, baseline_images, beam.num_beams, args.new_tokens), base_captions)
+        group = {}
+        for strategy, settings in (("beam", beam), ("greedy", greedy)):
+            beams = settings.num_beams if strategy == "beam" else 1
+            group["ours", strategy] = lambda s=settings: run_ours(models, images, s)
+            group["transformers", strategy] = lambda b=beams: run_batched_transformers(models, images, b,
+                                                                                        args.new_tokens)
+            group["int8", strategy] = lambda s=settings: run_ours(models, images, s.replace(quantize="int8"))
+            for peer in peers:
+                group[peer, strategy] = lambda p=peer, s=settings: run_peer(models, runtimes[p], images, s)
+        group["baseline", "beam"] = lambda: run_baseline(models, baseline_images, beam.num_beams, args.new_tokens)
+        group["greedy batch", "greedy"] = lambda: run_ours(models[:1], greedy_images, greedy)
+        seconds = alternate(group, args.repeats)
+        t = {}  # s/caption, by (engine, strategy)
+        for (engine, strategy), value in seconds.items():
+            count = {"baseline": base_captions, "greedy batch": len(greedy_images)}.get(engine, captions)
+            t[engine, strategy] = value / count
+            print(f"{engine}, {strategy}: {value:.2f} s = {t[engine, strategy]:.3f} s/caption", flush=True)
+        ours_s = seconds["ours", "beam"]
+        base_per_caption = t["baseline", "beam"]
+        greedy_s = seconds["greedy batch", "greedy"]
 
         # Batch 1: one photo captioned by every model, as the app does.
         one = images[:1]
-        photo = {}  # s/photo
-        for key, fn in ((("ours", "beam"), lambda: run_ours(models, one, beam)),
-                        (("int8", "beam"), lambda: run_ours(models, one, int8_beam)),
-                        (("transformers", "beam"), lambda: run_batched_transformers(models, one, beam.num_beams,
-                                                                                    args.new_tokens)),
-                        (("ours", "greedy"), lambda: run_ours(models, one, greedy)),
-                        (("int8", "greedy"), lambda: run_ours(models, one, int8_greedy)),
-                        (("transformers", "greedy"), lambda: run_batched_transformers(models, one, 1,
-                                                                                      args.new_tokens))):
-            photo[key] = per_caption(f"batch 1, {key[0]} {key[1]}: 1 photo x {len(models)} models", fn, 1)
-
-        greedy_s = best_time(lambda: run_ours(models[:1], greedy_images, greedy), args.repeats)
-        print(f"greedy: {len(greedy_images)} images x 1 model in one batch, {args.new_tokens} tokens: "
-              f"{greedy_s:.2f} s = {len(greedy_images) / greedy_s:.1f} captions/s", flush=True)
+        photo_group = {}
+        for strategy, settings in (("beam", beam), ("greedy", greedy)):
+            beams = settings.num_beams if strategy == "beam" else 1
+            photo_group["ours", strategy] = lambda s=settings: run_ours(models, one, s)
+            photo_group["int8", strategy] = lambda s=settings: run_ours(models, one, s.replace(quantize="int8"))
+            photo_group["transformers", strategy] = lambda b=beams: run_batched_transformers(models, one, b,
+                                                                                              args.new_tokens)
+        photo = alternate(photo_group, args.repeats)  # s/photo
+        for (engine, strategy), value in photo.items():
+            print(f"batch 1, {engine} {strategy}: 1 photo x {len(models)} models: {value:.2f} s", flush=True)
 
         # The machine's rate: large products (as the encoder and the prefill run); the decode products have
         # beams x images rows and are measured too, to say how much of the gap is the shape, not the engine.
@@ -556,8 +684,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rss = {}
         if not args.no_rss:
-            for config in RSS_CONFIGS:
-                rss[config] = measure_rss(config, Path(tmp), args)
+            for config in RSS_CONFIGS + tuple(f"{peer}-beam" for peer in peers):
+                rss[config] = measure_rss(config, zoo_dir, args, onnx_dir)
                 print(f"peak RSS, {config}: {rss[config]:.0f} MiB", flush=True)
 
         gpu_rows = cuda_rows(models, images, beam, greedy, args.repeats) if args.device == "cuda" else []
@@ -581,6 +709,22 @@ def main(argv: list[str] | None = None) -> int:
          verdict(vs["int8", "beam"] >= TARGET_INT8_BEAM)),
         ("ours int8 (opt-in), greedy: s/caption", f"{t['int8', 'greedy']:.3f}", "", ""),
         ("ours int8 vs batched transformers, greedy", f"{vs['int8', 'greedy']:.2f}x", "", ""),
+    ]
+    for strategy in ("beam", "greedy"):
+        label = "beam 5" if strategy == "beam" else "greedy"
+        for peer in peers:
+            rows.append((f"peer {peer}, {label}: s/caption", f"{t[peer, strategy]:.3f}", "", ""))
+        exact = [peer for peer in peers if peer != "onnxruntime-int8"]
+        if exact:
+            fastest = min(exact, key=lambda peer: t[peer, strategy])
+            ratio = t[fastest, strategy] / t["ours", strategy]
+            target = (f">= {TARGET_VS_PEER:g}x", verdict(ratio >= TARGET_VS_PEER)) if strategy == "beam" else ("", "")
+            rows.append((f"ours vs fastest exact peer ({fastest}), {label}", f"{ratio:.2f}x", *target))
+        if "onnxruntime-int8" in peers:
+            ratio = t["onnxruntime-int8", strategy] / t["int8", strategy]
+            target = (f">= {TARGET_VS_PEER:g}x", verdict(ratio >= TARGET_VS_PEER)) if strategy == "beam" else ("", "")
+            rows.append((f"ours int8 vs onnxruntime-int8, {label}", f"{ratio:.2f}x", *target))
+    rows += [
         ("baseline (batch 1, transformers generate): s/caption", f"{base_per_caption:.3f}", "", ""),
         ("speed-up vs baseline", f"{speedup:.1f}x", f">= {TARGET_SPEEDUP:g}x", verdict(speedup >= TARGET_SPEEDUP)),
         ("beam 5: time / FLOP floor", f"{beam_ratio:.2f}x", f"<= {TARGET_BEAM_FLOOR:g}x",
@@ -595,6 +739,12 @@ def main(argv: list[str] | None = None) -> int:
                      " / ".join(f"{photo[e, strategy]:.2f}" for e in ("ours", "int8", "transformers")), "", ""))
     for config, mib in rss.items():
         rows.append((f"peak RSS, {config} ({len(models)} models loaded)", f"{mib:.0f} MiB", "", ""))
+    if "ours-beam" in rss:
+        ratio = rss["ours-beam"] / rss["transformers-beam"]
+        rows.append(("peak RSS, beam 5: ours / transformers", f"{ratio:.2f}x", f"<= {TARGET_RSS:g}x",
+                     verdict(ratio <= TARGET_RSS)))
+        per_model = (rss["ours-beam"] - rss["transformers-beam"]) / len(models)
+        rows.append(("peak RSS, beam 5: ours over transformers, per model", f"{per_model:+.0f} MiB", "", ""))
     rows += gpu_rows
     rows += [
         (f"fp32 matmul rate ({args.threads} threads)", f"{rate:.1f} GFLOP/s", "", ""),
@@ -605,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/generation.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     print()
     print(f"Command: `{command}`; {batch}, {args.new_tokens} new tokens, "
-          f"baseline timed on {len(baseline_images)} images x {len(models)} models, best of {args.repeats}.")
+          f"baseline timed on {len(baseline_images)} images x {len(models)} models, best of {args.repeats} "
+          f"alternating rounds. CPU: {cpu_isa()}.")
     print()
     print("| measurement | value | target | result |")
     print("| --- | --- | --- | --- |")
