@@ -8,11 +8,14 @@
 - the matmuls use a `backend`:
     "fp32"  (CPU, float32): oneDNN's matmul kernels (`torch.ops.mkldnn._linear_pointwise`), which use the
             CPU's widest vector units (AVX2, AVX-512) on AMD and Intel alike; MKL's sgemm, which `nn.Linear` /
-            GPT-2's Conv1D call, does not use AVX-512 on AMD CPUs. oneDNN is handed the module's own weight as
-            a transposed *view* (GPT-2's Conv1D stores (in, out), oneDNN reads it as (out, in) with strides):
-            no packed copy is kept, so an inference-only model holds one copy of each weight (a packed copy
-            was +0.6 GB per GPT-2 124M for a few % of speed). Same model, same arithmetic up to float
-            rounding: captions are those of transformers' GPT-2.
+            GPT-2's Conv1D call, does not use AVX-512 on AMD CPUs. oneDNN is handed the module's own weight:
+            no packed copy is kept, so an inference-only model holds one copy of each weight (the packed
+            copies were +0.6 GB per GPT-2 124M). oneDNN is as fast on a plain (out, in) row-major weight as on
+            its packed one, and 1.5-2x slower on GPT-2's Conv1D layout (in, out) (it repacks that at every
+            call), so the runner stores each Conv1D weight column-major, once (`_store_out_in`): the same
+            tensor, shape (in, out) and values, laid out as (out, in) in memory; transformers' forward,
+            training and `state_dict` read it as before. Same model, same arithmetic up to float rounding:
+            captions are those of transformers' GPT-2.
     "int8"  (CPU, opt-in, changes numerics): every decoder matmul (attention, MLP and the LM head) with int8
             weights (per output channel) and int8 activations quantised per call (PyTorch's dynamic
             quantisation, `torch.ao.quantization.quantize_dynamic`, fbgemm kernels). The int8 weights are a
@@ -77,8 +80,20 @@ def _plain(module: nn.Module) -> Linear:
     return lambda x: torch.addmm(module.bias.detach(), x, module.weight.detach())
 
 
+def _store_out_in(module: nn.Module) -> None:
+    """Lay a Conv1D weight (in, out) out as (out, in) in memory, in place of the old storage (one matrix at a time
+    is copied). The Parameter object, its shape and its values stay: optimisers, state_dict and GPT-2's own
+    forward (torch.addmm, which takes either layout) see no difference."""
+    weight = module.weight
+    if weight.stride() == (1, weight.shape[0]):
+        return
+    with torch.inference_mode(False), torch.no_grad():  # a normal tensor, even when decoding starts it
+        weight.data = weight.data.t().contiguous().t()  # (in, out), strides (1, in)
+
+
 def _onednn(module: nn.Module, gelu: bool = False) -> Linear:
-    """oneDNN on the module's own weight, read at each call (a view, no copy): (out, in) is what it expects."""
+    """oneDNN on the module's own weight, read at each call (a view, no copy): (out, in) is what it expects;
+    a Conv1D weight stored by `_store_out_in` is a contiguous (out, in) matrix once transposed."""
     attr, algorithm = ("gelu", "tanh") if gelu else ("none", "")
     if isinstance(module, nn.Linear):  # the LM head: weight (V, d) = (out, in) already, tied to wte
         return lambda x: torch.ops.mkldnn._linear_pointwise(x, module.weight.detach(), None, attr, [], algorithm)
@@ -150,6 +165,8 @@ class Gpt2Runner:
         if backend == "int8":
             linears = _int8_all(mats + [head])
         elif backend == "fp32":
+            for module in mats:
+                _store_out_in(module)
             linears = [_onednn(m, gelu=fuse_gelu and i % 4 == 2) for i, m in enumerate(mats)] + [_onednn(head)]
         else:
             linears = [_plain(m) for m in mats] + [_plain(head)]

@@ -3,7 +3,8 @@
 - decoding on the exact path ("fp32", "plain") adds no tensor that holds weights: every tensor alive after
   decoding that was not alive before is small (the tensors are counted by storage, found through the GC);
   the packed copies this replaced were +0.6 GB per GPT-2 124M;
-- the parameters, `state_dict` and training see the same ordinary tensors before and after decoding;
+- the parameters, `state_dict` and training see ordinary tensors with the same values before and after decoding
+  (the fp32 runner lays the Conv1D weights out as (out, in) in memory once, in place of the old storage);
 - the int8 path's copy is int8 (a quarter of the float bytes), made one layer at a time;
 - the KV buffer is allocated once at its final size when the caption length is known.
 """
@@ -40,19 +41,26 @@ def decoder_bytes(model) -> int:
 def test_exact_path_keeps_no_copy_of_the_weights(backend):
     model = tiny_captioner(seed=0)
     features = torch.randn(3, model.embed_dim)
-    params = {p.data_ptr() for p in model.decoder.parameters()}
+    values = {name: p.detach().clone() for name, p in model.decoder.named_parameters()}
     before = tensor_storages()
     with torch.inference_mode():
         runner = runner_for(model.decoder, backend)
         logits, cache = runner.prefill(model.prefix_embeddings(features))
         runner.step(logits.argmax(-1), cache)
     del logits, cache
-    new = {ptr: size for ptr, size in tensor_storages().items() if ptr not in before}
+    after = tensor_storages()
     largest_matrix = max(p.numel() * p.element_size() for p in model.decoder.parameters())
-    # What the runner keeps (nothing of the weights) plus loose ends: far less than one weight matrix.
-    assert sum(new.values()) < largest_matrix / 4, (sum(new.values()), decoder_bytes(model))
-    assert {p.data_ptr() for p in model.decoder.parameters()} == params  # the same storage, still ordinary tensors
-    assert runner is runner_for(model.decoder, backend)  # kept, not rebuilt, while the weights do not change
+    # What the runner keeps (nothing of the weights) plus loose ends: far less than one weight matrix. A storage
+    # the runner replaced (the (out, in) layout) is freed, so it is counted once.
+    assert sum(after.values()) - sum(before.values()) < largest_matrix / 4, (sum(after.values()) - sum(before.values()),
+                                                                             decoder_bytes(model))
+    for name, p in model.decoder.named_parameters():  # ordinary tensors, the same values
+        assert p.layout == torch.strided and not p.is_inference() and torch.equal(p, values[name]), name
+    ptrs = {p.data_ptr() for p in model.decoder.parameters()}
+    with torch.inference_mode():
+        runner = runner_for(model.decoder, backend)
+        runner.prefill(model.prefix_embeddings(features))
+    assert {p.data_ptr() for p in model.decoder.parameters()} == ptrs  # laid out once, not at every decode
 
 
 def test_state_dict_and_training_see_the_decoding_weights():
@@ -63,6 +71,8 @@ def test_state_dict_and_training_see_the_decoding_weights():
     state = model.decoder.state_dict()
     for name, p in model.decoder.named_parameters():
         assert state[name].layout == torch.strided and state[name].data_ptr() == p.data_ptr(), name
+    c_fc = model.decoder.transformer.h[0].mlp.c_fc.weight  # GPT-2's Conv1D: (in, out), now (out, in) in memory
+    assert c_fc.shape == (model.n_embd, 4 * model.n_embd) and c_fc.t().is_contiguous()
 
     model.train()
     optimizer = torch.optim.SGD(model.decoder.parameters(), lr=0.5)
