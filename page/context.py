@@ -23,7 +23,15 @@ DEFAULT_ZOO = "model_zoo"
 DEFAULT_DB = "ratings.sqlite"
 DEFAULT_SAMPLES = ROOT / "sample_images"
 DEFAULT_IMAGE_CACHE = DEFAULT_DISPLAY_DIR  # shared with `python -m rating import`
-MAX_MODELS_IN_MEMORY = 6
+# How many zoo entries the app keeps loaded (least recently used goes first), from measured memory (issue 22,
+# bench/generation.py's peak-RSS rows for 1 and 3 loaded models: real-size GPT-2 124M + MLP mapper decoding 16
+# photos with beam 5): each model adds 712 MiB, its weights (603 MiB, once: the decoder runs on them without a
+# packed copy) and its decoding's working memory; the shared CLIP encoder, torch and the app take about 1.2 GB.
+# With 4.5 GiB for models, an 8 GB machine keeps room for image batches and the OS. Smaller entries (the demo
+# zoo's) take far less, so the limit errs on the safe side for them.
+MIB_PER_MODEL = 712
+MODEL_MEMORY_BUDGET_MIB = 4608
+MAX_MODELS_IN_MEMORY = max(1, MODEL_MEMORY_BUDGET_MIB // MIB_PER_MODEL)  # 6
 
 
 @dataclass
