@@ -636,12 +636,7 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
             config = _read_json(path / CONFIG_FILE)
             row["kind"] = kind = entry_kind(config, path)
             row["family"] = family_name(config, kind)
-            from safetensors import safe_open
-
-            row["parameters"] = 0
-            for weights in weight_files(path):
-                with safe_open(weights, framework="pt") as f:
-                    row["parameters"] += sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+            row["parameters"] = count_parameters(path)
             row.update(base_models(config, kind))
             if kind == KIND_TRANSFORMERS:
                 _check_processor_files(path)
@@ -655,6 +650,17 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
             row["error"] = str(e)
         rows.append(row)
     return rows
+
+
+def count_parameters(path: Path) -> int:
+    """The number of weights stored in an entry's safetensors files (read from their headers, nothing loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for weights in weight_files(path):
+        with safe_open(weights, framework="pt") as f:
+            total += sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    return total
 
 
 def _numel(shape) -> int:

@@ -11,13 +11,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from foreign_models import BUILDERS, build_blip, build_llava, reference_inputs
 from PIL import Image
 
 from captioning.foreign import DEFAULT_INSTRUCTION
 from captioning.generation import check_supported, get_settings
 from captioning.pipeline import caption_images
 from captioning.zoo import KIND_TRANSFORMERS, ZooError, list_zoo, load_entry, select_entries
+from foreign_models import BUILDERS, build_blip, build_llava, reference_inputs
 from helpers import tiny_zoo_entry
 
 TOKENS = 12
