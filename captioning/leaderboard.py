@@ -10,7 +10,7 @@ leaderboard.json::
 
     {"split": "test", "data": "...", "format": "coco", "images": 1000, "dataset_fingerprint": "...",
      "decoding": {...}, "metrics_info": {...}, "versions": {...}, "created": "...", "command": "...",
-     "entries": [{"name", "weights_hash", "dtype", "metrics": {...}, "seconds"}, ...]}   best first
+     "entries": [{"name", "family", "weights_hash", "dtype", "metrics": {...}, "seconds"}, ...]}   best first
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
              f"({board.get('images')} images, dataset fingerprint `{board.get('dataset_fingerprint')}`), decoding "
              f"`{decoding.get('preset', '')}` (`{json.dumps(decoding)}`). Only numbers with the same fingerprint "
              "and decoding compare.", "",
-             "| rank | entry | dtype | " + " | ".join(present) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in present) + " |"]
+             "| rank | entry | family | dtype | " + " | ".join(present) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in present) + " |"]
     for rank, entry in enumerate(entries, start=1):
         metrics = entry.get("metrics") or {}
         cells = [f"{metrics[m]:.4f}" if _number(metrics.get(m)) else "" for m in present]
-        lines.append(f"| {rank} | {entry['name']} | {entry.get('dtype', '')} | " + " | ".join(cells) + " |")
+        lines.append(f"| {rank} | {entry['name']} | {entry.get('family', '')} | {entry.get('dtype', '')} | "
+                     + " | ".join(cells) + " |")
     clip = board.get("clipscore")
     if clip:
         lines += ["", f"CLIPScore: {clip.get('model') or 'not computed'}"

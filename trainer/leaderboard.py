@@ -73,7 +73,7 @@ def score_zoo(zoo: str | Path, split: Split, *, data: str, settings: GenerationS
         if clip_scorer is not None:
             add_clipscore(scores, clip_scorer, split, captions)
         images = max(images, int(scores.get("images", 0)))
-        entries.append({"name": model.name, "weights_hash": model.weights_hash[:12],
+        entries.append({"name": model.name, "family": model.family, "weights_hash": model.weights_hash[:12],
                         "dtype": model.config.get("dtype", "float32"), "metrics": scores,
                         "seconds": round(time.perf_counter() - started, 1)})
         print(f"scored {model.name}", file=sys.stderr)
