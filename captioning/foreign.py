@@ -124,6 +124,22 @@ def generate_kwargs(settings) -> dict[str, Any]:
     return kwargs
 
 
+class ForeignInputs:
+    """Turns a batch of RGB images into a model's inputs: its processor, with the prompt its family asks with.
+    Apart from the model, so that it can be sent to other processes (the Ray engine's preprocessing tasks)."""
+
+    def __init__(self, processor, text: str | None, nested: bool):
+        self.processor, self.text, self.nested = processor, text, nested
+
+    def __call__(self, images: list) -> Any:
+        """A BatchFeature: pixel values, and the prompt's token ids and mask (left-padded) when there is one."""
+        if self.text is None:
+            return self.processor(images=images, return_tensors="pt")
+        if self.nested:
+            images = [[image] for image in images]
+        return self.processor(images=images, text=[self.text] * len(images), padding=True, return_tensors="pt")
+
+
 class TransformersCaptioner(nn.Module):
     """A transformers image-to-text model and its processor, asked for captions the way its family is."""
 
@@ -151,6 +167,7 @@ class TransformersCaptioner(nn.Module):
                                                                       "output_hidden_states")}
         model.generation_config = GenerationConfig(**{k: getattr(own, k) for k in TOKEN_KEYS
                                                       if getattr(own, k, None) is not None})
+        self.inputs = ForeignInputs(processor, self.text(), model_type in NESTED_IMAGES)
 
     @property
     def eos_token_id(self):
@@ -165,12 +182,7 @@ class TransformersCaptioner(nn.Module):
 
     def prepare(self, images: list) -> Any:
         """The processor's inputs for a batch of RGB images (a BatchFeature: pixel values, prompt tokens)."""
-        text = self.text()
-        if text is None:
-            return self.processor(images=images, return_tensors="pt")
-        if self.model_type in NESTED_IMAGES:
-            images = [[image] for image in images]
-        return self.processor(images=images, text=[text] * len(images), padding=True, return_tensors="pt")
+        return self.inputs(images)
 
     @staticmethod
     def rows(inputs) -> int:
