@@ -221,3 +221,13 @@ def test_folders_that_cannot_be_entries_are_refused_in_one_line(folders, tmp_pat
     rows = {r["name"]: r for r in list_zoo(zoo)}
     assert "error" not in rows["git"] and all("error" in rows[n] for n in rows if n != "git")
     assert [p.name for p in select_entries(zoo)] == ["git"]
+
+
+def test_pixel_count_sizes_are_not_read_as_sides():
+    """Qwen2-VL's processor keeps min/max pixel counts in `size`; the side images are decoded at comes from them."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from captioning.preprocessing import input_side
+
+    processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=448 * 448)
+    assert input_side(processor) == 449
