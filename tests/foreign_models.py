@@ -166,13 +166,49 @@ def build_llava(folder: Path, seed: int = 0) -> Path:
     return _save(LlavaForConditionalGeneration(config), processor, folder)
 
 
+def build_instructblip(folder: Path, seed: int = 0) -> Path:
+    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration, InstructBlipProcessor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    tokenizer = _word_tokenizer(special=("<image>",))
+    qformer_tokenizer = _bert_tokenizer(folder / "qformer-vocab")
+    config = InstructBlipConfig(
+        vision_config=VISION, num_query_tokens=4, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        qformer_config=dict(TEXT, encoder_hidden_size=32, vocab_size=len(qformer_tokenizer)),
+        text_config=dict(model_type="opt", vocab_size=len(tokenizer), hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                         num_attention_heads=4, word_embed_proj_dim=32, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=0, init_std=0.5))
+    torch.manual_seed(seed)
+    processor = InstructBlipProcessor(image_processor=BlipImageProcessorPil(size={"height": SIDE, "width": SIDE}),
+                                      tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer, num_query_tokens=4)
+    return _save(InstructBlipForConditionalGeneration(config), processor, folder)
+
+
+def build_paligemma(folder: Path, seed: int = 0) -> Path:
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tokenizer = _word_tokenizer(special=("<image>",))
+    vision = dict(VISION, model_type="siglip_vision_model", projection_dim=32)
+    text = dict(TEXT, model_type="gemma", vocab_size=len(tokenizer), num_key_value_heads=4, head_dim=8,
+                bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=32, hidden_size=32,
+                             image_token_index=tokenizer.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(seed)
+    image_processor = SiglipImageProcessorPil(size={"height": SIDE, "width": SIDE})
+    image_processor.image_seq_length = (SIDE // 8) ** 2
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return _save(PaliGemmaForConditionalGeneration(config), processor, folder)
+
+
 BUILDERS = {"BLIP": build_blip, "GIT": build_git, "BLIP-2": build_blip2, "VisionEncoderDecoder": build_ved,
-            "Florence-2": build_florence2, "LLaVA": build_llava}
+            "Florence-2": build_florence2, "LLaVA": build_llava, "InstructBLIP": build_instructblip,
+            "PaliGemma": build_paligemma}
 
 
 def reference_inputs(family: str, processor, image, prompt: str | None):
     """One image's inputs as each family's model card builds them with plain transformers."""
-    if family == "Florence-2":
+    if family in ("Florence-2", "PaliGemma", "InstructBLIP"):
         return processor(text=prompt, images=image, return_tensors="pt")
     if family == "LLaVA":
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
