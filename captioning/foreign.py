@@ -237,7 +237,8 @@ def load_captioner(path, config: dict[str, Any], *, prompt: str | None, device, 
         raise ForeignEntryError(f"its processor needs a library that is not installed ({e}); Caption Zoo's torch "
                                 "pin has no torchvision, so SmolVLM / Qwen2-VL processors cannot load here") from None
     except Exception as e:  # transformers raises many types for a bad folder; all mean the same to a user
-        raise ForeignEntryError(f"cannot load its processor ({type(e).__name__}: {e}); the folder needs what "
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ForeignEntryError(f"cannot load its processor ({type(e).__name__}: {first}); the folder needs what "
                                 "the processor's save_pretrained writes (processor_config.json or "
                                 "preprocessor_config.json, and the tokenizer files)") from None
     if isinstance(processor, type(None)) or not hasattr(processor, "image_processor"):
