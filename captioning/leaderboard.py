@@ -23,7 +23,7 @@ from typing import Any
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
 # Columns of the markdown table and the app, in this order, when present.
-SHOWN_METRICS = ("cider", "bleu4", "meteor", "bertscore_f1", "clipscore", "refclipscore", "object_accuracy")
+SHOWN_METRICS = ("cider", "bleu4", "meteor", "rouge_l", "bertscore_f1", "clipscore", "refclipscore", "object_accuracy")
 
 
 def _number(value: Any) -> bool:
@@ -51,6 +51,10 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
     if clip:
         lines += ["", f"CLIPScore: {clip.get('model') or 'not computed'}"
                   + (f" ({clip['reason']})" if clip.get("reason") else "")]
+    tokenizer = (board.get("metrics_info") or {}).get("tokenizer")
+    if tokenizer:
+        lines += ["", f"Tokenizer: {tokenizer}" + (" (the COCO caption evaluation's PTB tokenizer)" if tokenizer == "ptb"
+                                                   else " (regex fallback without Java; not the COCO tokenization)")]
     versions = board.get("versions") or {}
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
               f"Made {board.get('created')} by `{board.get('command')}`."]
