@@ -138,6 +138,15 @@ def runner(path: str, folder: Path, tokens: int, batch_size: int):
     return run
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB: VmHWM, which starts afresh at exec (getrusage's ru_maxrss does
+    not: a child started from a big parent would report the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_of(path: str, folder: Path, args) -> float | None:
     """Peak RSS (MiB) of a fresh process that loads and runs `path` once on the same images."""
     command = [sys.executable, __file__, "--rss-only", path, "--model-folder", str(folder), "--images",
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.rss_only:
         runner(args.rss_only, args.model_folder, args.tokens, args.batch_size)(photos(args.images))
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_rss_mib())
         return 0
     if args.quick:
         args.images, args.repeats, args.tokens = 4, 1, 5
