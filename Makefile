@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock lint browser prometheus test demo demo-zoo bench screenshot clean
+.PHONY: setup lock lint browser prometheus java test demo demo-zoo bench screenshot clean
 
 setup: $(STAMP)
 
@@ -58,7 +58,18 @@ prometheus:
 	  else echo "note: /usr/bin/prometheus missing and cannot be installed here; the Prometheus test will be skipped"; fi; \
 	fi
 
-test: setup browser prometheus lint
+# The COCO caption metrics run Java: pycocoevalcap's PTB tokenizer (so BLEU/METEOR/ROUGE-L/CIDEr equal the official
+# numbers) and its METEOR jar. Debian's headless JRE; without it those tests are skipped and scoring falls back to
+# the regex tokenizer, saying so.
+java:
+	@if ! command -v java >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      default-jre-headless) >/dev/null; \
+	  else echo "note: java missing and cannot be installed here; the COCO-metric tests will be skipped"; fi; \
+	fi
+
+test: setup browser prometheus java lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 demo: setup

@@ -138,3 +138,29 @@ def model_card(name: str, config: CaptionerConfig, metrics: dict[str, Any] | Non
     if curves_file:
         lines += ["", f"![training curves]({curves_file})"]
     return "\n".join(lines) + "\n"
+
+
+def foreign_card(name: str, *, family: str, source: str, parameters: int, size_mb: float, licence: str | None,
+                 prompt: str | None, ignored_defaults: dict[str, Any], test_caption: str,
+                 original_card: str = "") -> str:
+    """The card of another maker's model added to the zoo (`captioning.adding.add_model`): where it came from,
+    its family, size and licence, how it is asked for a caption, and the maker's own card below."""
+    lines = [f"# {name}", "",
+             f"A {family} image-to-text model from `{source}`, added to the zoo as transformers saved it "
+             "(it loads with plain transformers too). Caption Zoo decodes it with transformers' own `generate`.", "",
+             "| | |", "|---|---|",
+             f"| Family | {family} |",
+             f"| Parameters | {parameters:,} |",
+             f"| Size on disk | {size_mb:,.1f} MB |",
+             f"| Licence | {licence or 'not stated in the source card: check it before use'} |",
+             f"| Asked with | {json.dumps(prompt) if prompt else 'the image alone'} |",
+             f"| Test caption when added | {json.dumps(test_caption)} (greedy, a drawn test image) |", ""]
+    if ignored_defaults:
+        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(ignored_defaults.items()))
+        lines += [f"Its checkpoint's own generation defaults ({shown}) are not used: the preset chosen in Caption "
+                  "Zoo decides how it decodes, as for every other entry.", ""]
+    lines += ["The prompt and a display name can be changed in `caption_zoo.json` next to this card.", ""]
+    if original_card.strip():
+        body = original_card.split("\n---", 1)[1].split("\n", 1)[-1] if original_card.startswith("---") else original_card
+        lines += ["## The maker's model card", "", body.strip(), ""]
+    return "\n".join(lines)

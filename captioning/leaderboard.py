@@ -10,7 +10,7 @@ leaderboard.json::
 
     {"split": "test", "data": "...", "format": "coco", "images": 1000, "dataset_fingerprint": "...",
      "decoding": {...}, "metrics_info": {...}, "versions": {...}, "created": "...", "command": "...",
-     "entries": [{"name", "weights_hash", "dtype", "metrics": {...}, "seconds"}, ...]}   best first
+     "entries": [{"name", "family", "weights_hash", "dtype", "metrics": {...}, "seconds"}, ...]}   best first
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
 # Columns of the markdown table and the app, in this order, when present.
-SHOWN_METRICS = ("cider", "bleu4", "meteor", "bertscore_f1", "clipscore", "refclipscore", "object_accuracy")
+SHOWN_METRICS = ("cider", "bleu4", "meteor", "rouge_l", "bertscore_f1", "clipscore", "refclipscore", "object_accuracy")
 
 
 def _number(value: Any) -> bool:
@@ -40,16 +40,21 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
              f"({board.get('images')} images, dataset fingerprint `{board.get('dataset_fingerprint')}`), decoding "
              f"`{decoding.get('preset', '')}` (`{json.dumps(decoding)}`). Only numbers with the same fingerprint "
              "and decoding compare.", "",
-             "| rank | entry | dtype | " + " | ".join(present) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in present) + " |"]
+             "| rank | entry | family | dtype | " + " | ".join(present) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in present) + " |"]
     for rank, entry in enumerate(entries, start=1):
         metrics = entry.get("metrics") or {}
         cells = [f"{metrics[m]:.4f}" if _number(metrics.get(m)) else "" for m in present]
-        lines.append(f"| {rank} | {entry['name']} | {entry.get('dtype', '')} | " + " | ".join(cells) + " |")
+        lines.append(f"| {rank} | {entry['name']} | {entry.get('family', '')} | {entry.get('dtype', '')} | "
+                     + " | ".join(cells) + " |")
     clip = board.get("clipscore")
     if clip:
         lines += ["", f"CLIPScore: {clip.get('model') or 'not computed'}"
                   + (f" ({clip['reason']})" if clip.get("reason") else "")]
+    tokenizer = (board.get("metrics_info") or {}).get("tokenizer")
+    if tokenizer:
+        lines += ["", f"Tokenizer: {tokenizer}" + (" (the COCO caption evaluation's PTB tokenizer)" if tokenizer == "ptb"
+                                                   else " (regex fallback without Java; not the COCO tokenization)")]
     versions = board.get("versions") or {}
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
               f"Made {board.get('created')} by `{board.get('command')}`."]

@@ -92,17 +92,22 @@ class CaptionResult:
 def caption_features(model: ZooModel, features: torch.Tensor, names: Sequence[str],
                      settings: GenerationSettings) -> list[CaptionResult]:
     """Decode one batch of encoder features (`ZooModel.encode` of the preprocessed images, or features of the
-    same encoder key) with one model: one CaptionResult per row, named by `names`, in order.
+    same encoder key; for a foreign model, its processor's inputs) with one model: one CaptionResult per row, named by `names`, in order.
 
     The decoding step of `caption_images`; engines that run the encoder elsewhere (`captioning.commands.ray_engine`)
     call it with the features they received.
     """
-    if len(names) != features.shape[0]:
-        raise ValueError(f"got features of {features.shape[0]} images but {len(names)} names")
-    out = generate(model.model, features.to(model.device), settings)
+    rows = model.model.rows(features) if model.foreign else features.shape[0]
+    if len(names) != rows:
+        raise ValueError(f"got features of {rows} images but {len(names)} names")
+    if model.foreign:  # another maker's model: its own generate, from its processor's inputs
+        tokens, scores = model.model.generate(features.to(model.device), settings)
+    else:
+        out = generate(model.model, features.to(model.device), settings)
+        tokens, scores = out.tokens, out.scores
     return [CaptionResult(image_name=name, model_name=model.name, captions=[model.decode(t) for t in token_lists],
-                          scores=scores, settings=settings.to_dict(), weights_hash=model.weights_hash)
-            for name, token_lists, scores in zip(names, out.tokens, out.scores)]
+                          scores=image_scores, settings=settings.to_dict(), weights_hash=model.weights_hash)
+            for name, token_lists, image_scores in zip(names, tokens, scores)]
 
 
 def caption_images(models: Sequence[ZooModel], images: Sequence[Image.Image] | None, *,

@@ -7,6 +7,7 @@ how many pixels the processors actually read, so callers can decode photos at th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,7 @@ def input_side(image_processor: Any) -> int | None:
     - fixed height x width resize (ViT): the larger of the two, since the image is squashed to that box
       and its shorter side must cover both.
     - longest-edge / max box resizes: their largest side (an upper bound: enough for any aspect ratio).
+    - pixel-count sizes (Qwen2-VL: min / max pixels): the square root of the max, which no shorter side exceeds.
     - no resize (`do_resize` false) or a size it does not know: None, meaning the full image is needed.
     """
     if not getattr(image_processor, "do_resize", True):
@@ -62,6 +64,11 @@ def input_side(image_processor: Any) -> int | None:
     size = getattr(image_processor, "size", None)
     if not size:
         return None
+    if hasattr(image_processor, "merge_size"):
+        # Qwen2-VL's processors: `size` holds pixel COUNTS (min / max pixels per image), not sides. An image is
+        # scaled to at most max pixels, so its shorter side never keeps more than sqrt(max pixels).
+        most = _size_value(size, "longest_edge") or getattr(image_processor, "max_pixels", None)
+        return math.isqrt(int(most)) + 1 if most else None
     shortest = _size_value(size, "shortest_edge")
     if shortest:
         return shortest

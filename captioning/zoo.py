@@ -16,6 +16,11 @@ A prefix-captioner entry holds:
 A folder saved by transformers' `VisionEncoderDecoderModel.save_pretrained` (e.g. a saved
 `nlpconnect/vit-gpt2-image-captioning`) with safetensors weights is also an entry.
 
+So is a folder that another image-to-text model's `save_pretrained` and its processor's `save_pretrained` wrote
+(BLIP, GIT, BLIP-2, Florence-2, chat VLMs: `captioning.foreign`), its weights in `model.safetensors` or in shards
+named by `model.safetensors.index.json`. What such an entry adds lives in the optional sidecar:
+    caption_zoo.json          {"prompt": "...", "display_name": "..."} (both optional)
+
 No pickles: `.pkl`, `.pt`, `.pth`, `.bin` and `.ckpt` files are never unpickled here (unpickling runs
 arbitrary code); the error says how to convert them to safetensors.
 """
@@ -42,6 +47,7 @@ from torch import nn
 from .card import model_card
 from .config import CaptionerConfig, ConfigValueError
 from .dtypes import runtime_dtype
+from .foreign import ForeignEntryError, TransformersCaptioner, family_of, load_captioner
 from .model import PrefixCaptioner, module_fingerprint
 from .tokenization import prepare_tokenizer
 
@@ -55,6 +61,11 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
 KIND_PREFIX = "prefix-captioner"
 KIND_VED = "vision-encoder-decoder"
+KIND_TRANSFORMERS = "transformers"
+SHARDS_INDEX = "model.safetensors.index.json"
+SIDECAR_FILE = "caption_zoo.json"
+PROCESSOR_FILES = ("processor_config.json", PREPROCESSOR_FILE)  # transformers 5's layout, the hub's
+SIDECAR_KEYS = ("prompt", "display_name")
 
 CONVERT_HINT = (
     "Convert it once, in an environment you trust: load it with torch.load(path, weights_only=True) or "
@@ -166,19 +177,35 @@ class ZooModel:
                    encoder_fingerprint=encoder_fingerprint)
 
     @property
+    def foreign(self) -> bool:
+        """Another maker's model (`captioning.foreign`): transformers' generate decodes it, from its processor's
+        inputs, so it shares no preprocessing or encoder pass with other entries."""
+        return self.kind == KIND_TRANSFORMERS
+
+    @property
     def preprocess_key(self) -> str:
         """Images preprocessed the same way share one tensor."""
+        if self.foreign:
+            return f"{KIND_TRANSFORMERS}:{self.path}:{self.weights_hash}"
         return preprocess_key(self.image_processor)
 
     @property
     def encoder_key(self) -> str:
         """Models with equal keys share one encoder pass per batch (see `encoder_key`)."""
+        if self.foreign:
+            return self.preprocess_key
         return encoder_key(self.encoder_fingerprint, self.image_processor, getattr(self.model, "uses_patches", False))
 
-    def preprocess(self, images: list) -> torch.Tensor:
+    def preprocess(self, images: list) -> Any:
+        """A batch's model inputs: pixel values (a foreign model's: its processor's whole output)."""
+        if self.foreign:
+            return self.model.prepare(images)
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
-    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def encode(self, pixel_values: Any) -> Any:
+        """Encoder features of preprocessed images (a foreign model's inputs go to its generate as they are)."""
+        if self.foreign:
+            return pixel_values.to(self.device)
         with torch.inference_mode():
             return self.model.encode_images(pixel_values.to(self.device, self.dtype))
 
@@ -188,7 +215,16 @@ class ZooModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.encoder.parameters()).dtype
+        return next((self.model.model if self.foreign else self.model.encoder).parameters()).dtype
+
+    @property
+    def family(self) -> str:
+        """The kind of model as a user knows it: "prefix captioner", "VisionEncoderDecoder", "BLIP", ..."""
+        return family_name(self.config, self.kind)
+
+    @property
+    def display_name(self) -> str:
+        return self.extra.get("display_name") or self.name
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
@@ -196,7 +232,7 @@ class ZooModel:
     def summary(self) -> dict[str, Any]:
         """What a person choosing models wants to see: base models, K, training data, metrics."""
         training = self.config.get("training") or {}
-        return {"name": self.name, "kind": self.kind, **base_models(self.config, self.kind),
+        return {"name": self.name, "kind": self.kind, "family": self.family, **base_models(self.config, self.kind),
                 "training_data": training.get("data"),
                 "metrics": self.metrics or {}, "weights_hash": self.weights_hash[:12]}
 
@@ -347,9 +383,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _weights_path(path: Path) -> Path:
+    """The weights file (the shards' index for a sharded transformers folder); ZooError when there is none."""
     weights = path / WEIGHTS_FILE
     if weights.is_file():
         return weights
+    if (path / SHARDS_INDEX).is_file():
+        return path / SHARDS_INDEX
     pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         raise ZooError(
@@ -404,6 +443,58 @@ def _load_prefix_model(path: Path, config_dict: dict[str, Any]) -> PrefixCaption
     return model.eval()
 
 
+def weight_files(path: Path) -> list[Path]:
+    """Every safetensors file holding the entry's weights (one, or the shards its index names)."""
+    weights = _weights_path(path)
+    if weights.name != SHARDS_INDEX:
+        return [weights]
+    shards = sorted(set((_read_json(weights).get("weight_map") or {}).values()))
+    missing = [name for name in shards if not (path / name).is_file()]
+    if missing or not shards:
+        raise ZooError(f"Zoo entry {path} is missing weight shards {missing[:3]} named by {SHARDS_INDEX}; copy the "
+                       "whole folder again")
+    return [path / name for name in shards]
+
+
+def weights_sha256(path: Path) -> str:
+    """The entry's weights hash: its weights file's SHA-256 (for shards: of their hashes in order)."""
+    files = weight_files(path)
+    if len(files) == 1:
+        return file_sha256(files[0])
+    return hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """An entry's optional `SIDECAR_FILE` ({} when absent); ZooError for anything but string values of its keys."""
+    sidecar = path / SIDECAR_FILE
+    if not sidecar.is_file():
+        return {}
+    data = _read_json(sidecar)
+    problems = [k for k in data if k not in SIDECAR_KEYS] if isinstance(data, dict) else ["(not an object)"]
+    problems += [k for k in SIDECAR_KEYS if isinstance(data, dict) and k in data and not isinstance(data[k], str)]
+    if problems:
+        raise ZooError(f"{sidecar}: unexpected or non-text keys {problems}; it holds an object with the optional "
+                       f"text keys {list(SIDECAR_KEYS)}")
+    return data
+
+
+def _check_processor_files(path: Path) -> None:
+    if not any((path / name).is_file() for name in PROCESSOR_FILES):
+        raise ZooError(f"Zoo entry {path} is missing its processor ({' or '.join(PROCESSOR_FILES)}); save the "
+                       "model's processor into the folder with AutoProcessor...save_pretrained")
+
+
+def _load_foreign_model(path: Path, config: dict[str, Any], sidecar: dict[str, Any], device) -> TransformersCaptioner:
+    weight_files(path)  # refuses pickle-only folders and missing shards with the explanation
+    _check_processor_files(path)
+    saved = config.get("dtype") or config.get("torch_dtype")
+    dtype = runtime_dtype(saved, device) if saved in ("float16", "bfloat16") else torch.float32
+    try:
+        return load_captioner(path, config, prompt=sidecar.get("prompt"), device=device, dtype=dtype)
+    except ForeignEntryError as e:
+        raise ZooError(f"Zoo entry {path}: {e}") from None
+
+
 def _load_ved_model(path: Path) -> VisionEncoderDecoderCaptioner:
     from transformers import VisionEncoderDecoderModel
 
@@ -415,13 +506,28 @@ def _load_ved_model(path: Path) -> VisionEncoderDecoderCaptioner:
     return VisionEncoderDecoderCaptioner(model)
 
 
-def entry_kind(config: dict[str, Any]) -> str:
-    if config.get("model_type") == "vision-encoder-decoder":
-        return KIND_VED
+def entry_kind(config: dict[str, Any], path: str | os.PathLike | None = None) -> str:
+    """KIND_PREFIX, KIND_VED or KIND_TRANSFORMERS; ZooError saying why for a model that cannot caption images
+    (a text-only GPT-2, a CLIP) or needs code shipped with the checkpoint."""
     if config.get("format") == "caption-zoo/prefix-captioner" or "encoder_type" in config:
         return KIND_PREFIX
-    raise ZooError(f"Unknown zoo entry kind (model_type={config.get('model_type')!r}); a zoo entry is a "
-                   f"caption-zoo prefix captioner or a transformers VisionEncoderDecoderModel folder")
+    if config.get("model_type") == "vision-encoder-decoder" and not config.get("auto_map"):
+        return KIND_VED
+    try:
+        family_of(config)
+    except ForeignEntryError as e:
+        where = f"Zoo entry {path}" if path is not None else "This folder"
+        raise ZooError(f"{where} cannot be a zoo entry: {e}") from None
+    return KIND_TRANSFORMERS
+
+
+def family_name(config: dict[str, Any], kind: str) -> str:
+    """What a user calls the entry's kind of model: "prefix captioner", "VisionEncoderDecoder", "BLIP", ..."""
+    if kind == KIND_PREFIX:
+        return "prefix captioner"
+    if kind == KIND_VED:
+        return "VisionEncoderDecoder"
+    return family_of(config).name
 
 
 def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
@@ -434,7 +540,10 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     path = Path(path)
     _check_folder(path)
     config = _read_json(path / CONFIG_FILE)
-    kind = entry_kind(config)
+    kind = entry_kind(config, path)
+    sidecar = read_sidecar(path)
+    if kind == KIND_TRANSFORMERS:
+        return _foreign_entry(path, config, sidecar, device)
     model = _load_prefix_model(path, config) if kind == KIND_PREFIX else _load_ved_model(path)
     if kind == KIND_PREFIX and config.get("dtype", "float32") != "float32":
         model = model.to(runtime_dtype(config["dtype"], device))  # half on GPU; see captioning.dtypes for CPU
@@ -452,7 +561,20 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     card = (path / CARD_FILE).read_text() if (path / CARD_FILE).is_file() else ""
     return ZooModel(name=path.name, path=path, kind=kind, model=model.to(device).eval(), tokenizer=tokenizer,
                     image_processor=processor, config=config, metrics=metrics,
-                    weights_hash=file_sha256(_weights_path(path)), encoder_fingerprint=fingerprint, card=card)
+                    weights_hash=file_sha256(_weights_path(path)), encoder_fingerprint=fingerprint, card=card,
+                    extra=sidecar)
+
+
+def _foreign_entry(path: Path, config: dict[str, Any], sidecar: dict[str, Any], device) -> ZooModel:
+    model = _load_foreign_model(path, config, sidecar, device)
+    weights_hash = weights_sha256(path)
+    metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+    card = (path / CARD_FILE).read_text() if (path / CARD_FILE).is_file() else ""
+    extra = {**sidecar, "prompt": model.prompt, "ignored_generation_defaults": model.ignored_defaults}
+    return ZooModel(name=path.name, path=path, kind=KIND_TRANSFORMERS, model=model,
+                    tokenizer=model.processor.tokenizer, image_processor=model.processor.image_processor,
+                    config=config, metrics=metrics, weights_hash=weights_hash,
+                    encoder_fingerprint=f"{KIND_TRANSFORMERS}:{weights_hash}", card=card, extra=extra)
 
 
 def base_models(config: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -461,6 +583,12 @@ def base_models(config: dict[str, Any], kind: str) -> dict[str, Any]:
         return {"encoder": config.get("encoder_name") or config["encoder_config"].get("model_type"),
                 "decoder": config.get("decoder_name") or config["decoder_config"].get("model_type"),
                 "prefix_length": config.get("prefix_length"), "mapper": (config.get("mapper") or {}).get("type")}
+    if kind == KIND_TRANSFORMERS:
+        vision = config.get("vision_config") or {}
+        text = config.get("text_config") or {}
+        return {"encoder": vision.get("model_type") or config.get("model_type"),
+                "decoder": text.get("model_type") or config.get("model_type"), "prefix_length": None,
+                "mapper": family_of(config).name}
     return {"encoder": config.get("encoder", {}).get("model_type"), "decoder": config.get("decoder", {}).get("model_type"),
             "prefix_length": None, "mapper": "cross-attention"}
 
@@ -506,19 +634,33 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
         try:
             _check_folder(path)
             config = _read_json(path / CONFIG_FILE)
-            row["kind"] = kind = entry_kind(config)
-            weights = _weights_path(path)
-            from safetensors import safe_open
-
-            with safe_open(weights, framework="pt") as f:
-                row["parameters"] = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+            row["kind"] = kind = entry_kind(config, path)
+            row["family"] = family_name(config, kind)
+            row["parameters"] = count_parameters(path)
             row.update(base_models(config, kind))
+            if kind == KIND_TRANSFORMERS:
+                _check_processor_files(path)
+                sidecar = read_sidecar(path)
+                row["prompt"] = sidecar.get("prompt") or family_of(config).default_prompt
+                if sidecar.get("display_name"):
+                    row["display_name"] = sidecar["display_name"]
             row["training_data"] = (config.get("training") or {}).get("data")
             row["metrics"] = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
         except (ZooError, SafetensorError, OSError) as e:
             row["error"] = str(e)
         rows.append(row)
     return rows
+
+
+def count_parameters(path: Path) -> int:
+    """The number of weights stored in an entry's safetensors files (read from their headers, nothing loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for weights in weight_files(path):
+        with safe_open(weights, framework="pt") as f:
+            total += sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    return total
 
 
 def _numel(shape) -> int:
@@ -545,7 +687,7 @@ class ModelCache:
 
     def get(self, path: str | os.PathLike) -> ZooModel:
         path = Path(path).resolve()
-        weights = path / WEIGHTS_FILE
+        weights = path / WEIGHTS_FILE if (path / WEIGHTS_FILE).exists() else path / SHARDS_INDEX
         stamp = weights.stat().st_mtime_ns if weights.exists() else 0
         key = (str(path), stamp)
         with self._lock:

@@ -53,10 +53,18 @@ def metric_text(per_model: pd.DataFrame | None, tau: pd.DataFrame | None) -> str
     lines += [f"| {esc(r.model)} | {r.images_with_references} | {fmt(r.bleu4)} | {fmt(r.cider)} | "
               f"{fmt(r.bertscore_f1)} | {fmt(r.human_accuracy, 1)} |" for r in per_model.itertuples()]
     if tau is not None and not tau.empty:
-        agree = " · ".join(f"{esc(r.metric)} τ = {fmt(r.kendall_tau, 2)} (p = {fmt(r.p_value, 3)}, "
-                           f"{r.n_captions} captions)" for r in tau.itertuples())
-        lines += ["", f"Does the metric agree with your raters? Kendall's τ per caption: {agree}. "
-                      "Near 1: it orders captions as your raters do; near 0: it does not tell good from bad."]
+        shown = tau[tau["kendall_tau"].notna() | tau["tau_c_judgments"].notna()] if "tau_c_judgments" in tau else tau
+        lines += ["", "Does the metric agree with your raters? Kendall's τ between each metric and the human scores, "
+                      "on one row per judgment (as the metric papers report it) and on per-caption means:", "",
+                  "| metric | τc judgments | τb judgments | τc means | τb means (p) |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {esc(r.metric)} | {fmt(getattr(r, 'tau_c_judgments', None), 2)} | "
+                  f"{fmt(getattr(r, 'tau_b_judgments', None), 2)} | {fmt(getattr(r, 'tau_c', None), 2)} | "
+                  f"{fmt(r.kendall_tau, 2)} (p = {fmt(r.p_value, 3)}) |" for r in shown.itertuples()]
+        first = tau.iloc[0]
+        lines += ["", f"{int(first.get('n_judgments', first['n_captions']))} judgments of {int(first['n_captions'])} "
+                      "captions. Near 1: the metric orders captions as your raters do; near 0: it does not tell good "
+                      "from bad."]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from captioning.card import limitations
 from captioning.leaderboard import leaderboard_scope, metrics_source, read_leaderboard
-from captioning.zoo import ZooError, list_zoo
+from captioning.zoo import KIND_TRANSFORMERS, ZooError, list_zoo
 from page.context import AppContext
 from page.session import esc
 
@@ -77,7 +77,15 @@ def ranked_score(row: dict[str, Any], board: dict[str, Any] | None) -> tuple[str
 
 
 def _family(row: dict[str, Any]) -> str:
-    return f"{row.get('encoder') or '?'} → {row.get('decoder') or '?'}"
+    """Our own entries by their parts ("clip → gpt2"); another maker's model by its family first ("BLIP")."""
+    parts = f"{row.get('encoder') or '?'} → {row.get('decoder') or '?'}"
+    return f"{row['family']} ({parts})" if row.get("kind") == KIND_TRANSFORMERS else parts
+
+
+def _label(row: dict[str, Any]) -> str:
+    """The entry's name, with the display name its sidecar gives, if any."""
+    shown = row.get("display_name")
+    return f"{shown} [{row['name']}]" if shown and shown != row["name"] else row["name"]
 
 
 def _parameters(row: dict[str, Any]) -> str:
@@ -92,7 +100,7 @@ def zoo_table(rows: list[dict[str, Any]], leaderboard: dict[str, Any] | None = N
         first = score.split(" ")[0] if score else ""
         skip = tuple(k for k, name in METRIC_NAMES.items() if name.split(" ")[0] == first)
         records.append({
-            "model": r["name"], "encoder → decoder": _family(r),
+            "model": _label(r), "encoder → decoder": _family(r),
             "K": "" if r.get("prefix_length") is None else r["prefix_length"], "mapper": r.get("mapper") or "",
             "parameters (M)": round(r["parameters"] / 1e6, 2) if r.get("parameters") else "",
             "size (MB)": r.get("size_mb", ""), "ranked by": score or ("not on the leaderboard" if leaderboard else ""),
@@ -110,7 +118,7 @@ def model_choices(rows: list[dict[str, Any]], leaderboard: dict[str, Any] | None
             continue
         score, where, _ = ranked_score(r, leaderboard)
         k = f", K={r['prefix_length']}" if r.get("prefix_length") is not None else ""
-        parts = [r["name"], _family(r) + k, _parameters(r), f"{score} ({where})" if score else "no metrics"]
+        parts = [_label(r), _family(r) + k, _parameters(r), f"{score} ({where})" if score else "no metrics"]
         choices.append((" · ".join(p for p in parts if p), r["name"]))
     return choices
 
@@ -145,6 +153,14 @@ def model_cards(ctx: AppContext, names: list[str] | None) -> str:
         training = s.get("training_data")
         training = training if isinstance(training, str) else (
             ", ".join(f"{a}: {b}" for a, b in training.items()) if isinstance(training, dict) else training)
+        if s["kind"] == KIND_TRANSFORMERS:
+            entry = ctx.cache.get(ctx.zoo_dir / name)
+            asked = entry.extra.get("prompt")
+            lines.append(f"- **{esc(s['name'])}**: {esc(s['family'])} (`{s['encoder']}` → `{s['decoder']}`), "
+                         f"another maker's model decoded by transformers' generate · asked with "
+                         f"{esc(repr(asked)) if asked else 'the image alone'} · metrics: "
+                         f"{metrics_text(s['metrics'], limit=6) or 'none recorded'} · weights `{s['weights_hash']}`")
+            continue
         lines.append(
             f"- **{esc(s['name'])}**: encoder `{s['encoder']}` → decoder `{s['decoder']}` ({s['kind']}, mapper "
             f"{s['mapper']}{k}) · training data: {esc(str(training or 'not recorded'))} · metrics"

@@ -1,8 +1,12 @@
 """Command line over the rating workflow the app uses: `python -m rating import|results|export|sets`.
 
-    import FILE --set S [--images DIR] [--rater R] [--sheet NAME]   captions (+ scores, gold, references) in
+    import FILE --set S [--images DIR] [--rater R] [--sheet NAME] [--scale 1-4]
+                                                                     captions (+ scores, gold, references) in;
+                                                                     --scale: a new set's score scale (default 0-2)
     import-dataset PATH --set S [--split test] [--limit N] [--models a,b]  a split's images + references
     results --set S [--json | --csv]                                 the app's Results table (and agreement)
+    agreement --set S [--json] [--no-bertscore] [--no-meteor]        Kendall tau-c / tau-b of each metric against
+                                                                     the human scores (judgments and caption means)
     export --set S --out DIR                                         summary + raw ratings, CSV and XLSX
     gold --set S --from-rater R                                      R's scores become the gold scores
     sets                                                             every set with its counts
@@ -44,12 +48,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.images is not None and not Path(args.images).is_dir():
         raise UserError(f"--images {args.images} is not a folder; give the folder that holds the images the file names")
     from rating.store import EvaluationSetNotFoundError
+    from rating.validation import parse_scale
 
+    scale = parse_scale(args.scale) if args.scale is not None else None
     store = _store(args, create=True)
 
     def run() -> intake.ImportRun:
         return intake.import_captions_file(store, args.set, args.file, args.images, rater=args.rater,
-                                           sheet=args.sheet, image_dir=args.display_dir)
+                                           sheet=args.sheet, image_dir=args.display_dir, scale=scale)
 
     try:
         if args.rater is not None:
@@ -57,7 +63,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             done = run()
         except EvaluationSetNotFoundError:  # raised once the file is known to be importable: create the set
-            sets.open_set(store, args.set, args.rater or "cli")
+            sets.open_set(store, args.set, args.rater or "cli", scale=scale)
             done = run()
     finally:
         store.close()
@@ -149,6 +155,36 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from rating import sets
+
+    store = _store(args)
+    try:
+        found = sets.set_agreement(store, args.set, bertscore=not args.no_bertscore, meteor=not args.no_meteor)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=2, default=str))
+        return 0
+    low, high = found["scale"]
+    print(f"set '{found['set']}' (scores {low}-{high}): {found['judgments']} judgment(s) of {found['captions']} "
+          f"caption(s) with references; tokenizer {found['tokenizer']}"
+          + (f"; {found['left_out']} caption(s) left out: their only reference is the caption itself"
+             if found["left_out"] else ""))
+
+    def cell(value: Any) -> str:
+        return "   n/a" if value is None else f"{value:6.3f}"
+
+    print(f"{'metric':<14} {'tau-c':>6} {'tau-b':>6}   (one row per judgment)   {'tau-c':>6} {'tau-b':>6}   "
+          "(per-caption means)")
+    for row in found["metrics"]:
+        print(f"{row['metric']:<14} {cell(row['tau_c_judgments'])} {cell(row['tau_b_judgments'])}"
+              f"{'':26}{cell(row['tau_c'])} {cell(row['kendall_tau'])}")
+    print(f"CLIPScore: {found['clipscore']}")
+    print("time: " + " | ".join(f"{k} {v:.2f} s" for k, v in found["seconds"].items()), file=sys.stderr)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from rating import sets
 
@@ -207,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder with the images the file names (optional)")
     p.add_argument("--rater", help="who gave the file's scores (when it has a score column and no rater column)")
     p.add_argument("--sheet", help="worksheet of an .xlsx file (default: the first)")
+    p.add_argument("--scale", metavar="LOW-HIGH",
+                   help="score scale of the file's scores, e.g. 1-4 (Flickr8k-Expert); a new set gets it, an "
+                        "existing set must have it (default: the set's, 0-2 for a new set); scores outside it are "
+                        "listed by row and left out")
     p.add_argument("--display-dir", default=str(DEFAULT_DISPLAY_DIR),
                    help=f"where the grid's display copies go (default {DEFAULT_DISPLAY_DIR}, the app's default)")
     p.set_defaults(func=cmd_import)
@@ -232,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="as JSON (table, agreement, raters)")
     fmt.add_argument("--csv", action="store_true", help="the table as CSV")
     p.set_defaults(func=cmd_results)
+
+    p = commands.add_parser("agreement", parents=[common],
+                            help="Kendall tau-c / tau-b of BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, BERTScore vs the raters")
+    p.add_argument("--set", required=True)
+    p.add_argument("--json", action="store_true", help="as JSON (every figure with its counts)")
+    p.add_argument("--no-bertscore", action="store_true", help="leave BERTScore out (about 80 s per 1,000 captions "
+                                                               "on two CPU cores)")
+    p.add_argument("--no-meteor", action="store_true", help="leave METEOR out (its Java jar takes ~10 s to start)")
+    p.set_defaults(func=cmd_agreement)
 
     p = commands.add_parser("export", parents=[common], help="write summary and raw ratings as CSV and XLSX")
     p.add_argument("--set", required=True)

@@ -24,7 +24,8 @@ What real files look like, and what this reader accepts:
 - with a comma separator, an unquoted caption containing commas is rejoined when caption is the
   last column (``img1.jpg,model-a,a dog, running`` -> caption ``a dog, running``);
 - a repeated (image_id, model_name) keeps the last row, as saving captions again would;
-- scores that are not 0, 1 or 2 are listed by row number (``row 7: score '3' is not 0, 1 or 2``) and
+- scores that are not 0, 1 or 2 (or not on the set's declared scale, e.g. 1-4) are listed by row number
+  (``row 7: score '3' is not 0, 1 or 2``) and
   left out; the caption itself is still read;
 - `python -m captioning caption` writes a ``score`` column that is the model's own log-probability (its
   files have a ``caption_index`` column): there ``score`` is a decoding value, not a human score.
@@ -46,6 +47,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from captioning.images import IMAGE_EXTENSIONS
+from rating.validation import DEFAULT_SCALE, scale_text
 
 REQUIRED_COLUMNS = ["image_id", "model_name", "caption"]
 # Optional columns with a meaning of their own (not decoding settings).
@@ -254,12 +256,16 @@ def _group_has_caption(rows: list[list[str]], start: int, columns: list[str]) ->
     return False
 
 
-def _score_text(value: str) -> str | None:
-    """"2", "2.0", " 1 " -> "2", "2", "1"; None for anything that is not 0, 1 or 2."""
-    text = value.strip()
-    if re.fullmatch(r"[012](\.0*)?", text):
-        return text[0]
+def _score_text(value: str, scale: tuple[int, int] = DEFAULT_SCALE) -> str | None:
+    """"2", "2.0", " 1 " -> "2", "2", "1"; None for anything that is not an integer on ``scale`` (default 0-2)."""
+    match = re.fullmatch(r"(-?\d+)(\.0*)?", value.strip())
+    if match and scale[0] <= int(match[1]) <= scale[1]:
+        return str(int(match[1]))
     return None
+
+
+def _not_on_scale(scale: tuple[int, int]) -> str:
+    return "is not 0, 1 or 2" if scale == DEFAULT_SCALE else f"is not on the set's {scale_text(scale)} scale"
 
 
 def read_captions_file(
@@ -267,8 +273,11 @@ def read_captions_file(
     *,
     image_folder: str | os.PathLike[str] | None = None,
     sheet: str | None = None,
+    scale: tuple[int, int] = DEFAULT_SCALE,
 ) -> ImportResult:
     """Read a captions CSV or XLSX workbook (path, bytes or binary file) into an ImportResult.
+
+    Human scores are checked against ``scale`` (the set's; default 0-2); others are listed by row and left out.
 
     ``sheet`` names the worksheet of a workbook (default: the first). With ``image_folder``, each image_id
     is matched to a file there (see resolve_image) and the column image_path is added; ids without a file
@@ -369,9 +378,9 @@ def read_captions_file(
         for record in frame.to_dict("records"):
             if not record["score"]:
                 continue
-            score = _score_text(record["score"])
+            score = _score_text(record["score"], scale)
             if score is None:
-                invalid.append(f"row {record['_row']}: score '{record['score']}' is not 0, 1 or 2")
+                invalid.append(f"row {record['_row']}: score '{record['score']}' {_not_on_scale(scale)}")
                 continue
             kept.append({"image_id": record["image_id"], "model_name": record["model_name"],
                          "rater": record.get("rater") or None, "score": int(score), "row": record["_row"]})

@@ -32,8 +32,8 @@ from rating.grid import natural_key
 from rating.images import DISPLAY_SIDE, AddedImage, add_image, content_hash_or_none
 from rating.imports import read_captions_file
 from rating.sets import DEFAULT_PRESET
-from rating.store import RatingStore
-from rating.validation import validate_name
+from rating.store import EvaluationSetNotFoundError, RatingStore
+from rating.validation import DEFAULT_SCALE, scale_text, validate_name
 
 CAPTION_BATCH = 8  # images read and captioned at a time: bounds memory however many photos come in one go
 
@@ -202,7 +202,7 @@ def _plain_value(text: str) -> Any:
 def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.PathLike,
                          image_folder: str | os.PathLike | None = None, *, image_dir: str | os.PathLike | None = None,
                          source_name: str | None = None, rater: str | None = None,
-                         sheet: str | None = None) -> ImportRun:
+                         sheet: str | None = None, scale: tuple[int, int] | None = None) -> ImportRun:
     """Read a captions CSV or XLSX workbook (`image_id, model_name, caption`, see rating.imports) and save its
     captions, with the images it names from `image_folder` (optional), into the existing set `set_name`.
 
@@ -216,11 +216,21 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
     scores and no rater anywhere is refused (ValueError) before anything is saved. Invalid scores are listed
     in `invalid_scores` and left out. `gold_score` and `reference` columns are stored too (RatingStore.
     gold_scores, RatingStore.references). Nothing already in the set as the file gives it is written again.
+    Scores are checked against the set's score scale (0-2 unless the set was created with another); `scale`, when
+    given, must be the set's (a new set is created with it by the caller: `rating.sets.open_set(scale=)`).
     Raises ValueError for a file without the required columns or an unknown sheet.
     """
+    try:
+        set_scale = store.set_scale(set_name)
+    except EvaluationSetNotFoundError:
+        set_scale = None  # the caller creates the set once the file is known to be importable
+    if scale is not None and set_scale is not None and tuple(scale) != set_scale:
+        raise ValueError(f"set {set_name!r} has the score scale {scale_text(set_scale)}, not {scale_text(scale)}; "
+                         "import into a new set to use another scale")
+    scale = tuple(scale) if scale is not None else set_scale or DEFAULT_SCALE
     # the file is read and checked before the set is looked up, so a front end may create the set only for a
     # file that will be imported (EvaluationSetNotFoundError comes after every mistake in the file itself)
-    result = read_captions_file(csv_path, image_folder=image_folder, sheet=sheet)
+    result = read_captions_file(csv_path, image_folder=image_folder, sheet=sheet, scale=scale)
     frame = result.captions
     default_rater = validate_name(rater, "rater name") if rater is not None and str(rater).strip() else None
     unnamed = result.ratings[result.ratings["rater"].isna()]

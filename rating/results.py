@@ -4,7 +4,9 @@ Pure functions over the ratings DataFrame that ``RatingStore.ratings()`` returns
 rater, image_hash, model_name, score). Scores are 0 (unrelated), 1 (partly right), 2 (fully accurate).
 
 Accuracy of a model = total score / best possible total, in percent:
-``accuracy = total * 100 / (images_rated * 2)``.
+``accuracy = total * 100 / (images_rated * 2)``. A set may have another integer score scale (``scale=(low,
+high)``, e.g. (1, 4) for Flickr8k-Expert judgments): scores are then checked against it and accuracy is
+normalised by it, ``(mean score - low) * 100 / (high - low)`` (the same figure for the default 0-2).
 
 Several raters: each (image, model) pair first gets the *mean* of its raters' scores, so an image
 counts once per model whatever the number of raters, and ``total`` is the sum of these means (it can
@@ -37,10 +39,34 @@ if TYPE_CHECKING:
 SUMMARY_COLUMNS = ["model", "images_rated", "total", "accuracy", "rank", "ci_low", "ci_high"]
 MAX_SCORE = 2
 SCORE_LABELS = [0, 1, 2]
+DEFAULT_SCALE = (0, MAX_SCORE)  # the app's rubric: 0 unrelated, 1 partly right, 2 fully accurate
 _BOOTSTRAP_CHUNK = 256  # resamples drawn at once; bounds memory at chunk * images
 
 
-def _require_columns(ratings: pd.DataFrame, columns: list[str]) -> None:
+def check_scale(scale: Any) -> tuple[int, int]:
+    """``scale`` as (low, high) integers with low < high, or ValueError saying what was received."""
+    try:
+        low, high = scale
+    except (TypeError, ValueError):
+        raise ValueError(f"a score scale is (low, high), e.g. (0, 2) or (1, 4); got {scale!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (low, high)) or not low < high:
+        raise ValueError(f"a score scale is two integers low < high, e.g. (0, 2) or (1, 4); got {scale!r}")
+    return int(low), int(high)
+
+
+def score_labels(scale: tuple[int, int] = DEFAULT_SCALE) -> list[int]:
+    """Every score of the scale, lowest first: (1, 4) -> [1, 2, 3, 4]."""
+    low, high = check_scale(scale)
+    return list(range(low, high + 1))
+
+
+def percent_of_scale(mean_score: Any, scale: tuple[int, int] = DEFAULT_SCALE) -> Any:
+    """A mean score as a percentage of the scale: (mean - low) * 100 / (high - low); 0-2: mean * 50."""
+    low, high = check_scale(scale)
+    return (mean_score - low) * 100 / (high - low)
+
+
+def _require_columns(ratings: pd.DataFrame, columns: list[str], scale: tuple[int, int] = DEFAULT_SCALE) -> None:
     if not isinstance(ratings, pd.DataFrame):
         raise ValueError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
     missing = [column for column in columns if column not in ratings.columns]
@@ -50,20 +76,23 @@ def _require_columns(ratings: pd.DataFrame, columns: list[str]) -> None:
             "Pass the frame from RatingStore.ratings()."
         )
     scores = pd.to_numeric(ratings["score"], errors="coerce")
-    bad = ratings.loc[~scores.isin(SCORE_LABELS), "score"]
+    labels = score_labels(scale)
+    bad = ratings.loc[~scores.isin(labels), "score"]
     if len(bad):
-        raise ValueError(f"scores must be 0, 1 or 2; found {sorted(set(map(repr, bad)))[:5]}")
+        allowed = "0, 1 or 2" if labels == SCORE_LABELS else f"integers from {labels[0]} to {labels[-1]}"
+        raise ValueError(f"scores must be {allowed}; found {sorted(set(map(repr, bad)))[:5]}")
 
 
-def per_image_scores(ratings: pd.DataFrame) -> pd.DataFrame:
+def per_image_scores(ratings: pd.DataFrame, *, scale: tuple[int, int] = DEFAULT_SCALE) -> pd.DataFrame:
     """One row per (model_name, image_hash) with the mean score over raters and the rater count."""
-    _require_columns(ratings, ["image_hash", "model_name", "score"])
+    _require_columns(ratings, ["image_hash", "model_name", "score"], scale)
     frame = ratings.assign(score=pd.to_numeric(ratings["score"]).astype(float))
     grouped = frame.groupby(["model_name", "image_hash"], sort=True)["score"]
     return grouped.agg(score="mean", ratings="size").reset_index()
 
 
-def _bootstrap_interval(scores: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> tuple[float, float]:
+def _bootstrap_interval(scores: np.ndarray, n_bootstrap: int, rng: np.random.Generator,
+                        scale: tuple[int, int] = DEFAULT_SCALE) -> tuple[float, float]:
     """95% percentile interval of the accuracy (%) of ``scores``, resampling them with replacement."""
     if n_bootstrap == 0 or len(scores) == 0:
         return float("nan"), float("nan")
@@ -71,12 +100,13 @@ def _bootstrap_interval(scores: np.ndarray, n_bootstrap: int, rng: np.random.Gen
     for start in range(0, n_bootstrap, _BOOTSTRAP_CHUNK):
         size = min(_BOOTSTRAP_CHUNK, n_bootstrap - start)
         picks = rng.integers(0, len(scores), size=(size, len(scores)))  # (size, images)
-        accuracies.append(scores[picks].mean(axis=1) * 100 / MAX_SCORE)  # (size,)
+        accuracies.append(percent_of_scale(scores[picks].mean(axis=1), scale))  # (size,)
     low, high = np.percentile(np.concatenate(accuracies), [2.5, 97.5])
     return float(low), float(high)
 
 
-def summary_table(ratings: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summary_table(ratings: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int = 0,
+                  scale: tuple[int, int] = DEFAULT_SCALE) -> pd.DataFrame:
     """Accuracy per model with rank and a bootstrap 95% interval, best model first.
 
     Columns: model, images_rated (distinct images rated for the model), total (sum over images of the
@@ -89,7 +119,7 @@ def summary_table(ratings: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int =
     """
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be an integer >= 0, got {n_bootstrap!r}")
-    per_image = per_image_scores(ratings)
+    per_image = per_image_scores(ratings, scale=scale)
     rows = []
     for model, group in per_image.groupby("model_name", sort=True):
         scores = group["score"].to_numpy(dtype=float)  # sorted by image hash: row order cannot matter
@@ -97,12 +127,12 @@ def summary_table(ratings: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int =
         total = float(scores.sum())
         # crc32 of the name, not hash(): Python salts str hashes per process
         rng = np.random.default_rng([int(seed), zlib.crc32(str(model).encode("utf-8"))])
-        ci_low, ci_high = _bootstrap_interval(scores, int(n_bootstrap), rng)
+        ci_low, ci_high = _bootstrap_interval(scores, int(n_bootstrap), rng, scale)
         rows.append({
             "model": model,
             "images_rated": images_rated,
             "total": total,
-            "accuracy": total * 100 / (images_rated * MAX_SCORE),
+            "accuracy": float(percent_of_scale(total / images_rated, scale)),
             "ci_low": ci_low,
             "ci_high": ci_high,
         })
@@ -123,7 +153,7 @@ def _none_if_nan(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def agreement(ratings: pd.DataFrame) -> dict[str, Any]:
+def agreement(ratings: pd.DataFrame, *, scale: tuple[int, int] = DEFAULT_SCALE) -> dict[str, Any]:
     """How much raters agree on the items (image, model pairs) that at least two of them rated.
 
     Returns a dict with:
@@ -138,7 +168,7 @@ def agreement(ratings: pd.DataFrame) -> dict[str, Any]:
 
     1 means perfect agreement, 0 agreement at chance level, below 0 systematic disagreement.
     """
-    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"])
+    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"], scale)
     keys = ["rater", "image_hash", "model_name"]
     duplicated = ratings.duplicated(keys)
     if duplicated.any():
@@ -185,15 +215,15 @@ def agreement(ratings: pd.DataFrame) -> dict[str, Any]:
         # same; they then warn and return NaN, which we report as None with a note.
         warnings.simplefilter("ignore")
         alpha = krippendorff.alpha(
-            reliability_data=values, level_of_measurement="ordinal", value_domain=SCORE_LABELS
+            reliability_data=values, level_of_measurement="ordinal", value_domain=score_labels(scale)
         )
         result["krippendorff_alpha_ordinal"] = _none_if_nan(alpha)
         if n_raters == 2:
             both = values[:, ~np.isnan(values).any(axis=0)].astype(int)  # (2, items both rated)
             if both.shape[1]:
-                result["cohen_kappa"] = _none_if_nan(cohen_kappa_score(both[0], both[1], labels=SCORE_LABELS))
+                result["cohen_kappa"] = _none_if_nan(cohen_kappa_score(both[0], both[1], labels=score_labels(scale)))
                 result["cohen_kappa_quadratic"] = _none_if_nan(
-                    cohen_kappa_score(both[0], both[1], labels=SCORE_LABELS, weights="quadratic")
+                    cohen_kappa_score(both[0], both[1], labels=score_labels(scale), weights="quadratic")
                 )
             if result["cohen_kappa"] is None:
                 notes.append("Cohen's kappa is undefined (no shared items, or one score used throughout)")
@@ -257,6 +287,7 @@ def coverage_summary(
     *,
     n_bootstrap: int = 2000,
     seed: int = 0,
+    scale: tuple[int, int] = DEFAULT_SCALE,
 ) -> CoverageSummary:
     """Every model of the set with its coverage; ranks and headline accuracy on the images common to all.
 
@@ -269,11 +300,11 @@ def coverage_summary(
     ties 1, 2, 3, 3, 5; NA when there is no common image), ci_low/ci_high (bootstrap over the common
     images), note (empty when the model's coverage is complete).
     """
-    _require_columns(ratings, ["image_hash", "model_name", "score"])
+    _require_columns(ratings, ["image_hash", "model_name", "score"], scale)
     caption_rows = _caption_frame(captions)
     set_models = sorted(set(caption_rows["model_name"]))
     models = sorted(set(set_models) | set(ratings["model_name"]), key=str)
-    per_image = per_image_scores(ratings)
+    per_image = per_image_scores(ratings, scale=scale)
     rated_pairs = set(zip(per_image["image_hash"], per_image["model_name"]))
 
     # Images rated for every model of the set (a model without any rating leaves none).
@@ -281,9 +312,9 @@ def coverage_summary(
     if models:
         rated_by_model = per_image.groupby("model_name")["image_hash"].agg(set)
         common = set.intersection(*[rated_by_model.get(model, set()) for model in models])
-    every = summary_table(ratings, n_bootstrap=0, seed=seed).set_index("model")
+    every = summary_table(ratings, n_bootstrap=0, seed=seed, scale=scale).set_index("model")
     on_common = summary_table(ratings[ratings["image_hash"].isin(common)], n_bootstrap=n_bootstrap,
-                              seed=seed).set_index("model")
+                              seed=seed, scale=scale).set_index("model")
     in_set_pairs = set(zip(caption_rows["image_hash"], caption_rows["model_name"]))
     rated_in_set = Counter(model for _, model in rated_pairs & in_set_pairs)
     rows = []
@@ -370,6 +401,8 @@ def rater_table(
     ratings: pd.DataFrame,
     captions: pd.DataFrame | list[dict[str, Any]],
     gold: pd.DataFrame | None = None,
+    *,
+    scale: tuple[int, int] = DEFAULT_SCALE,
 ) -> pd.DataFrame:
     """One row per rater: progress, leniency, accuracy per model and, given gold scores, agreement with gold.
 
@@ -380,7 +413,7 @@ def rater_table(
     total x 100 / (images x 2) for that model; NaN where they rated none), then GOLD_COLUMNS after
     rater when ``gold`` is given (see ``gold_agreement``).
     """
-    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"])
+    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"], scale)
     caption_rows = _caption_frame(captions)
     in_set = set(zip(caption_rows["image_hash"], caption_rows["model_name"]))
     frame = ratings.assign(score=pd.to_numeric(ratings["score"]).astype(float))
@@ -409,7 +442,8 @@ def rater_table(
         by_model = own.groupby("model_name")["score"].agg(["sum", "size"])
         for model in models:
             if model in by_model.index:
-                row[f"accuracy {model}"] = float(by_model.loc[model, "sum"] * 100 / (by_model.loc[model, "size"] * MAX_SCORE))
+                row[f"accuracy {model}"] = float(percent_of_scale(by_model.loc[model, "sum"] / by_model.loc[model, "size"],
+                                                                   scale))
             else:
                 row[f"accuracy {model}"] = float("nan")
         rows.append(row)
@@ -418,13 +452,14 @@ def rater_table(
     for column in ("captions_rated", "captions", "shared_captions"):
         table[column] = table[column].astype("int64")
     if gold is not None:
-        table = table.merge(gold_agreement(ratings, gold), on="rater", how="left")
+        table = table.merge(gold_agreement(ratings, gold, scale=scale), on="rater", how="left")
         table["gold_rated"] = table["gold_rated"].fillna(0).astype("int64")
         table = table[["rater", *GOLD_COLUMNS[1:], *columns[1:]]]
     return table
 
 
-def gold_agreement(ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
+def gold_agreement(ratings: pd.DataFrame, gold: pd.DataFrame, *, scale: tuple[int, int] = DEFAULT_SCALE
+                   ) -> pd.DataFrame:
     """Each rater's agreement with gold scores on the gold captions they rated.
 
     ``gold`` has columns image_hash, model_name, gold_score (0, 1 or 2; rows with no gold score are not
@@ -433,7 +468,7 @@ def gold_agreement(ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
     kappa of rater vs gold; NaN when undefined: no gold rated, or one score used throughout).
     Every rater of ``ratings`` gets a row.
     """
-    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"])
+    _require_columns(ratings, ["rater", "image_hash", "model_name", "score"], scale)
     if not isinstance(gold, pd.DataFrame):
         raise ValueError(f"gold must be a pandas DataFrame, got {type(gold).__name__}")
     missing = [c for c in ("image_hash", "model_name", "gold_score") if c not in gold.columns]
@@ -462,7 +497,8 @@ def gold_agreement(ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
             row["gold_mean_abs_diff"] = float(np.abs(score - truth).mean())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # kappa divides by 0 when one score is used throughout
-                row["gold_cohen_kappa"] = float(cohen_kappa_score(score, truth, labels=SCORE_LABELS))
+                row["gold_cohen_kappa"] = float(cohen_kappa_score(
+                    score, truth, labels=sorted(set(score_labels(scale)) | set(SCORE_LABELS))))
         rows.append(row)
     table = pd.DataFrame(rows, columns=GOLD_COLUMNS)
     table["gold_rated"] = table["gold_rated"].astype("int64")

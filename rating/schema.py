@@ -8,7 +8,7 @@ Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
     images(content_hash PK, file_name, width, height, added_at)
     captions(eval_set, image_hash, model_name, caption, model_weights_hash, decoding_json, created_at,
              PK(eval_set, image_hash, model_name))
-    ratings(eval_set, rater, image_hash, model_name, score IN (0,1,2), caption, model_weights_hash,
+    ratings(eval_set, rater, image_hash, model_name, score INTEGER, caption, model_weights_hash,
             decoding_json, rated_at, PK(eval_set, rater, image_hash, model_name))
     pairwise_votes(eval_set, rater, image_hash, model_low, model_high, model_a, model_b,
                    outcome IN ('a','b','both_good','both_bad'), caption_a, caption_b, created_at,
@@ -25,6 +25,11 @@ Added without a version change (additive; an older file gains them when opened):
 ``captions.gold_score`` (NULL or 0/1/2, an imported known score) and
 ``image_references(eval_set, image_hash, reference, added_at, PK(eval_set, image_hash, reference))``.
 
+A set's score scale is ``evaluation_sets.settings_json["scale"]`` ([low, high]; absent = the app's 0-2), so
+the store, not the table, checks a rating against its set's scale. Numbered migrations (MIGRATIONS) change a
+table in a way older code cannot read; schema 2 rebuilt ``ratings`` without its ``score IN (0, 1, 2)`` check, so
+that a set on another scale (e.g. 1-4, imported human-judgment corpora) can be stored.
+
 Each upgrade step is idempotent and runs on every open, in the order of UPGRADES; a new step goes at its end.
 Timestamps are ISO-8601 in UTC (``2025-01-31T12:00:00.123+00:00``).
 """
@@ -35,7 +40,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS evaluation_sets (
@@ -69,7 +74,7 @@ CREATE TABLE IF NOT EXISTS ratings (
     rater              TEXT NOT NULL,
     image_hash         TEXT NOT NULL,
     model_name         TEXT NOT NULL,
-    score              INTEGER NOT NULL CHECK (score IN (0, 1, 2)),
+    score              INTEGER NOT NULL,  -- within the set's scale (settings_json "scale", default 0-2)
     caption            TEXT NOT NULL,
     model_weights_hash TEXT,
     decoding_json      TEXT NOT NULL DEFAULT '{}',
@@ -149,6 +154,27 @@ UPGRADES: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
 )
 
 
+def ratings_on_any_scale(conn: sqlite3.Connection) -> None:
+    """Schema 2: rebuild ``ratings`` without ``CHECK (score IN (0, 1, 2))`` (SQLite cannot drop a constraint), rows
+    and index kept; the store checks each score against its set's scale instead."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ratings'").fetchone():
+        return  # nothing to rebuild: the table is created fresh below
+    conn.execute("ALTER TABLE ratings RENAME TO ratings_schema1")
+    conn.execute("DROP INDEX IF EXISTS ratings_by_item")
+    for statement in _statements(TABLES):
+        if "ratings" in statement.split("(")[0]:
+            conn.execute(statement)
+    columns = ", ".join(row[1] for row in conn.execute("PRAGMA table_info(ratings_schema1)"))
+    conn.execute(f"INSERT INTO ratings({columns}) SELECT {columns} FROM ratings_schema1")
+    conn.execute("DROP TABLE ratings_schema1")
+
+
+# (schema version it brings a file to, the step): run in order on a file with a lower PRAGMA user_version.
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (2, ratings_on_any_scale),
+)
+
+
 def create_or_upgrade(conn: sqlite3.Connection, path: str | Path) -> None:
     """Create the tables of a new file, or bring an older one up to date, inside the caller's write transaction.
     A file written by newer code (a higher ``PRAGMA user_version``) is refused with RuntimeError naming `path`."""
@@ -158,6 +184,10 @@ def create_or_upgrade(conn: sqlite3.Connection, path: str | Path) -> None:
             f"{path} has rating schema version {version}, newer than this code's "
             f"{SCHEMA_VERSION}; update Caption Zoo to open it"
         )
+    if version >= 1:
+        for target, migrate in MIGRATIONS:
+            if version < target:
+                migrate(conn)
     for statement in _statements(TABLES):
         conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

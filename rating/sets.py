@@ -32,7 +32,7 @@ from captioning.generation import get_settings
 from rating.exports import export_csv, export_xlsx
 from rating.results import agreement, coverage_summary, rater_table
 from rating.store import EvaluationSetNotFoundError, RatingStore
-from rating.validation import validate_name
+from rating.validation import DEFAULT_SCALE, parse_scale, validate_name
 
 DEFAULT_PRESET = "consistent"
 
@@ -63,18 +63,20 @@ class SetSummary:
 
 
 def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, preset: str | None = None, *,
-             owner: str | None = None) -> SetInfo:
+             owner: str | None = None, scale: tuple[int, int] | None = None) -> SetInfo:
     """Open the evaluation set `name` for `rater`, creating it (blind or not, with `preset`) if it is new.
 
     An existing set keeps the blind flag, preset and owner it was created with, so every rater rates under
     the same conditions; the returned SetInfo shows the stored values. A new set's owner is `owner` (the
-    app passes the logged-in user when it has logins), else `rater`. Raises ValueError for a bad name or an
-    unknown preset.
+    app passes the logged-in user when it has logins), else `rater`. A new set's score scale is `scale` (low,
+    high; None = the app's 0-2), stored in its settings. Raises ValueError for a bad name or an unknown preset.
     """
     rater = validate_name(rater, "rater name")
     name = validate_name(name, "evaluation set name")
     preset = preset or DEFAULT_PRESET
     settings = get_settings(preset).to_dict()  # ValueError naming the presets for an unknown one
+    if scale is not None and tuple(scale) != DEFAULT_SCALE:
+        settings["scale"] = list(parse_scale(scale))
     info = store.create_or_open_set(name, blind=bool(blind), preset=preset, settings=settings,
                                     owner=owner or rater)
     return SetInfo(name=info["name"], rater=rater, blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
@@ -152,6 +154,7 @@ class SetResults:
     # Where images have reference captions: rating.metric_agreement.metric_agreement's two tables, else None.
     metric_models: pd.DataFrame | None = None  # per model: BLEU-4, CIDEr-D, BERTScore F1 beside human accuracy
     metric_tau: pd.DataFrame | None = None  # Kendall's tau between each metric and the mean human score
+    scale: tuple[int, int] = DEFAULT_SCALE  # the set's score scale: accuracy is normalised by it
 
 
 def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
@@ -171,18 +174,45 @@ def set_results(store: RatingStore, set_name: str, *, metrics: bool = True, metr
     not computed, for callers that only show the other tables)."""
     ratings = store.ratings(set_name)
     captions = store.get_captions(set_name)
-    coverage = coverage_summary(ratings, captions)
+    scale = store.set_scale(set_name)
+    coverage = coverage_summary(ratings, captions, scale=scale)
     gold = _gold_scores(store, set_name)
     metric_models = metric_tau = None
     references = store.references(set_name) if metrics else {}
     if references:
-        from .metric_agreement import metric_agreement  # loads nltk/pycocoevalcap (and BERTScore) only when needed
+        from .metric_agreement import metric_agreement  # loads pycocoevalcap (and BERTScore) only when needed
 
-        metric_models, metric_tau = metric_agreement(ratings, captions, references, bertscore=metric_bertscore)
-    return SetResults(ratings=ratings, summary=coverage.table, agreement=agreement(ratings),
+        metric_models, metric_tau = metric_agreement(ratings, captions, references, bertscore=metric_bertscore,
+                                                     scale=scale)
+    return SetResults(ratings=ratings, summary=coverage.table, agreement=agreement(ratings, scale=scale),
                       raters=store.raters(set_name), message=coverage.message,
-                      rater_table=rater_table(ratings, captions, gold), gold=gold,
-                      metric_models=metric_models, metric_tau=metric_tau)
+                      rater_table=rater_table(ratings, captions, gold, scale=scale), gold=gold,
+                      metric_models=metric_models, metric_tau=metric_tau, scale=scale)
+
+
+def set_agreement(store: RatingStore, set_name: str, *, bertscore: bool = True, meteor: bool = True,
+                  device: str | None = None) -> dict[str, Any]:
+    """Kendall tau-c and tau-b of each automatic metric against the set's human scores, on one row per judgment
+    and on per-caption means (`rating.metric_agreement`), with what they rest on: ``{"set", "scale",
+    "judgments", "captions", "left_out", "tokenizer", "seconds", "metrics": [row per metric], "per_model":
+    [...], "clipscore"}``. Raises ValueError when the set has no reference captions."""
+    from .metric_agreement import metric_agreement
+
+    references = store.references(set_name)
+    if not references:
+        raise ValueError(f"set {set_name!r} has no reference captions, so no metric can be computed; import a file "
+                         "with a reference column, or a dataset split (python -m rating import-dataset)")
+    scale = store.set_scale(set_name)
+    report: dict[str, Any] = {}
+    per_model, tau = metric_agreement(store.ratings(set_name), store.get_captions(set_name), references,
+                                      bertscore=bertscore, meteor=meteor, device=device, scale=scale, report=report)
+    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in tau.to_dict("records")]
+    return {"set": set_name, "scale": list(scale), "judgments": int(tau["n_judgments"].max()) if len(tau) else 0,
+            "captions": int(tau["n_captions"].max()) if len(tau) else 0, "left_out": report.get("left_out", 0),
+            "tokenizer": report.get("tokenizer"), "seconds": report.get("seconds", {}), "metrics": rows,
+            "per_model": per_model.to_dict("records"),
+            "clipscore": "not computed: it needs the images and CLIP weights (python -m trainer.evaluate --clipscore)"}
 
 
 def _percent(value: float) -> float | None:

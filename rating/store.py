@@ -33,7 +33,9 @@ import pandas as pd
 
 from rating.schema import create_or_upgrade
 from rating.validation import (
+    DEFAULT_SCALE,
     from_json,
+    parse_scale,
     require_hash,
     to_json,
     utc_now,
@@ -410,14 +412,20 @@ class RatingStore(PairwiseVotes):
 
     # ------------------------------------------------------------------ ratings
 
+    def set_scale(self, name: str) -> tuple[int, int]:
+        """The score scale of set ``name``: (low, high), (0, 2) unless the set was created with another."""
+        scale = self.get_set(name)["settings"].get("scale")
+        return parse_scale(scale) if scale is not None else DEFAULT_SCALE
+
     def rate(self, eval_set: str, rater: str, image_hash: str, model_name: str, score: int) -> None:
-        """Store ``rater``'s score (0, 1 or 2) for a saved caption; rating again replaces the score.
+        """Store ``rater``'s score (0, 1 or 2, or on the set's own scale) for a saved caption; rating again
+        replaces the score.
 
         The caption text, weights hash and decoding settings are copied from the captions table in
         the same transaction, so the rating records exactly what was on screen.
         """
-        score = validate_score(score)
         eval_set = validate_name(eval_set, "evaluation set name")
+        score = validate_score(score, self.set_scale(eval_set))
         rater = validate_name(rater, "rater name")
         model_name = validate_name(model_name, "model name")
         image_hash = require_hash(image_hash)

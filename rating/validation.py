@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 MAX_NAME_LENGTH = 100
 ALLOWED_SCORES = (0, 1, 2)
+DEFAULT_SCALE = (0, 2)  # a set's score scale unless it declares another (rating.schema)
 PAIRWISE_OUTCOMES = ("a", "b", "both_good", "both_bad")
 
 
@@ -38,20 +40,41 @@ def validate_name(value: Any, what: str) -> str:
     return name
 
 
-def validate_score(score: Any) -> int:
-    """Return ``score`` as an int in {0, 1, 2}, or raise ValueError("score must be 0, 1 or 2, got 3").
+def parse_scale(text: Any) -> tuple[int, int]:
+    """A score scale written "1-4" (or a (low, high) pair) -> (1, 4); ValueError unless two integers low < high."""
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        low, high = text
+    else:
+        match = re.fullmatch(r"\s*(-?\d+)\s*-\s*(-?\d+)\s*", str(text))
+        if not match:
+            raise ValueError(f"a score scale is written LOW-HIGH with integers, e.g. 0-2 or 1-4; got {text!r}")
+        low, high = int(match[1]), int(match[2])
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (low, high)) or not low < high:
+        raise ValueError(f"a score scale needs two integers with LOW < HIGH, e.g. 0-2 or 1-4; got {text!r}")
+    return low, high
 
-    Integers (Python or numpy), integral floats (``2.0``, as a number widget returns) and the strings
-    "0", "1", "2" (as a radio widget returns) are accepted; booleans are not, since True would silently
-    count as 1.
+
+def scale_text(scale: tuple[int, int]) -> str:
+    """(1, 4) -> "1-4"; what a message calls the scale."""
+    return f"{scale[0]}-{scale[1]}"
+
+
+def validate_score(score: Any, scale: tuple[int, int] = DEFAULT_SCALE) -> int:
+    """Return ``score`` as an int on ``scale`` (default 0-2: {0, 1, 2}), or raise ValueError("score must be 0, 1
+    or 2, got 3"; "score must be an integer from 1 to 4, got 5" on another scale).
+
+    Integers (Python or numpy), integral floats (``2.0``, as a number widget returns) and integer strings
+    ("2", as a radio widget returns) are accepted; booleans are not, since True would silently count as 1.
     """
+    low, high = scale
     value: Any = score
-    if isinstance(value, str) and value.strip() in {"0", "1", "2"}:
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
         value = int(value.strip())
     elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value not in ALLOWED_SCORES:
-        raise ValueError(f"score must be 0, 1 or 2, got {score!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        allowed = "0, 1 or 2" if (low, high) == DEFAULT_SCALE else f"an integer from {low} to {high}"
+        raise ValueError(f"score must be {allowed}, got {score!r}")
     return value
 
 

@@ -54,7 +54,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from captioning.generation import PRESETS, GenerationSettings, get_settings
 from captioning.images import ImageLoadError, load_image
 from captioning.preprocessing import needed_side
-from captioning.zoo import WEIGHTS_FILE, ModelCache, ZooError, ZooModel, file_sha256, list_zoo
+from captioning.zoo import ModelCache, ZooError, ZooModel, list_zoo, weight_files, weights_sha256
 
 from .batching import MicroBatcher
 from .docs import offline_docs_app
@@ -152,15 +152,15 @@ class ApiState:
         metrics.watch_models(lambda: len(cache))
 
     def weights_hash(self, entry: Path) -> str | None:
-        """sha256 of an entry's weights file (as `ZooModel.weights_hash`), remembered per file version."""
-        weights = entry / WEIGHTS_FILE
+        """sha256 of an entry's weights (as `ZooModel.weights_hash`: one file, or its shards), remembered per
+        version of its weights files."""
         try:
-            stat = weights.stat()
-        except OSError:
+            files = weight_files(entry)
+            key = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        except (OSError, ZooError):
             return None
-        key = (str(weights), stat.st_mtime_ns, stat.st_size)
         if key not in self._hashes:
-            self._hashes[key] = file_sha256(weights)
+            self._hashes[key] = weights_sha256(entry)
         return self._hashes[key]
 
     def zoo_rows(self) -> list[dict[str, Any]]:

@@ -99,13 +99,28 @@ def split_fingerprint(split: Split) -> str:
     return h.hexdigest()[:16]
 
 
+def _examples(values: list[str], count: int = 3) -> str:
+    return ", ".join(values[:count]) + (" ..." if len(values) > count else "") if values else "none"
+
+
+def _split_examples(split: Split) -> str:
+    """A few of the split's ids and file names, for a message about ids that do not match."""
+    if not split.image_paths:
+        return f"split {split.name!r} has no images"
+    ids = sorted(split.image_paths)
+    files = [split.image_paths[i].name for i in ids[:3]]
+    return (f"split {split.name!r} has {len(ids)} images (ids like {_examples(ids)}; files like "
+            f"{_examples(files)})")
+
+
 def describe_matching(matched: MatchedCaptions, split: Split) -> list[str]:
     """Lines for the user about what was left out: unmatched ids, repeats, split images without a caption."""
     lines = []
+    total = len(matched.captions) + len(matched.unmatched) + len(matched.repeated)
     if matched.unmatched:
-        shown = ", ".join(matched.unmatched[:5]) + (" ..." if len(matched.unmatched) > 5 else "")
-        lines.append(f"{matched.model}: {len(matched.unmatched)} caption(s) name no image of split {split.name!r} "
-                     f"and are not scored: {shown}")
+        lines.append(f"{matched.model}: {len(matched.captions)} of {total} image ids matched; "
+                     f"{len(matched.unmatched)} name no image of split {split.name!r} and are not scored (e.g. "
+                     f"{_examples(matched.unmatched, 5)}); {_split_examples(split)}")
     if matched.repeated:
         lines.append(f"{matched.model}: {len(matched.repeated)} id(s) name an image already captioned; the first "
                      f"caption is scored: {', '.join(matched.repeated[:5])}")
@@ -117,14 +132,12 @@ def describe_matching(matched: MatchedCaptions, split: Split) -> list[str]:
 
 
 def check_matched(matched: MatchedCaptions, split: Split, source: str) -> None:
-    """ValueError when none of a model's captions names an image of the split."""
+    """ValueError when none of a model's captions names an image of the split, with examples from both sides."""
     if not matched.captions:
-        example = ", ".join(list(matched.unmatched)[:3])
-        some = ", ".join(sorted(split.image_paths)[:3])
-        raise ValueError(f"none of the {len(matched.unmatched)} image ids of model {matched.model!r} in {source} "
-                         f"(e.g. {example}) names an image of split {split.name!r} (ids like {some}, files like "
-                         f"{', '.join(p.name for p in list(split.image_paths.values())[:2])}); pass the split the "
-                         "captions were made for")
+        raise ValueError(f"0 of the {len(matched.unmatched)} image ids of model {matched.model!r} in {source} "
+                         f"(e.g. {_examples(matched.unmatched)}) name an image of the annotations; "
+                         f"{_split_examples(split)}. Pass the annotation file and --split the captions were made "
+                         "for")
 
 
 def result_block(matched: MatchedCaptions, scores: dict[str, Any]) -> dict[str, Any]:

@@ -92,12 +92,14 @@ def _entry_name(value: str) -> str | None:
 # loading a config does not import torch (tests/trainer/test_config.py checks the two lists agree).
 DECODING_PRESETS = ("consistent", "safe_diverse", "balanced_diverse", "creative_diverse", "greedy")
 # Metrics computed on the validation split each epoch.
-EVALUATION_METRICS = ("loss", "bleu", "cider", "bertscore", "meteor", "object_accuracy")
+EVALUATION_METRICS = ("loss", "bleu", "cider", "rouge", "bertscore", "meteor", "object_accuracy")
 # Metric that picks the best epoch, and the entry of evaluation.metrics that must be on to produce it.
 BEST_METRICS = {
     "val_loss": "loss",
     "cider": "cider",
     "bleu4": "bleu",
+    "rouge_l": "rouge",
+    "meteor": "meteor",
     "bertscore_f1": "bertscore",
     "object_accuracy": "object_accuracy",
 }
@@ -221,7 +223,7 @@ class EvaluationConfig:
     metrics: list[str] = setting(doc=f"Metrics computed each epoch; allowed: {', '.join(EVALUATION_METRICS)}.",
                                 factory=lambda: ["loss", "bleu", "cider", "bertscore"],
                                 check=members(EVALUATION_METRICS, "metric"))
-    best_metric: Literal["val_loss", "cider", "bleu4", "bertscore_f1", "object_accuracy"] = setting(
+    best_metric: Literal["val_loss", "cider", "bleu4", "rouge_l", "meteor", "bertscore_f1", "object_accuracy"] = setting(
         "val_loss", doc="Metric that picks the best epoch (lowest val_loss, highest otherwise).")
     bertscore_model: str | None = setting(None, doc="BERTScore model folder or id; null = the bundled offline "
                                                    "all-MiniLM-L6-v2.")

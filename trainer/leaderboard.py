@@ -45,7 +45,7 @@ def rank_key(metrics: dict[str, Any]) -> tuple:
 def score_zoo(zoo: str | Path, split: Split, *, data: str, settings: GenerationSettings, metrics: list[str],
               info: dict[str, Any], bertscore_model: str | None = None, batch_size: int = 32,
               max_images: int | None = None, clip_scorer: Any = None, clip: dict[str, Any] | None = None,
-              out: str | Path | None = None, argv: list[str] | None = None) -> dict[str, Any]:
+              out: str | Path | None = None, argv: list[str] | None = None, tokenizer: str = "auto") -> dict[str, Any]:
     """Evaluate each loadable entry of `zoo` on `split`, write the leaderboard (default ZOO/leaderboard.json
     and .md) and return it (with `written`: the two paths)."""
     zoo = Path(zoo)
@@ -69,11 +69,11 @@ def score_zoo(zoo: str | Path, split: Split, *, data: str, settings: GenerationS
             continue
         scores, captions = evaluate_split(model, split, settings=settings, metrics=metrics,
                                           bertscore_model=bertscore_model, batch_size=batch_size,
-                                          max_images=max_images)
+                                          max_images=max_images, tokenizer=tokenizer)
         if clip_scorer is not None:
             add_clipscore(scores, clip_scorer, split, captions)
         images = max(images, int(scores.get("images", 0)))
-        entries.append({"name": model.name, "weights_hash": model.weights_hash[:12],
+        entries.append({"name": model.name, "family": model.family, "weights_hash": model.weights_hash[:12],
                         "dtype": model.config.get("dtype", "float32"), "metrics": scores,
                         "seconds": round(time.perf_counter() - started, 1)})
         print(f"scored {model.name}", file=sys.stderr)

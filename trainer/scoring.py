@@ -1,5 +1,5 @@
 """Score a captioner on a dataset split: caption it through `captioning.caption_images` and compute BLEU-1..4,
-CIDEr-D, BERTScore (optionally METEOR, CLIPScore and RefCLIPScore), and on a shapes dataset the object accuracy.
+ROUGE-L, CIDEr-D (optionally METEOR, BERTScore, CLIPScore and RefCLIPScore), and on a shapes dataset the object accuracy.
 
 The trainer's validation and test, `python -m trainer.evaluate` (trainer/evaluate.py) and the leaderboard
 (trainer/leaderboard.py) all call `evaluate_split`, so they report the same numbers for the same split and decoding.
@@ -7,6 +7,7 @@ The trainer's validation and test, `python -m trainer.evaluate` (trainer/evaluat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,40 +51,59 @@ def caption_split(model: ZooModel, split: Split, settings: GenerationSettings, *
     return captions
 
 
+# What `--metrics` / `evaluation.metrics` may name: the library's text metrics and the shapes object accuracy.
+SCORE_METRICS = ("bleu", "meteor", "rouge", "cider", "bertscore", "object_accuracy")
+
+
+def check_metrics(metrics: list[str]) -> list[str]:
+    """The metric names, or ValueError naming the unknown ones and the valid ones."""
+    unknown = [m for m in metrics if m not in SCORE_METRICS]
+    if unknown:
+        hint = " (CLIPScore is asked for with --clipscore)" if any("clip" in m for m in unknown) else ""
+        raise ValueError(f"Unknown metric name(s) {', '.join(map(repr, unknown))}; valid metrics = "
+                         f"{', '.join(SCORE_METRICS)}{hint}")
+    return metrics
+
+
 def score_captions(captions: dict[str, str], split: Split, *, metrics: list[str], bertscore_model: str | None = None,
-                   bertscore_num_layers: int | None = 6) -> dict[str, float]:
-    """Metrics of generated captions against the split's references (and objects, when it has them)."""
+                   bertscore_num_layers: int | None = 6, report: dict[str, Any] | None = None,
+                   tokenizer: str = "auto") -> dict[str, float]:
+    """Metrics of generated captions against the split's references (and objects, when it has them).
+
+    ``report``, when given, receives the tokenizer used and the seconds each metric took (``compute_metrics``)."""
     ids = sorted(captions)
     if not ids:
         raise ValueError(f"no captions to score for split {split.name!r}: all its images failed to load")
+    wanted = set(check_metrics([m for m in metrics if m != "loss"]))
     preds = [captions[i] for i in ids]
     refs = [split.references[i] for i in ids]
-    wanted = set(metrics)
     scores: dict[str, float] = {}
-    if wanted & {"bleu", "cider", "bertscore", "meteor"}:
+    if wanted & {"bleu", "meteor", "rouge", "cider", "bertscore"}:
         scores.update(compute_metrics(preds, refs, bertscore_model=bertscore_model,
-                                      bertscore_num_layers=bertscore_num_layers,
-                                      use_bertscore="bertscore" in wanted, use_meteor="meteor" in wanted))
-        if "bleu" not in wanted:
-            scores = {k: v for k, v in scores.items() if not k.startswith("bleu")}
-        if "cider" not in wanted:
-            scores.pop("cider", None)
+                                      bertscore_num_layers=bertscore_num_layers, use_bleu="bleu" in wanted,
+                                      use_rouge="rouge" in wanted, use_cider="cider" in wanted,
+                                      use_bertscore="bertscore" in wanted, use_meteor="meteor" in wanted,
+                                      report=report, tokenizer=tokenizer))
     if split.objects and ("object_accuracy" in wanted or not metrics):
+        started = time.perf_counter()
         accuracy = object_accuracy({i: captions[i] for i in ids}, split.objects)
         scores["object_accuracy"] = accuracy["object_accuracy"]
         scores.update({f"object_accuracy_{n}obj": value for n, value in accuracy["by_objects"].items()})
+        if report is not None:
+            report.setdefault("seconds", {})["object_accuracy"] = round(time.perf_counter() - started, 3)
     scores["images"] = len(ids)
     return scores
 
 
 def evaluate_split(model: ZooModel, split: Split, *, settings: GenerationSettings, metrics: list[str],
                    bertscore_model: str | None = None, bertscore_num_layers: int | None = 6, batch_size: int = 32,
-                   max_images: int | None = None, features: Callable[[list[str]], torch.Tensor] | None = None
+                   max_images: int | None = None, features: Callable[[list[str]], torch.Tensor] | None = None,
+                   report: dict[str, Any] | None = None, tokenizer: str = "auto"
                    ) -> tuple[dict[str, float], dict[str, str]]:
     """Caption the split and score it; returns (metrics, captions)."""
     captions = caption_split(model, split, settings, batch_size=batch_size, max_images=max_images, features=features)
     return score_captions(captions, split, metrics=metrics, bertscore_model=bertscore_model,
-                          bertscore_num_layers=bertscore_num_layers), captions
+                          bertscore_num_layers=bertscore_num_layers, report=report, tokenizer=tokenizer), captions
 
 
 def add_clipscore(scores: dict[str, Any], scorer: Any, split: Split, captions: dict[str, str], *,

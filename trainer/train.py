@@ -164,10 +164,19 @@ class RunState:
         return cls(**json.loads(path.read_text()))
 
 
-def is_better(metric: str, value: float, best: float | None) -> bool:
+def is_better(metric: str, value: float, best: float | None, *, val_loss: float | None = None,
+              best_val_loss: float | None = None) -> bool:
+    """Whether an epoch scoring `value` on `metric` beats the best so far (`best`; None: there is none yet).
+
+    A tie on a caption metric (seen: object accuracy 0 in two epochs of a short run) goes to the lower
+    validation loss, so the epoch that learned more is kept rather than the first."""
     if best is None:
         return True
-    return value < best if metric in LOWER_IS_BETTER else value > best
+    if metric in LOWER_IS_BETTER:
+        return value < best
+    if math.isclose(value, best, rel_tol=1e-12, abs_tol=1e-12):
+        return val_loss is not None and best_val_loss is not None and val_loss < best_val_loss
+    return value > best
 
 
 def _lr_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int, num_processes: int = 1):
@@ -383,7 +392,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
                       **(scst.epoch_record() if state.stage == "scst" else {})}
             state.history.append(record)
             log(f"epoch {epoch + 1}/{t.epochs} | train loss {train_loss:.3f} | " + " | ".join(
-                f"{k} {v:.3f}" for k, v in val_metrics.items() if isinstance(v, float)))
+                f"{k} {v:.3f}" for k, v in val_metrics.items() if isinstance(v, float))
+                + (f" | caption metrics on {val_metrics['metric_images']} of {len(val_split.image_paths)} val images"
+                   if "metric_images" in val_metrics else ""))
             if writer:
                 for k, v in record.items():
                     if isinstance(v, float):
@@ -392,7 +403,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, stop_after_steps: int 
             if criterion not in val_metrics:
                 raise TrainingError(f"evaluation.best_metric {criterion!r} was not computed; "
                                     f"computed: {sorted(val_metrics)}")
-            if is_better(criterion, val_metrics[criterion], state.best_score):  # every rank: the metrics agree
+            best_record = next((r for r in state.history if r["epoch"] == state.best_epoch), {})
+            if is_better(criterion, val_metrics[criterion], state.best_score, val_loss=val_metrics.get("val_loss"),
+                         best_val_loss=best_record.get("val_loss")):  # every rank: the metrics agree
                 state.best_score, state.best_epoch = val_metrics[criterion], epoch + 1
                 if accelerator.is_main_process:
                     save_entry(unwrapped, tokenizer, image_processor, best_dir, overwrite=True,
@@ -443,6 +456,10 @@ def validate(cfg, unwrapped, model, val_loader, val_split, tokenizer, image_proc
         scores = caption_metrics(accelerator, val_split, caption=caption, score=score, max_images=e.max_val_images,
                                  rank_log=rank_log, epoch=epoch)
         metrics.update({k: float(v) for k, v in scores.items() if k != "images"})
+        if int(scores.get("images", 0)) != len(val_split.image_paths):
+            # val_loss covers the whole split; the caption metrics only these (evaluation.max_val_images, or
+            # images that could not be read): said in the epoch line and kept in the entry's metrics
+            metrics["metric_images"] = int(scores.get("images", 0))
     model.train()
     return metrics
 

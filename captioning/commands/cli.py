@@ -1,4 +1,5 @@
-"""Command line: `python -m captioning caption ...`, `python -m captioning list ...` and
+"""Command line: `python -m captioning caption ...`, `python -m captioning list ...`, `python -m captioning add
+HUB_ID_OR_FOLDER --zoo DIR` (another maker's model as an entry, `captioning.adding`) and
 `python -m captioning convert model_zoo/NAME --dtype fp16|bf16` (a half-precision copy, `captioning.precision`).
 
 caption: every image in a folder x every chosen zoo model -> one CSV with `image_id, model_name, caption`
@@ -132,7 +133,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"(zoo {args.zoo} is empty)")
         return 0
-    header = f"{'name':<28} {'kind':<22} {'encoder':<32} {'decoder':<16} {'K':>3} {'params':>12} {'MB':>8}  metrics"
+    header = f"{'name':<28} {'family':<22} {'encoder':<32} {'decoder':<16} {'K':>3} {'params':>12} {'MB':>8}  metrics"
     print(header)
     for r in rows:
         if "error" in r:
@@ -142,7 +143,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float))
                           and k in ("bleu4", "cider", "bertscore_f1", "object_accuracy", "val_loss"))
         k = r.get("prefix_length") if r.get("prefix_length") is not None else "-"
-        print(f"{r['name']:<28} {r['kind']:<22} {str(r.get('encoder')):<32} {str(r.get('decoder')):<16} {k:>3} "
+        print(f"{r['name']:<28} {r['family']:<22} {str(r.get('encoder')):<32} {str(r.get('decoder')):<16} {k:>3} "
               f"{r['parameters']:>12,} {r['size_mb']:>8.2f}  {shown}")
     return 0
 
@@ -158,6 +159,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     sizes = [(Path(p) / WEIGHTS_FILE).stat().st_size for p in (args.entry, out)]
     print(f"wrote {out} ({args.dtype}): weights {sizes[1] / 1e6:.2f} MB, {sizes[1] / sizes[0]:.2f} x the "
           f"{sizes[0] / 1e6:.2f} MB of {Path(args.entry).name}", file=sys.stderr)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from ..adding import add_model
+    from ..zoo import ZooError
+
+    try:
+        added = add_model(args.source, args.zoo, name=args.name, prompt=args.prompt, display_name=args.display_name)
+    except ZooError as e:
+        raise UserError(str(e)) from None
+    print(f"added {added.path} ({added.family}, {added.parameters:,} parameters, {added.size_mb:,.1f} MB); "
+          f"its caption of a test image: {added.caption!r}")
     return 0
 
 
@@ -193,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--zoo", default="model_zoo", help="zoo folder (default: model_zoo)")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=cmd_list)
+    add = sub.add_parser("add", help="add a transformers image-to-text model (hub id or save_pretrained folder) to a zoo",
+                         description="Copy a folder that save_pretrained wrote (or fetch a hub model: safetensors and "
+                                     "processor files only) into the zoo, caption a test image with it, and write its "
+                                     "model card. Families: BLIP, GIT, BLIP-2, InstructBLIP, VisionEncoderDecoder, "
+                                     "Florence-2, PaliGemma and chat VLMs (LLaVA, Idefics3, SmolVLM, Qwen2-VL, ...). "
+                                     "Models that need trust_remote_code are refused.")
+    add.add_argument("source", help="a hub id (e.g. Salesforce/blip-image-captioning-base) or a folder")
+    add.add_argument("--zoo", default="model_zoo", help="the zoo folder (default: model_zoo)")
+    add.add_argument("--name", help="the entry's folder name (default: the last part of the id or folder)")
+    add.add_argument("--prompt", help="what the model is asked (chat VLMs: the instruction, default "
+                                      "'Describe this image in one sentence.'; Florence-2: the task token)")
+    add.add_argument("--display-name", help="the name shown on the page (default: the entry's name)")
+    add.set_defaults(func=cmd_add)
     conv = sub.add_parser("convert", help="write a half-precision copy of a zoo entry (a new entry)")
     conv.add_argument("entry", help="zoo entry folder, e.g. model_zoo/NAME")
     conv.add_argument("--dtype", required=True, help="fp16 or bf16")
@@ -204,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars per model would bury our own lines
     if getattr(args, "batch_size", 1) < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
         return 2

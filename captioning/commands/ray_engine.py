@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from ..foreign import ForeignInputs
 from .common import CSV_COLUMNS, UserError, select_models
 
 RUN_FILE = "_run.json"
@@ -250,11 +251,15 @@ def decode_and_preprocess(batch: dict[str, np.ndarray], processors: dict[str, An
            "error": np.array([problems.get(i, "") for i in ids], dtype=object)}
     for column, processor in processors.items():
         images = read.images or [Image.new("RGB", (64, 64))]  # the blank image only gives the tensor's shape
-        pixels = processor(images=images, return_tensors="pt")["pixel_values"].numpy()
-        full = np.zeros((len(ids), *pixels.shape[1:]), dtype=pixels.dtype)
-        if read.images:
-            full[ok] = pixels
-        out[column] = full
+        if isinstance(processor, ForeignInputs):  # another maker's model: each of its inputs in a column
+            arrays = {f"{column}/{k}": v.numpy() for k, v in processor(images).items()}
+        else:
+            arrays = {column: processor(images=images, return_tensors="pt")["pixel_values"].numpy()}
+        for name, array in arrays.items():
+            full = np.zeros((len(ids), *array.shape[1:]), dtype=array.dtype)
+            if read.images:
+                full[ok] = array
+            out[name] = full
     return out
 
 
@@ -282,20 +287,28 @@ class Captioner:
         from ..pipeline import caption_features
 
         ok = np.flatnonzero(batch["error"] == "")
-        if self.pixels is not None:  # the encoder pass of this key, shared by the models after this one
-            full = np.zeros((len(batch["error"]), 1), dtype=np.float32)  # no readable image: nothing to encode
-            if len(ok):
+        if self.pixels is not None and not self.model.foreign:  # the encoder pass of this key, shared by the
+            full = np.zeros((len(batch["error"]), 1), dtype=np.float32)  # models after this one (none readable:
+            if len(ok):                                                  # nothing to encode)
                 features = self.model.encode(torch.from_numpy(np.ascontiguousarray(batch[self.pixels][ok])))
                 features = features.float().cpu().numpy()
                 full = np.zeros((len(batch["error"]), *features.shape[1:]), dtype=features.dtype)
                 full[ok] = features
             batch = {**batch, self.features: full}
-        out = {k: v for k, v in batch.items() if k not in self.drop}
+        # A column `pixels:<i>/<input>` belongs to pixels:<i> (another maker's model's inputs) and goes with it.
+        out = {k: v for k, v in batch.items() if k.split("/")[0] not in self.drop}
         captions = np.empty(len(batch["error"]), dtype=object)
         scores = np.empty(len(batch["error"]), dtype=object)
         captions[:], scores[:] = [[]] * len(captions), [[]] * len(scores)
         if len(ok):
-            features = torch.from_numpy(np.ascontiguousarray(batch[self.features][ok]))
+            if self.model.foreign:  # its processor's inputs go to its generate as they are
+                from transformers import BatchFeature
+
+                prefix = f"{self.pixels}/"
+                features = BatchFeature({k[len(prefix):]: torch.from_numpy(np.ascontiguousarray(v[ok]))
+                                         for k, v in batch.items() if k.startswith(prefix)})
+            else:
+                features = torch.from_numpy(np.ascontiguousarray(batch[self.features][ok]))
             names = [str(batch["image_id"][i]) for i in ok]
             for i, result in zip(ok, caption_features(self.model, features, names, self.settings)):
                 captions[i], scores[i] = list(result.captions), [float(s) for s in result.scores]
@@ -378,7 +391,7 @@ def plan_stages(models: Sequence[Any]) -> tuple[dict[str, str], dict[str, Any], 
     for i, m in enumerate(models):
         if m.preprocess_key not in pixels_of:
             pixels_of[m.preprocess_key] = f"pixels:{len(pixels_of)}"
-            processors[pixels_of[m.preprocess_key]] = m.image_processor
+            processors[pixels_of[m.preprocess_key]] = m.model.inputs if m.foreign else m.image_processor
         groups.setdefault(m.encoder_key, []).append(i)
     return pixels_of, processors, [(models[idx[0]], idx) for idx in groups.values()]
 

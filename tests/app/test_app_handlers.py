@@ -453,10 +453,11 @@ def test_uploads_accept_exactly_the_image_files_the_loader_reads(ctx):
 def test_results_text_shows_metrics_beside_human_accuracy_when_references_exist():
     per_model = pd.DataFrame([{"model": "good", "images_with_references": 2, "bleu4": 1.0, "cider": 3.2,
                                "bertscore_f1": float("nan"), "human_accuracy": 100.0}])
-    tau = pd.DataFrame([{"metric": "bleu4", "kendall_tau": 0.894, "p_value": 0.1, "n_captions": 4}])
+    tau = pd.DataFrame([{"metric": "bleu4", "tau_c_judgments": 0.851, "tau_b_judgments": 0.802, "n_judgments": 6,
+                         "tau_c": 0.862, "kendall_tau": 0.894, "n_captions": 4, "p_value": 0.1}])
     text = page_results.metric_text(per_model, tau)
     assert "| good | 2 | 1.000 | 3.200 | n/a | 100.0 |" in text
-    assert "bleu4 τ = 0.89 (p = 0.100, 4 captions)" in text
+    assert "| bleu4 | 0.85 | 0.80 | 0.86 | 0.89 (p = 0.100) |" in text and "6 judgments of 4 captions" in text
     assert page_results.metric_text(None, None) == "" and page_results.metric_text(per_model.iloc[0:0], tau) == ""
 
 

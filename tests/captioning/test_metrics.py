@@ -1,19 +1,19 @@
 """Tests for captioning/metrics.py: the caption metrics behind every number stored in the model zoo.
 
-Protects: caption normalisation and tokenisation; that BLEU equals nltk's corpus_bleu on the same tokens
-(so our numbers are the documented ones); that BLEU, CIDEr and BERTScore give ~perfect scores to exact
+Protects: caption normalisation and tokenisation; that our PTB tokenization is pycocoevalcap's PTBTokenizer's
+and BLEU equals pycocoevalcap's Bleu on the same tokens (so our numbers are the documented ones), with the regex
+tokenizer as a stated fallback without Java; that BLEU, ROUGE-L, CIDEr and BERTScore give ~perfect scores to exact
 matches, low scores to unrelated captions and rank a better caption above a worse one; that multiple
 references are used; that bad inputs fail with errors naming what was received; that BERTScore runs offline
 from the bundled MiniLM and loads it once; that the per-caption scores (caption_scores) follow the same
-definitions (sentence BLEU-4, CIDEr-D and BERTScore F1 whose means are the corpus figures); and that METEOR
-degrades to None without Java.
+definitions (pycocoevalcap's per-sentence BLEU-n, ROUGE-L and CIDEr-D, BERTScore F1; ROUGE-L, CIDEr-D and F1
+average to the corpus figures); and that METEOR degrades to None without Java.
 """
 import logging
 import subprocess
 import sys
 
 import pytest
-from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 
 from captioning import metrics
 from captioning.metrics import (
@@ -23,9 +23,13 @@ from captioning.metrics import (
     bleu,
     caption_scores,
     cider,
+    coco_names,
     compute_metrics,
     default_bertscore_model_path,
     meteor,
+    ptb_tokenize,
+    resolve_tokenizer,
+    rouge_l,
     scoring_text,
     tokenize,
 )
@@ -94,27 +98,72 @@ def test_tokenize_returns_normalised_words():
 # BLEU
 # ------------------------------------------------------------------------------------------------
 
-def test_bleu_matches_nltk_corpus_bleu_on_a_small_example():
+needs_java = pytest.mark.skipif(metrics.shutil.which("java") is None, reason="no Java: the PTB tokenizer needs it")
+
+
+def official_bleu(token_predictions, token_references):
+    """pycocoevalcap's Bleu(4) on already tokenized captions: (corpus, per-sentence) as it returns them."""
+    import contextlib
+    import io
+
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Bleu(4).compute_score({i: refs for i, refs in enumerate(token_references)},
+                                     {i: [p] for i, p in enumerate(token_predictions)})
+
+
+@needs_java
+def test_ptb_tokenize_is_pycocoevalcaps_ptb_tokenizer():
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    texts = ["A skier's jump at 3:30 p.m.", "Mr. Smith doesn't like the black-and-white (old) TV!",
+             "Two \"big\" dogs, a cat & a U.S. flag.", "  spaces\tand\nnewlines  ", "...", ""]
+    official = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    assert ptb_tokenize(texts) == [official[i][0] for i in range(len(texts))]
+    assert ptb_tokenize(texts)[0] == "a skier 's jump at 3:30 p.m."  # not the regex's "a skiers jump at 3 30 p m"
+    assert resolve_tokenizer("auto") == "ptb"
+    with pytest.raises(ValueError, match=r"Unknown tokenizer 'nltk'; available tokenizers = \['auto', 'ptb', 'regex'\]"):
+        resolve_tokenizer("nltk")
+
+
+@needs_java
+def test_bleu_matches_pycocoevalcap_bleu_on_ptb_tokens():
     predictions = ["A dog runs on the grass.", "A man rides a red bike!"]
-    references = [["a dog is running on grass", "the dog runs on the grass"], ["a man riding a bike"]]
-    hypotheses = [["a", "dog", "runs", "on", "the", "grass"], ["a", "man", "rides", "a", "red", "bike"]]
-    token_refs = [
-        [["a", "dog", "is", "running", "on", "grass"], ["the", "dog", "runs", "on", "the", "grass"]],
-        [["a", "man", "riding", "a", "bike"]],
-    ]
-    smoothing = SmoothingFunction().method1
-    expected = {
-        "bleu1": corpus_bleu(token_refs, hypotheses, weights=(1.0,), smoothing_function=smoothing),
-        "bleu2": corpus_bleu(token_refs, hypotheses, weights=(0.5, 0.5), smoothing_function=smoothing),
-        "bleu3": corpus_bleu(token_refs, hypotheses, weights=(1 / 3,) * 3, smoothing_function=smoothing),
-        "bleu4": corpus_bleu(token_refs, hypotheses, weights=(0.25,) * 4, smoothing_function=smoothing),
-    }
+    references = [["a dog is running on grass", "the dog's running on the grass"], ["a man riding a bike"]]
+    token_predictions = ["a dog runs on the grass", "a man rides a red bike"]
+    token_references = [["a dog is running on grass", "the dog 's running on the grass"], ["a man riding a bike"]]
+    corpus, _ = official_bleu(token_predictions, token_references)
     scores = bleu(predictions, references)
-    assert scores.keys() == expected.keys()
-    for key, value in expected.items():
-        assert scores[key] == pytest.approx(value, abs=1e-12), key
+    assert list(scores) == ["bleu1", "bleu2", "bleu3", "bleu4"]
+    assert list(scores.values()) == pytest.approx(corpus, abs=1e-12)
+    assert coco_names(scores) == {"Bleu_1": scores["bleu1"], "Bleu_2": scores["bleu2"], "Bleu_3": scores["bleu3"],
+                                  "Bleu_4": scores["bleu4"]}
     # BLEU-n falls as n grows on an imperfect corpus, and the example is neither perfect nor zero.
     assert 1.0 > scores["bleu1"] > scores["bleu2"] > scores["bleu3"] > scores["bleu4"] > 0.0
+    # the regex tokenizer, asked for by name, deletes the apostrophe instead ("dogs")
+    regex_corpus, _ = official_bleu(token_predictions, [["a dog is running on grass", "the dogs running on the grass"],
+                                                        ["a man riding a bike"]])
+    assert list(bleu(predictions, references, tokenizer="regex").values()) == pytest.approx(regex_corpus, abs=1e-12)
+
+
+def test_without_java_the_regex_tokenizer_stands_in_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
+    monkeypatch.setattr(metrics, "_ptb_unavailable", lambda: "no 'java' executable on PATH")
+    report = {}
+    with caplog.at_level(logging.WARNING, logger="captioning.metrics"):
+        scores = compute_metrics(GOOD, REFERENCES, use_bertscore=False, report=report)
+    assert report["tokenizer"] == "regex" and "regex tokenizer" in caplog.text
+    assert metrics.metrics_info(use_bertscore=False)["tokenizer"] == "regex"
+    assert set(scores) == {"bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider"}
+    with pytest.raises(RuntimeError, match="java"):
+        bleu(GOOD, REFERENCES, tokenizer="ptb")  # asked for by name: no quiet substitute
+
+
+def test_rouge_l_is_one_for_a_reference_and_ranks_captions():
+    assert rouge_l([refs[1] for refs in REFERENCES], REFERENCES)["rouge_l"] == pytest.approx(1.0)
+    assert rouge_l(GOOD, REFERENCES)["rouge_l"] > rouge_l(MEDIOCRE, REFERENCES)["rouge_l"] > \
+        rouge_l(UNRELATED, REFERENCES)["rouge_l"]
 
 
 def test_bleu_perfect_for_identical_captions_and_low_for_unrelated():
@@ -162,7 +211,7 @@ def test_every_metric_ranks_good_above_mediocre_above_unrelated():
         compute_metrics(captions, REFERENCES) for captions in (GOOD, MEDIOCRE, UNRELATED)
     )
     expected_keys = {
-        "bleu1", "bleu2", "bleu3", "bleu4", "cider",
+        "bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider",
         "bertscore_precision", "bertscore_recall", "bertscore_f1",
     }
     assert set(good) == expected_keys
@@ -253,17 +302,19 @@ def test_empty_prediction_scores_zero_not_crash():
 
 def test_caption_scores_give_one_value_per_caption_matching_the_corpus_definitions():
     predictions = [GOOD[0], MEDIOCRE[1], UNRELATED[2], GOOD[3]]
-    scores = caption_scores(predictions, REFERENCES, use_bertscore=False)
-    assert set(scores) == {"bleu4", "cider"}
+    report = {}
+    scores = caption_scores(predictions, REFERENCES, use_bertscore=False, report=report)
+    assert set(scores) == {"bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider"}
     assert all(len(values) == 4 and all(isinstance(v, float) for v in values) for values in scores.values())
-    # BLEU-4 per caption is nltk's sentence_bleu on our tokens, with the corpus weights and smoothing.
-    for i, prediction in enumerate(predictions):
-        expected = sentence_bleu([tokenize(r) for r in REFERENCES[i]], tokenize(prediction),
-                                 weights=(0.25,) * 4, smoothing_function=SmoothingFunction().method1)
-        assert scores["bleu4"][i] == pytest.approx(expected, abs=1e-12)
-    # Corpus CIDEr-D is the mean of the per-caption scores, which keep each caption's place.
+    # BLEU-n per caption is pycocoevalcap's per-sentence BLEU-n on the same tokens (what COCO stores per image).
+    tokens = metrics.tokenize_captions(predictions, REFERENCES, report["tokenizer"])
+    _, per_sentence = official_bleu(tokens[0], tokens[1])
+    for n in range(1, 5):
+        assert scores[f"bleu{n}"] == pytest.approx(per_sentence[n - 1], abs=1e-12)
+    # Corpus ROUGE-L and CIDEr-D are the means of the per-caption scores, which keep each caption's place.
     assert sum(scores["cider"]) / 4 == pytest.approx(cider(predictions, REFERENCES)["cider"], abs=1e-9)
-    for key in ("bleu4", "cider"):
+    assert sum(scores["rouge_l"]) / 4 == pytest.approx(rouge_l(predictions, REFERENCES)["rouge_l"], abs=1e-9)
+    for key in ("bleu4", "rouge_l", "cider"):
         good_1, mediocre, unrelated, good_2 = scores[key]
         assert min(good_1, good_2) > mediocre > unrelated, (key, scores[key])
 

@@ -7,6 +7,7 @@ mistakes end with one line and a non-zero exit. One Ray session serves the modul
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,19 @@ def test_unreachable_address_is_one_line(zoo, images, tmp_path):
     assert f"error: no Ray cluster answers at --address {address}" in proc.stderr
     assert "ray start --head" in proc.stderr and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("error")] == proc.stderr.strip().splitlines()[-1:]
+
+
+def test_another_makers_model_captions_as_in_the_local_engine(zoo, images, ray_session, tmp_path, capsys):
+    """A foreign entry (its processor's inputs travel as columns) beside our own: the same rows as locally."""
+    from foreign_models import build_llava
+
+    mixed = tmp_path / "zoo"
+    shutil.copytree(zoo / "alpha", mixed / "alpha")
+    build_llava(mixed / "llava-tiny")
+    local = tmp_path / "local.csv"
+    assert cli.main(["caption", "--zoo", str(mixed), "--images", str(images), "--out", str(local), *COMMON]) == 0
+    assert caption_ray(mixed, images, tmp_path / "out") == 0
+    assert "wrote 10 captions (5 images x 2 models)" in capsys.readouterr().err
+    rows = sorted(as_csv(read_output(tmp_path / "out")), key=key)
+    assert rows == sorted(csv.DictReader(local.open()), key=key)
+    assert {r["model_name"] for r in rows} == {"alpha", "llava-tiny"}

@@ -14,14 +14,16 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from captioning.metrics import bertscore, bleu, caption_scores, cider
+from captioning.metrics import bertscore, bleu, caption_scores, cider, tokenize
 from rating import intake, sets
-from rating.metric_agreement import PER_MODEL_COLUMNS, TAU_COLUMNS, metric_agreement
+from rating.metric_agreement import METRICS, PER_MODEL_COLUMNS, TAU_COLUMNS, metric_agreement
 from rating.store import RatingStore
 
 IMAGES = [f"{i:064x}" for i in range(5)]
 REFERENCES = {
-    IMAGES[0]: ["a brown dog runs across the green grass", "a dog running on a lawn"],
+    # the first caption below is this image's first reference, so it is scored against the others
+    IMAGES[0]: ["a brown dog runs across the green grass", "a dog running on a lawn",
+                "a brown dog runs across the green lawn", "a brown dog runs on the green grass"],
     IMAGES[1]: ["a red car is parked on the side of the street", "a red car parked by the road"],
     IMAGES[2]: ["two people ride horses along the sandy beach", "two riders on horses at the beach"],
     IMAGES[3]: ["a plate of pasta with tomato sauce on a table", "a dish of spaghetti on a wooden table"],
@@ -33,6 +35,12 @@ CAPTIONS = [
     "two people on a beach",
     "an old clock tower at night",
 ]
+
+
+def refs_without(texts, images=IMAGES):
+    """Each caption's references less the caption itself (a candidate among its references is scored against
+    the others)."""
+    return [[r for r in REFERENCES[image] if tokenize(r) != tokenize(text)] for image, text in zip(images, texts)]
 
 
 def make_inputs(scores_per_image, model="alpha", captions=CAPTIONS, images=IMAGES):
@@ -53,11 +61,11 @@ def tau_of(tau_table, metric):
 def test_metric_order_agreeing_with_raters_gives_tau_one():
     ratings, captions = make_inputs([[2, 2], [2, 1], [1], [0, 0]])  # means 2, 1.5, 1, 0
     per_model, tau = metric_agreement(ratings, captions, REFERENCES, bertscore=False)
-    assert list(tau.columns) == TAU_COLUMNS and list(tau["metric"]) == ["bleu4", "cider", "bertscore_f1"]
+    assert list(tau.columns) == TAU_COLUMNS and list(tau["metric"]) == list(METRICS)
     assert tau_of(tau, "bleu4") == pytest.approx(1.0)
     assert tau_of(tau, "cider") == pytest.approx(1.0)
     assert math.isnan(tau_of(tau, "bertscore_f1"))  # turned off
-    assert list(tau["n_captions"]) == [4, 4, 4]
+    assert list(tau["n_captions"]) == [4] * len(METRICS)
     assert list(per_model.columns) == PER_MODEL_COLUMNS
 
 
@@ -85,7 +93,7 @@ def test_captions_without_references_or_ratings_are_left_out():
     ratings, captions = make_inputs([[2], [1, 2], [1], [2], []], captions=captions_text, images=images)
     references = dict(REFERENCES) | {IMAGES[4]: ["   ", "..."]}  # references without words count as none
     per_model, tau = metric_agreement(ratings, captions, references, bertscore=False)
-    assert list(tau["n_captions"]) == [3, 3, 3]
+    assert list(tau["n_captions"]) == [3] * len(METRICS)
     assert tau_of(tau, "bleu4") == pytest.approx(1.0)
     assert per_model["images_with_references"].tolist() == [3]
     # Human accuracy on those three images only: means 2, 1.5, 1 -> 4.5 * 100 / (3 * 2).
@@ -100,8 +108,8 @@ def test_per_model_table_reports_corpus_metrics_and_human_accuracy_on_the_same_i
     per_model, tau = metric_agreement(ratings, good_captions + bad_captions, REFERENCES, bertscore=False)
     table = per_model.set_index("model")
     assert list(table.index) == ["bad", "good"]
-    refs = [REFERENCES[image] for image in IMAGES[:4]]
     for model, texts in (("good", CAPTIONS), ("bad", bad_text)):
+        refs = refs_without(texts)
         assert table.loc[model, "images_with_references"] == 4
         assert table.loc[model, "bleu4"] == pytest.approx(bleu(texts, refs)["bleu4"])
         assert table.loc[model, "cider"] == pytest.approx(cider(texts, refs)["cider"])
@@ -109,10 +117,10 @@ def test_per_model_table_reports_corpus_metrics_and_human_accuracy_on_the_same_i
     assert table.loc["good", "human_accuracy"] == pytest.approx(6 * 100 / 8)
     assert table.loc["bad", "human_accuracy"] == pytest.approx(1 * 100 / 8)
     assert table.loc["good", "bleu4"] > table.loc["bad", "bleu4"]
-    assert list(tau["n_captions"]) == [8, 8, 8]  # pooled over both models
-    # Pooled: both models' per-caption scores against their captions' human means, in one tau.
-    pooled = {key: caption_scores(bad_text, refs, use_bertscore=False)[key]
-              + caption_scores(CAPTIONS, refs, use_bertscore=False)[key] for key in ("bleu4", "cider")}
+    assert list(tau["n_captions"]) == [8] * len(METRICS)  # pooled over both models
+    # Pooled: both models' per-caption scores (one call: CIDEr's IDF over every caption's references) against
+    # their captions' human means, in one tau.
+    pooled = caption_scores(bad_text + CAPTIONS, refs_without(bad_text) + refs_without(CAPTIONS), use_bertscore=False)
     human = [0, 1, 0, 0, 2, 2, 1, 1]
     for key in ("bleu4", "cider"):
         assert tau_of(tau, key) == pytest.approx(kendalltau(pooled[key], human).statistic)
@@ -136,8 +144,7 @@ def test_bertscore_from_the_offline_minilm_agrees_with_the_raters(monkeypatch):
     ratings, captions = make_inputs([[2, 2], [2, 1], [1], [0, 0]])
     per_model, tau = metric_agreement(ratings, captions, REFERENCES, device="cpu")
     assert tau_of(tau, "bertscore_f1") == pytest.approx(1.0)
-    refs = [REFERENCES[image] for image in IMAGES[:4]]
-    expected = bertscore(CAPTIONS, refs, device="cpu")["bertscore_f1"]
+    expected = bertscore(CAPTIONS, refs_without(CAPTIONS), device="cpu")["bertscore_f1"]
     assert per_model["bertscore_f1"].tolist() == [pytest.approx(expected, abs=1e-6)]
 
 
@@ -195,22 +202,29 @@ def test_references_imported_into_the_real_store_reach_the_results(tmp_path):
 
     rows = ["image_id,model_name,caption,score,reference",
             "a.png,good,a red circle on the left,2,a red circle on the left",
-            "a.png,bad,two green triangles,0,a red circle on the left",
+            "a.png,bad,two green triangles,0,one red circle on the left",
             "b.png,good,a blue square in the middle,2,a blue square in the middle",
-            "b.png,bad,a yellow circle,0,a blue square in the middle"]
+            "b.png,bad,a yellow circle,0,one blue square in the middle"]
     csv_path = tmp_path / "scored.csv"
     csv_path.write_text("\n".join(rows) + "\n")
     with RatingStore(tmp_path / "r.sqlite") as store:
         sets.open_set(store, "s", "alice")
         run = intake.import_captions_file(store, "s", csv_path, rater="alice")
         assert run.saved == 4
-        assert sorted(len(v) for v in store.references("s").values()) == [1, 1]
+        assert sorted(len(v) for v in store.references("s").values()) == [2, 2]
         found = sets.set_results(store, "s", metric_bertscore=False)
     per_model = found.metric_models.set_index("model")
     assert per_model.loc["good", "human_accuracy"] == 100.0 and per_model.loc["bad", "human_accuracy"] == 0.0
     assert per_model.loc["good", "bleu4"] > per_model.loc["bad", "bleu4"]
     tau = found.metric_tau.set_index("metric")
-    # The exact captions (BLEU-4 1.0, tied) were rated 2, the two others 0 (tied for alice, apart for BLEU):
-    # 4 concordant pairs, none discordant; tau-b = 4 / sqrt((6 - 2 human ties) * (6 - 1 metric tie)).
-    assert tau.loc["bleu4", "n_captions"] == 4
-    assert tau.loc["bleu4", "kendall_tau"] == pytest.approx(4 / math.sqrt(4 * 5))
+    # The good captions are references of their image, so each is scored against the other reference ("one red
+    # circle on the left": BLEU-4 below 1), as the literature's protocol does.
+    texts = ["two green triangles", "a red circle on the left", "a yellow circle", "a blue square in the middle"]
+    refs = [["a red circle on the left", "one red circle on the left"], ["one red circle on the left"],
+            ["a blue square in the middle", "one blue square in the middle"], ["one blue square in the middle"]]
+    direct = caption_scores(texts, refs, use_bertscore=False)  # sorted by image, then model: bad, good
+    assert 0.5 < direct["bleu4"][1] < 1.0
+    assert tau.loc["bleu4", "n_captions"] == 4 and tau.loc["bleu4", "n_judgments"] == 4
+    for variant, column in (("b", "kendall_tau"), ("c", "tau_c")):
+        expected = kendalltau(direct["bleu4"], [0, 2, 0, 2], variant=variant).statistic
+        assert tau.loc["bleu4", column] == pytest.approx(expected)

@@ -267,3 +267,28 @@ def test_metrics_text(client, images):
     assert sample(client, "captionzoo_models_loaded") >= 1
     assert any(line.startswith("captionzoo_batch_images_bucket") for line in lines)
     assert any(line.startswith("process_resident_memory_bytes") for line in lines)
+
+
+def test_another_makers_model_is_served_like_our_own(zoo, images, tmp_path):
+    """A GIT entry beside ours: listed with its family and weights hash, captioned through the same path."""
+    import shutil
+
+    from captioning.zoo import weights_sha256
+    from foreign_models import build_git
+
+    mixed = tmp_path / "zoo"
+    shutil.copytree(zoo / "alpha", mixed / "alpha")
+    build_git(mixed / "git-tiny")
+    with TestClient(create_app(ApiConfig(zoo_dir=mixed, max_file_size=LIMIT, max_images=4))) as c:
+        rows = {r["name"]: r for r in c.get("/api/v1/models").json()["models"]}
+        assert rows["git-tiny"]["family"] == "GIT" and rows["alpha"]["family"] == "prefix captioner"
+        assert rows["git-tiny"]["weights_hash"] == weights_sha256(mixed / "git-tiny")
+        body = {"images": [{"id": "one", "data": b64(images[0])}], "models": ["alpha", "git-tiny"],
+                "caption_mode": "greedy"}
+        answer = c.post("/api/v1/caption", json=body)
+        assert answer.status_code == 200, answer.text
+        got = {m["model"]: m for m in answer.json()["images"][0]["models"]}
+        models = [load_entry(mixed / "alpha"), load_entry(mixed / "git-tiny")]
+        picture = load_image(images[0].read_bytes(), min_side=needed_side(models))
+        expected = caption_images(models, [picture], names=["one"], settings="greedy")
+        assert [got[r.model_name]["captions"] for r in expected] == [r.captions for r in expected]

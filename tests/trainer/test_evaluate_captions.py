@@ -89,7 +89,7 @@ def test_captions_file_mistakes_are_one_line(shapes, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and expected in err
     bad.write_text(json.dumps([{"image_id": "elsewhere.jpg", "caption": "x"}]))
     assert evaluate_main(["--captions", str(bad), "--data", str(shapes)]) == 2
-    assert "names an image of split 'test'" in capsys.readouterr().err
+    assert "name an image of the annotations; split 'test' has" in capsys.readouterr().err
     assert evaluate_main(["--captions", str(tmp_path / "missing.csv"), "--data", str(shapes)]) == 2
     assert "does not exist" in capsys.readouterr().err
 

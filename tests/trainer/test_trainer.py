@@ -48,7 +48,8 @@ def tiny_overrides(shapes, tmp_path, name="tiny", **extra):
 def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     # the demo's best design: the grid mapper (patch tokens pooled to 2 x 2 regions, K=4)
     cfg = load_config(CONFIGS / "demo_shapes_base.yaml", tiny_overrides(
-        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper.type": "grid", "model.prefix_length": 4}))
+        shapes, tmp_path, **{"data.captions_per_image": 1, "model.mapper.type": "grid", "model.prefix_length": 4,
+                             "evaluation.max_val_images": 3}))
     summary = train(cfg, quiet=True)
     entry = Path(summary["entry"])
     names = {p.name for p in entry.iterdir()}
@@ -59,6 +60,9 @@ def test_tiny_run_writes_a_complete_zoo_entry(shapes, tmp_path):
     assert len(metrics["history"]) == 2 and metrics["decoding"]["preset"] == "consistent"
     # one caption per image per epoch: 32 training images / batch 16 = 2 steps per epoch (not 160 / 16)
     assert [h["step"] for h in metrics["history"]] == [2, 4]
+    # the caption metrics ran on evaluation.max_val_images=3 of the 4 val images, and say so (val_loss: all 4)
+    assert [h["metric_images"] for h in metrics["history"]] == [3, 3]
+    assert metrics["validation"]["metric_images"] == 3
     card = (entry / CARD_FILE).read_text()
     assert "## Metrics" in card and "pooled to a 2 x 2 grid of regions" in card
     assert (tmp_path / "runs" / "tiny" / "config.yaml").is_file()
