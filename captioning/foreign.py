@@ -52,7 +52,7 @@ class Family:
 
 
 # model_type (config.json) -> family. "vision-encoder-decoder" is not here: caption-zoo decodes those itself
-# (`captioning.zoo.VisionEncoderDecoderCaptioner`).
+# (`captioning.ved.VisionEncoderDecoderCaptioner`).
 FAMILIES: dict[str, Family] = {
     "blip": Family("BLIP", ASK_PIXELS),
     "git": Family("GIT", ASK_PIXELS),

@@ -50,6 +50,7 @@ from .dtypes import runtime_dtype
 from .foreign import ForeignEntryError, TransformersCaptioner, family_of, load_captioner
 from .model import PrefixCaptioner, module_fingerprint
 from .tokenization import prepare_tokenizer
+from .ved import VisionEncoderDecoderCaptioner
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -97,53 +98,6 @@ def encoder_key(encoder_fingerprint: str, image_processor, uses_patches: bool) -
 
 # ----------------------------------------------------------------------------------------------------------
 # Loaded entries
-
-
-class VisionEncoderDecoderCaptioner(nn.Module):
-    """Adapts a transformers VisionEncoderDecoderModel to the generation engine's interface."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model.eval()
-        self.encoder = model.encoder
-        config = model.config
-        start = config.decoder_start_token_id
-        if start is None:
-            start = config.decoder.bos_token_id
-        self.start_token_id = start
-        self._eos = config.eos_token_id if config.eos_token_id is not None else config.decoder.eos_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return self._eos
-
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden = self.model.encoder(pixel_values=pixel_values).last_hidden_state  # (B, S, D_enc)
-        if getattr(self.model, "enc_to_dec_proj", None) is not None:
-            hidden = self.model.enc_to_dec_proj(hidden)  # (B, S, D_dec)
-        return hidden
-
-    def _decode(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        out = self.model.decoder(input_ids=tokens[:, None], encoder_hidden_states=state["encoder_hidden_states"],
-                                 past_key_values=state["cache"], use_cache=True)
-        state["cache"] = out.past_key_values
-        return out.logits[:, -1].float(), state
-
-    def prefill(self, features: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        state = {"encoder_hidden_states": features, "cache": EncoderDecoderCache(DynamicCache(), DynamicCache())}
-        start = torch.full((features.shape[0],), self.start_token_id, dtype=torch.long, device=features.device)
-        return self._decode(start, state)
-
-    def step(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        return self._decode(tokens, state)
-
-    @staticmethod
-    def reorder_cache(state: dict, index: torch.Tensor) -> dict:
-        state["cache"].reorder_cache(index)
-        state["encoder_hidden_states"] = state["encoder_hidden_states"].index_select(0, index)
-        return state
 
 
 @dataclass
@@ -349,7 +303,7 @@ def rewrite_card(path: str | os.PathLike) -> Path:
         config = CaptionerConfig.from_dict(config_dict)
     except ConfigValueError as e:
         raise ZooError(f"Zoo entry {path}: {e}") from None
-    metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+    metrics = _read_metrics(path)
     training = config_dict.get("training")
     parameters = None if training and training.get("parameters") else PrefixCaptioner(config).parameter_counts()
     card = entry_card(path, config, metrics, training, parameters=parameters,
@@ -557,24 +511,28 @@ def load_entry(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                 model.model.encoder = shared
         else:
             shared_encoders[fingerprint] = model.encoder
-    metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
-    card = (path / CARD_FILE).read_text() if (path / CARD_FILE).is_file() else ""
     return ZooModel(name=path.name, path=path, kind=kind, model=model.to(device).eval(), tokenizer=tokenizer,
-                    image_processor=processor, config=config, metrics=metrics,
-                    weights_hash=file_sha256(_weights_path(path)), encoder_fingerprint=fingerprint, card=card,
+                    image_processor=processor, config=config, metrics=_read_metrics(path),
+                    weights_hash=weights_sha256(path), encoder_fingerprint=fingerprint, card=_read_card(path),
                     extra=sidecar)
 
 
 def _foreign_entry(path: Path, config: dict[str, Any], sidecar: dict[str, Any], device) -> ZooModel:
     model = _load_foreign_model(path, config, sidecar, device)
     weights_hash = weights_sha256(path)
-    metrics = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
-    card = (path / CARD_FILE).read_text() if (path / CARD_FILE).is_file() else ""
     extra = {**sidecar, "prompt": model.prompt, "ignored_generation_defaults": model.ignored_defaults}
     return ZooModel(name=path.name, path=path, kind=KIND_TRANSFORMERS, model=model,
                     tokenizer=model.processor.tokenizer, image_processor=model.processor.image_processor,
-                    config=config, metrics=metrics, weights_hash=weights_hash,
-                    encoder_fingerprint=f"{KIND_TRANSFORMERS}:{weights_hash}", card=card, extra=extra)
+                    config=config, metrics=_read_metrics(path), weights_hash=weights_hash,
+                    encoder_fingerprint=f"{KIND_TRANSFORMERS}:{weights_hash}", card=_read_card(path), extra=extra)
+
+
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    return _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+
+
+def _read_card(path: Path) -> str:
+    return (path / CARD_FILE).read_text() if (path / CARD_FILE).is_file() else ""
 
 
 def base_models(config: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -645,7 +603,7 @@ def list_zoo(zoo_dir: str | os.PathLike) -> list[dict[str, Any]]:
                 if sidecar.get("display_name"):
                     row["display_name"] = sidecar["display_name"]
             row["training_data"] = (config.get("training") or {}).get("data")
-            row["metrics"] = _read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+            row["metrics"] = _read_metrics(path)
         except (ZooError, SafetensorError, OSError) as e:
             row["error"] = str(e)
         rows.append(row)

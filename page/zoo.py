@@ -145,7 +145,8 @@ def model_cards(ctx: AppContext, names: list[str] | None) -> str:
             lines.append(f"- ⚠️ **{esc(name)}** is not a usable entry of `{ctx.zoo_dir}`")
             continue
         try:
-            s = ctx.cache.get(ctx.zoo_dir / name).summary()
+            entry = ctx.cache.get(ctx.zoo_dir / name)
+            s = entry.summary()
         except ZooError as e:
             lines.append(f"- ⚠️ **{esc(name)}** cannot be loaded: {esc(str(e))}")
             continue
@@ -154,7 +155,6 @@ def model_cards(ctx: AppContext, names: list[str] | None) -> str:
         training = training if isinstance(training, str) else (
             ", ".join(f"{a}: {b}" for a, b in training.items()) if isinstance(training, dict) else training)
         if s["kind"] == KIND_TRANSFORMERS:
-            entry = ctx.cache.get(ctx.zoo_dir / name)
             asked = entry.extra.get("prompt")
             lines.append(f"- **{esc(s['name'])}**: {esc(s['family'])} (`{s['encoder']}` → `{s['decoder']}`), "
                          f"another maker's model decoded by transformers' generate · asked with "
