@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock lint browser prometheus java test demo demo-zoo bench screenshot clean
+.PHONY: setup lock lint browser prometheus postgres java test demo demo-zoo bench screenshot clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,20 @@ prometheus:
 	  else echo "note: /usr/bin/prometheus missing and cannot be installed here; the Prometheus test will be skipped"; fi; \
 	fi
 
+# The rating store's PostgreSQL tests start Debian's PostgreSQL server themselves (tests/postgres_server.py: a
+# throwaway cluster on 127.0.0.1 and a free port). A policy-rc.d that refuses (101) keeps apt from starting the
+# packaged cluster as a service on :5432; without the binaries those tests are skipped.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    made=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	      chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      postgresql) >/dev/null; status=$$?; \
+	    if [ -n "$$made" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$status; \
+	  else echo "note: PostgreSQL (/usr/lib/postgresql/*/bin/initdb) missing and cannot be installed here; the PostgreSQL tests will be skipped"; fi; \
+	fi
+
 # The COCO caption metrics run Java: pycocoevalcap's PTB tokenizer (so BLEU/METEOR/ROUGE-L/CIDEr equal the official
 # numbers) and its METEOR jar. Debian's headless JRE; without it those tests are skipped and scoring falls back to
 # the regex tokenizer, saying so.
@@ -69,7 +83,7 @@ java:
 	  else echo "note: java missing and cannot be installed here; the COCO-metric tests will be skipped"; fi; \
 	fi
 
-test: setup browser prometheus java lint
+test: setup browser prometheus postgres java lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 demo: setup
