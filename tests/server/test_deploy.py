@@ -2,7 +2,8 @@
 The Dockerfile's ENTRYPOINT + CMD run exactly as written (the container's paths, python and port mapped to this
 machine) and its HEALTHCHECK command passes; the Dockerfile follows the pins and rules (Python version, CPU
 torch at the pinned version, the lock, a non-root user, volumes); hadolint lints it when installed; the compose
-file, the Prometheus config (promtool) and the Grafana dashboard agree with the series the app exports."""
+file, the Prometheus config (promtool) and the Grafana dashboard agree with the series the app exports; the
+compose file's PostgreSQL is unpublished, password-required and healthy before the app starts."""
 
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ def test_hadolint_passes():
 def test_compose_and_prometheus_config_agree():
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"caption-zoo", "prometheus", "grafana"}
+    assert set(services) == {"caption-zoo", "postgres", "prometheus", "grafana"}
     assert services["caption-zoo"]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
     assert services["caption-zoo"]["ports"] == ["127.0.0.1:7860:7860"]
     assert {v.split(":")[1] for v in services["caption-zoo"]["volumes"]} == {"/zoo", "/data"}
@@ -169,6 +170,20 @@ def test_compose_and_prometheus_config_agree():
     done = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus.yml")], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_postgres_is_private_and_the_app_waits_for_it():
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    postgres, app = services["postgres"], services["caption-zoo"]
+    assert postgres["image"] == "postgres:15" and "ports" not in postgres  # not published on the host
+    env = postgres["environment"]
+    assert env["POSTGRES_DB"] == env["POSTGRES_USER"] == "caption_zoo"
+    assert env["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"  # no default password
+    assert [v.split(":")[1] for v in postgres["volumes"]] == ["/var/lib/postgresql/data"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert app["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert app["environment"]["CAPTION_ZOO_DB"] == ("postgresql://caption_zoo:${POSTGRES_PASSWORD}@postgres:5432/"
+                                                    "caption_zoo")
 
 
 def dashboard_exprs() -> list[str]:
