@@ -108,7 +108,7 @@ def build_app(zoo_dir: str | os.PathLike = DEFAULT_ZOO, db_path: str | os.PathLi
         history = gr.State([])  # the Undo stack of this browser session
         # Rater and set name survive a page reload (and a server restart: the secret is stable per database).
         remembered = gr.BrowserState({}, storage_key="caption-zoo-session",
-                                     secret=hashlib.sha256(str(ctx.store.path.resolve()).encode()).hexdigest()[:32])
+                                     secret=hashlib.sha256(ctx.store.location.encode()).hexdigest()[:32])
         gr.Markdown("# Caption Zoo: compare and rate captioners", elem_id="title")
         with gr.Row(equal_height=True, elem_id="set-bar"):
             rater = gr.Textbox(label="Rater name", placeholder="e.g. alice", max_lines=1, elem_id="rater")

@@ -33,8 +33,10 @@ def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None
     """The keyword arguments for `demo.launch`: local only, no share link, upload limit, nothing private served,
     the page's CSS and script from `static/`. The footer keeps Gradio's settings link and drops its "Use via
     API" (which opens Gradio's own API page): the page's footer links the REST docs instead."""
-    db = ctx.store.path.resolve()
-    blocked = [str(ctx.zoo_dir.resolve()), str(db), str(db) + "-wal", str(db) + "-shm"]
+    blocked = [str(ctx.zoo_dir.resolve())]
+    if ctx.store.path is not None:  # an SQLite file (a server database has no file to guard)
+        db = ctx.store.path.resolve()
+        blocked += [str(db), str(db) + "-wal", str(db) + "-shm"]
     return dict(server_name=host, server_port=port, share=False, auth=auth, max_file_size=max_file_size,
                 allowed_paths=[str(ctx.image_dir.resolve())], blocked_paths=blocked, footer_links=["settings"],
                 theme=gr.themes.Soft(), css=(STATIC / "page.css").read_text(encoding="utf-8"),

@@ -1,195 +1,195 @@
-"""The rating store's database schema: the tables (DDL), SCHEMA_VERSION, and the upgrade steps that bring a
-file written by older code up to date. `rating.store.RatingStore` runs `create_or_upgrade` when it opens a file;
-the queries live there, the table definitions only here.
+"""The rating store's tables: one SQLAlchemy Core definition that both backends (an SQLite file, a team's
+PostgreSQL) use. The queries live in `rating.store` and the modules beside it; how a database gets to this shape
+(Alembic revisions, and the upgrade of a file written before Alembic) is `rating.database` and
+`rating/migrations/`. A change here goes with a new revision there; a test compares the two on both backends.
 
-Schema (``PRAGMA user_version`` holds ``SCHEMA_VERSION``)::
+Tables (timestamps are ISO-8601 text in UTC, ``2025-01-31T12:00:00.123+00:00``, so they sort as they compare)::
 
-    evaluation_sets(name PK, created_at, blind, preset, settings_json, notes, owner)
+    evaluation_sets(name PK, created_at, blind, preset, settings_json, notes, owner, overlap, caption_key)
     images(content_hash PK, file_name, width, height, added_at)
     captions(eval_set, image_hash, model_name, caption, model_weights_hash, decoding_json, created_at,
-             PK(eval_set, image_hash, model_name))
-    ratings(eval_set, rater, image_hash, model_name, score INTEGER, caption, model_weights_hash,
-            decoding_json, rated_at, PK(eval_set, rater, image_hash, model_name))
-    pairwise_votes(eval_set, rater, image_hash, model_low, model_high, model_a, model_b,
-                   outcome IN ('a','b','both_good','both_bad'), caption_a, caption_b, created_at,
-                   PK(eval_set, rater, image_hash, model_low, model_high))
+             gold_score, PK(eval_set, image_hash, model_name))
+    ratings(eval_set, rater, image_hash, model_name, score, caption, model_weights_hash, decoding_json,
+            rated_at, PK(eval_set, rater, image_hash, model_name))
+    image_references(eval_set, image_hash, reference, added_at, position, PK(eval_set, image_hash, reference))
+    pairwise_votes(eval_set, rater, image_hash, model_low, model_high, model_a, model_b, outcome,
+                   caption_a, caption_b, created_at, PK(eval_set, rater, image_hash, model_low, model_high))
+    users(name PK, role, password_hash, created_at)
+    api_tokens(token_hash PK, user_name -> users, label, created_at, last_used_at)
+    leases(eval_set, image_hash, rater, leased_at, expires_at, PK(eval_set, image_hash, rater))
+    rating_history(id PK, eval_set, rater, image_hash, model_name, old_score, new_score, changed_by, changed_at)
+    reviews(eval_set, image_hash, model_name, final_score, note, reviewer, reviewed_at,
+            PK(eval_set, image_hash, model_name))
 
-``evaluation_sets.owner`` (who created the set: the only one, with the app's admins, who may see a blind
-set's model names) is added on open when missing (``ALTER TABLE ... ADD COLUMN``); sets from such an older
-file keep owner NULL, so only an admin counts as their owner.
-``pairwise_votes`` is created on open when missing (``CREATE TABLE IF NOT EXISTS``), so a database written
-before pairwise mode gains it without a version change. Any set can be judged both ways: pairwise votes
-live in their own table and do not depend on a mode flag of the set.
-
-Added without a version change (additive; an older file gains them when opened):
-``captions.gold_score`` (NULL or 0/1/2, an imported known score) and
-``image_references(eval_set, image_hash, reference, added_at, PK(eval_set, image_hash, reference))``.
-
-A set's score scale is ``evaluation_sets.settings_json["scale"]`` ([low, high]; absent = the app's 0-2), so
-the store, not the table, checks a rating against its set's scale. Numbered migrations (MIGRATIONS) change a
-table in a way older code cannot read; schema 2 rebuilt ``ratings`` without its ``score IN (0, 1, 2)`` check, so
-that a set on another scale (e.g. 1-4, imported human-judgment corpora) can be stored.
-
-Each upgrade step is idempotent and runs on every open, in the order of UPGRADES; a new step goes at its end.
-Timestamps are ISO-8601 in UTC (``2025-01-31T12:00:00.123+00:00``).
+A set's score scale is ``settings_json["scale"]`` ([low, high]; absent = the app's 0-2), so the store, not the
+table, checks a score against its set's scale. ``overlap`` is how many raters rate each caption (NULL: everyone
+rates everything). ``caption_key`` keys the opaque caption ids raters see (`rating.queue.caption_id`), so an
+id of a blind set never tells which model wrote the caption. ``owner`` is who created the set (NULL for sets older than owners: only an admin owns those).
+A lease holds an image for one rater until ``expires_at``; an expired lease is ignored and replaced.
+``rating_history`` keeps every change of a rating (NULL old score: a new rating; NULL new score: cleared);
+raw ratings are never overwritten by a review, which goes to ``reviews``.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from pathlib import Path
-
-SCHEMA_VERSION = 2
-
-TABLES = """
-CREATE TABLE IF NOT EXISTS evaluation_sets (
-    name          TEXT PRIMARY KEY,
-    created_at    TEXT NOT NULL,
-    blind         INTEGER NOT NULL DEFAULT 0,
-    preset        TEXT,
-    settings_json TEXT NOT NULL DEFAULT '{}',
-    notes         TEXT,
-    owner         TEXT
-);
-CREATE TABLE IF NOT EXISTS images (
-    content_hash TEXT PRIMARY KEY,
-    file_name    TEXT,
-    width        INTEGER,
-    height       INTEGER,
-    added_at     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS captions (
-    eval_set           TEXT NOT NULL REFERENCES evaluation_sets(name),
-    image_hash         TEXT NOT NULL,
-    model_name         TEXT NOT NULL,
-    caption            TEXT NOT NULL,
-    model_weights_hash TEXT,
-    decoding_json      TEXT NOT NULL DEFAULT '{}',
-    created_at         TEXT NOT NULL,
-    PRIMARY KEY (eval_set, image_hash, model_name)
-);
-CREATE TABLE IF NOT EXISTS ratings (
-    eval_set           TEXT NOT NULL REFERENCES evaluation_sets(name),
-    rater              TEXT NOT NULL,
-    image_hash         TEXT NOT NULL,
-    model_name         TEXT NOT NULL,
-    score              INTEGER NOT NULL,  -- within the set's scale (settings_json "scale", default 0-2)
-    caption            TEXT NOT NULL,
-    model_weights_hash TEXT,
-    decoding_json      TEXT NOT NULL DEFAULT '{}',
-    rated_at           TEXT NOT NULL,
-    PRIMARY KEY (eval_set, rater, image_hash, model_name)
-);
-CREATE INDEX IF NOT EXISTS ratings_by_item ON ratings(eval_set, image_hash, model_name);
-"""
-
-# Imported ground truth (added after schema 1, additive: files made before it gain these when opened, and
-# code without them still reads the file). captions.gold_score: a caption's known score, when the imported
-# file gave one. image_references: the reference captions of an image in a set, in the order first seen.
-REFERENCES_TABLE = """
-CREATE TABLE IF NOT EXISTS image_references (
-    eval_set   TEXT NOT NULL REFERENCES evaluation_sets(name),
-    image_hash TEXT NOT NULL,
-    reference  TEXT NOT NULL,
-    added_at   TEXT NOT NULL,
-    PRIMARY KEY (eval_set, image_hash, reference)
-)
-"""
-
-# Pairwise mode (added after schema 1, additive): one vote per rater, image and unordered pair of models.
-PAIRWISE_TABLE = """
-CREATE TABLE IF NOT EXISTS pairwise_votes (
-    eval_set   TEXT NOT NULL REFERENCES evaluation_sets(name),
-    rater      TEXT NOT NULL,
-    image_hash TEXT NOT NULL,
-    model_low  TEXT NOT NULL,  -- the pair sorted, so one vote per unordered pair whatever side each was on
-    model_high TEXT NOT NULL,
-    model_a    TEXT NOT NULL,  -- as shown: left caption ("A") ...
-    model_b    TEXT NOT NULL,  -- ... and right caption ("B")
-    outcome    TEXT NOT NULL CHECK (outcome IN ('a', 'b', 'both_good', 'both_bad')),
-    caption_a  TEXT NOT NULL,
-    caption_b  TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (eval_set, rater, image_hash, model_low, model_high),
-    CHECK (model_low < model_high)
-);
-"""
-
-
-def _statements(script: str) -> list[str]:
-    return [statement for statement in script.split(";") if statement.strip()]
-
-
-def add_owner_column(conn: sqlite3.Connection) -> None:
-    """evaluation_sets.owner: sets of an older file keep NULL, so only an admin counts as their owner."""
-    if "owner" not in {row[1] for row in conn.execute("PRAGMA table_info(evaluation_sets)")}:
-        conn.execute("ALTER TABLE evaluation_sets ADD COLUMN owner TEXT")
-
-
-def add_gold_score_column(conn: sqlite3.Connection) -> None:
-    """captions.gold_score: NULL or 0/1/2, a caption's known score from an imported file."""
-    if "gold_score" not in {row[1] for row in conn.execute("PRAGMA table_info(captions)")}:
-        conn.execute("ALTER TABLE captions ADD COLUMN gold_score INTEGER CHECK (gold_score IN (0, 1, 2))")
-
-
-def add_references_table(conn: sqlite3.Connection) -> None:
-    """image_references: the reference captions of an image in a set."""
-    conn.execute(REFERENCES_TABLE)
-
-
-def add_pairwise_table(conn: sqlite3.Connection) -> None:
-    """pairwise_votes: pairwise mode's votes."""
-    for statement in _statements(PAIRWISE_TABLE):
-        conn.execute(statement)
-
-
-# (what it adds, the step): additive changes made after schema 1, so they kept SCHEMA_VERSION; code that
-# predates a step still reads a file that has it.
-UPGRADES: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
-    ("evaluation_sets.owner", add_owner_column),
-    ("captions.gold_score", add_gold_score_column),
-    ("image_references", add_references_table),
-    ("pairwise_votes", add_pairwise_table),
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
 )
 
+ROLES = ("rater", "owner", "admin")  # users.role, from least to most allowed
 
-def ratings_on_any_scale(conn: sqlite3.Connection) -> None:
-    """Schema 2: rebuild ``ratings`` without ``CHECK (score IN (0, 1, 2))`` (SQLite cannot drop a constraint), rows
-    and index kept; the store checks each score against its set's scale instead."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ratings'").fetchone():
-        return  # nothing to rebuild: the table is created fresh below
-    conn.execute("ALTER TABLE ratings RENAME TO ratings_schema1")
-    conn.execute("DROP INDEX IF EXISTS ratings_by_item")
-    for statement in _statements(TABLES):
-        if "ratings" in statement.split("(")[0]:
-            conn.execute(statement)
-    columns = ", ".join(row[1] for row in conn.execute("PRAGMA table_info(ratings_schema1)"))
-    conn.execute(f"INSERT INTO ratings({columns}) SELECT {columns} FROM ratings_schema1")
-    conn.execute("DROP TABLE ratings_schema1")
+# Names for constraints and indexes, so a revision can drop one by name on every backend.
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
 
-
-# (schema version it brings a file to, the step): run in order on a file with a lower PRAGMA user_version.
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
-    (2, ratings_on_any_scale),
+evaluation_sets = Table(
+    "evaluation_sets", metadata,
+    Column("name", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    Column("blind", Integer, nullable=False, server_default="0"),
+    Column("preset", Text),
+    Column("settings_json", Text, nullable=False, server_default="{}"),
+    Column("notes", Text),
+    Column("owner", Text),
+    Column("overlap", Integer),  # checked by the store (>= 1); SQLite cannot add a CHECK to an existing table
+    Column("caption_key", Text),  # random secret behind the set's caption ids (made on first use)
 )
 
+images = Table(
+    "images", metadata,
+    Column("content_hash", Text, primary_key=True),
+    Column("file_name", Text),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("added_at", Text, nullable=False),
+)
 
-def create_or_upgrade(conn: sqlite3.Connection, path: str | Path) -> None:
-    """Create the tables of a new file, or bring an older one up to date, inside the caller's write transaction.
-    A file written by newer code (a higher ``PRAGMA user_version``) is refused with RuntimeError naming `path`."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"{path} has rating schema version {version}, newer than this code's "
-            f"{SCHEMA_VERSION}; update Caption Zoo to open it"
-        )
-    if version >= 1:
-        for target, migrate in MIGRATIONS:
-            if version < target:
-                migrate(conn)
-    for statement in _statements(TABLES):
-        conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    for _, step in UPGRADES:
-        step(conn)
+captions = Table(
+    "captions", metadata,
+    Column("eval_set", Text, ForeignKey("evaluation_sets.name"), nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("model_name", Text, nullable=False),
+    Column("caption", Text, nullable=False),
+    Column("model_weights_hash", Text),
+    Column("decoding_json", Text, nullable=False, server_default="{}"),
+    Column("created_at", Text, nullable=False),
+    Column("gold_score", Integer),
+    PrimaryKeyConstraint("eval_set", "image_hash", "model_name"),
+    CheckConstraint("gold_score IN (0, 1, 2)", name="gold_score_0_2"),
+)
+
+ratings = Table(
+    "ratings", metadata,
+    Column("eval_set", Text, ForeignKey("evaluation_sets.name"), nullable=False),
+    Column("rater", Text, nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("model_name", Text, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("caption", Text, nullable=False),
+    Column("model_weights_hash", Text),
+    Column("decoding_json", Text, nullable=False, server_default="{}"),
+    Column("rated_at", Text, nullable=False),
+    PrimaryKeyConstraint("eval_set", "rater", "image_hash", "model_name"),
+    Index("ratings_by_item", "eval_set", "image_hash", "model_name"),
+)
+
+image_references = Table(
+    "image_references", metadata,
+    Column("eval_set", Text, ForeignKey("evaluation_sets.name"), nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("added_at", Text, nullable=False),
+    Column("position", Integer, nullable=False, server_default="0"),  # order within the image, first added 0
+    PrimaryKeyConstraint("eval_set", "image_hash", "reference"),
+)
+
+pairwise_votes = Table(
+    "pairwise_votes", metadata,
+    Column("eval_set", Text, ForeignKey("evaluation_sets.name"), nullable=False),
+    Column("rater", Text, nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("model_low", Text, nullable=False),  # the pair sorted: one vote per unordered pair
+    Column("model_high", Text, nullable=False),
+    Column("model_a", Text, nullable=False),  # as shown: left caption ("A") ...
+    Column("model_b", Text, nullable=False),  # ... and right caption ("B")
+    Column("outcome", Text, nullable=False),
+    Column("caption_a", Text, nullable=False),
+    Column("caption_b", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    PrimaryKeyConstraint("eval_set", "rater", "image_hash", "model_low", "model_high"),
+    CheckConstraint("outcome IN ('a', 'b', 'both_good', 'both_bad')", name="outcome_known"),
+    CheckConstraint("model_low < model_high", name="pair_sorted"),
+)
+
+users = Table(
+    "users", metadata,
+    Column("name", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),  # argon2id, with its parameters and salt
+    Column("created_at", Text, nullable=False),
+    CheckConstraint("role IN ('rater', 'owner', 'admin')", name="role_known"),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("token_hash", Text, primary_key=True),  # SHA-256 of the token; the token itself is shown once
+    Column("user_name", Text, ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("label", Text),
+    Column("created_at", Text, nullable=False),
+    Column("last_used_at", Text),
+)
+
+leases = Table(
+    "leases", metadata,
+    Column("eval_set", Text, nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("rater", Text, nullable=False),
+    Column("leased_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    PrimaryKeyConstraint("eval_set", "image_hash", "rater"),
+    ForeignKeyConstraint(["eval_set"], ["evaluation_sets.name"], ondelete="CASCADE"),
+)
+
+rating_history = Table(
+    "rating_history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("eval_set", Text, nullable=False),
+    Column("rater", Text, nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("model_name", Text, nullable=False),
+    Column("old_score", Integer),  # NULL: the caption had no rating before
+    Column("new_score", Integer),  # NULL: the rating was cleared
+    Column("changed_by", Text, nullable=False),  # the rater, or an admin acting for them
+    Column("changed_at", Text, nullable=False),
+    Index("rating_history_by_rater", "eval_set", "rater", "id"),
+)
+
+reviews = Table(
+    "reviews", metadata,
+    Column("eval_set", Text, ForeignKey("evaluation_sets.name"), nullable=False),
+    Column("image_hash", Text, nullable=False),
+    Column("model_name", Text, nullable=False),
+    Column("final_score", Integer, nullable=False),
+    Column("note", Text),
+    Column("reviewer", Text, nullable=False),
+    Column("reviewed_at", Text, nullable=False),
+    PrimaryKeyConstraint("eval_set", "image_hash", "model_name"),
+)
+
+# Copy order for `python -m rating copy`: a table after the tables it refers to.
+TABLES_IN_ORDER = (evaluation_sets, images, captions, ratings, image_references, pairwise_votes, users,
+                   api_tokens, leases, rating_history, reviews)

@@ -61,3 +61,13 @@ def postgres_url(postgres_server, request):
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """A fresh rating database on each backend, as `--db` names it: an SQLite file, and a PostgreSQL database of
+    this test's own on the session's server. A test that takes `db` runs once per backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ratings.sqlite")
+    return request.getfixturevalue("postgres_url")
+

@@ -25,6 +25,9 @@ from captioning.model import PrefixCaptioner
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots of the browser tests
+# A rating database written by Caption Zoo before Alembic (schema 2, commit dafac72): two sets (one blind, one on
+# a 1-4 scale), captions, ratings, references, a gold score, a pairwise vote, an image known by name only.
+LEGACY_DB = ROOT / "tests" / "rating" / "data" / "ratings_schema2.sqlite"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's Chromium; Playwright cannot download its own browsers here
 # Flags for a closed network: without the background-networking ones Chromium keeps dialling out.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -10,6 +10,7 @@ hold the hand-computed values."""
 from __future__ import annotations
 
 import math
+import shutil
 import sqlite3
 from itertools import combinations
 
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from helpers import LEGACY_DB
 from rating import pairwise
 from rating.exports import export_pairwise
 from rating.store import VOTE_COLUMNS, CaptionNotFoundError, RatingStore
@@ -37,8 +39,8 @@ THREE = votes_frame([("A", "B", "a", 8), ("A", "B", "b", 2), ("B", "C", "a", 8),
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = RatingStore(tmp_path / "ratings.sqlite")
+def store(db):
+    store = RatingStore(db)
     store.create_or_open_set(SET)
     for i in range(4):
         store.add_image(f"h{i}", f"img{i}.jpg", 64, 64)
@@ -62,7 +64,7 @@ def test_vote_is_stored_and_revote_replaces_whatever_side(store):
     assert (alice["model_a"], alice["model_b"], alice["outcome"]) == ("m2", "m1", "both_bad")
     assert (alice["caption_a"], alice["caption_b"], alice["file_name"]) == ("m2 says 0", "m1 says 0", "img0.jpg")
     assert list(store.votes(SET, "bob")["outcome"]) == ["b"]
-    with RatingStore(store.path) as reopened:  # survives a restart
+    with RatingStore(store.url) as reopened:  # survives a restart
         assert reopened.votes(SET).equals(votes)
 
 
@@ -78,14 +80,14 @@ def test_bad_votes_are_refused_with_clear_messages(store):
 
 def test_database_from_before_pairwise_mode_gains_the_votes_table(tmp_path):
     path = tmp_path / "old.sqlite"
-    with RatingStore(path) as old:
-        old.create_or_open_set(SET)
-        old.save_caption(SET, "h0", "m1", "x", weights_hash=None, decoding=None)
-        old.save_caption(SET, "h0", "m2", "y", weights_hash=None, decoding=None)
-        old.rate(SET, "alice", "h0", "m1", 2)
+    shutil.copy(LEGACY_DB, path)  # a file written by Caption Zoo before Alembic (schema 2)
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE pairwise_votes")  # as a file written before pairwise mode looks
-    conn.commit()
+    conn.executescript(  # as a file written before pairwise mode looks
+        "DROP TABLE pairwise_votes; INSERT INTO evaluation_sets(name, created_at) VALUES ('pairs', 't');"
+        "INSERT INTO captions(eval_set, image_hash, model_name, caption, created_at) VALUES "
+        "('pairs', 'h0', 'm1', 'x', 't'), ('pairs', 'h0', 'm2', 'y', 't');"
+        "INSERT INTO ratings(eval_set, rater, image_hash, model_name, score, caption, rated_at) VALUES "
+        "('pairs', 'alice', 'h0', 'm1', 2, 'x', 't'); PRAGMA user_version = 1;")  # pairwise came before schema 2
     conn.close()
     with RatingStore(path) as reopened:
         assert reopened.ratings(SET)["score"].tolist() == [2]

@@ -5,13 +5,15 @@ at once without losing a single rating."""
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import sqlite3
 import threading
 
 import pandas as pd
 import pytest
 
-from rating.schema import SCHEMA_VERSION
+from helpers import LEGACY_DB
+from rating.database import HEAD_REVISION, LEGACY_USER_VERSION
 from rating.store import (
     RATING_COLUMNS,
     CaptionNotFoundError,
@@ -23,8 +25,8 @@ SET = "coco-val"
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = RatingStore(tmp_path / "ratings.sqlite")
+def store(db):
+    store = RatingStore(db)
     yield store
     store.close()
 
@@ -39,14 +41,16 @@ def _fill(store: RatingStore, eval_set: str = SET, images: int = 2, models: tupl
                                weights_hash=f"w-{model}", decoding={"beam_size": 3, "seed": i})
 
 
-def test_schema_wal_and_version(store, tmp_path):
+def test_schema_wal_and_version(tmp_path):
+    store = RatingStore(tmp_path / "ratings.sqlite")
     assert store.journal_mode == "wal"
-    assert store.schema_version == SCHEMA_VERSION
+    assert store.schema_version == HEAD_REVISION
     # look at the file with a plain connection, not through the class
     raw = sqlite3.connect(tmp_path / "ratings.sqlite")
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        # older Caption Zoo (schema 2, before Alembic) refuses a file with a higher user_version
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LEGACY_USER_VERSION
         columns = {table: [row[1] for row in raw.execute(f"PRAGMA table_info({table})")]
                    for table in ("evaluation_sets", "images", "captions", "ratings")}
         # schema 2: a score is checked against its set's scale by the store (tests/rating/test_score_scale.py),
@@ -55,7 +59,8 @@ def test_schema_wal_and_version(store, tmp_path):
         raw.rollback()
     finally:
         raw.close()
-    assert columns["evaluation_sets"] == ["name", "created_at", "blind", "preset", "settings_json", "notes", "owner"]
+    assert columns["evaluation_sets"] == ["name", "created_at", "blind", "preset", "settings_json", "notes", "owner",
+                                          "overlap", "caption_key"]
     assert columns["images"] == ["content_hash", "file_name", "width", "height", "added_at"]
     assert columns["captions"] == ["eval_set", "image_hash", "model_name", "caption", "model_weights_hash",
                                    "decoding_json", "created_at", "gold_score"]  # gold_score: imported known score
@@ -105,8 +110,8 @@ def test_upserts_replace_instead_of_duplicating(store):
     assert len(store.get_captions(SET)) == 2  # one per model, not one per save
 
 
-def test_persists_across_reopen(tmp_path):
-    path = tmp_path / "sub" / "ratings.sqlite"  # missing parent folders are created
+def test_persists_across_reopen(db, tmp_path):
+    path = tmp_path / "sub" / "ratings.sqlite" if db.endswith(".sqlite") else db  # missing folders are made
     first = RatingStore(path)
     _fill(first)
     first.rate(SET, "alice", "hash1", "transformer", 1)
@@ -214,11 +219,19 @@ def test_bad_names_and_missing_things_are_explained(store):
 
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "ratings.sqlite"
+    RatingStore(path).close()
     raw = sqlite3.connect(path)
-    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.execute("UPDATE alembic_version SET version_num = '9999'")  # a revision this code does not have
+    raw.commit()
     raw.close()
-    with pytest.raises(RuntimeError, match="newer than this code"):
+    with pytest.raises(RuntimeError, match="revision 9999, newer than this code's"):
         RatingStore(path)
+    legacy = tmp_path / "legacy.sqlite"  # before Alembic: a user_version above the ones this code knows
+    raw = sqlite3.connect(legacy)
+    raw.executescript("CREATE TABLE evaluation_sets (name TEXT PRIMARY KEY); PRAGMA user_version = 7;")
+    raw.close()
+    with pytest.raises(RuntimeError, match="schema version 7, newer than this code's"):
+        RatingStore(legacy)
 
 
 # ---------------------------------------------------------------------------- concurrency
@@ -235,8 +248,8 @@ def _process_writer(path: str, rater: str, barrier) -> None:
     store.close()
 
 
-def test_threads_and_processes_write_at_once(tmp_path):
-    path = tmp_path / "ratings.sqlite"
+def test_threads_and_processes_write_at_once(db):
+    path = db
     store = RatingStore(path)
     _fill(store, images=IMAGES, models=("mlp",))
 
@@ -297,8 +310,9 @@ def test_owner_is_stored_once_and_an_old_database_gains_the_column(tmp_path):
     raw.commit()
     raw.close()
     with RatingStore(path) as store:
-        columns = [row[1] for row in store._read("PRAGMA table_info(evaluation_sets)")]
-        assert columns[-1] == "owner"
+        with store.engine.connect() as conn:
+            columns = [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(evaluation_sets)")]
+        assert columns[6] == "owner"
         assert store.get_set("legacy")["owner"] is None and store.get_set("legacy")["blind"] is True
         assert store.create_or_open_set("new", blind=True, owner="alice")["owner"] == "alice"
         assert store.create_or_open_set("new", owner="bob")["owner"] == "alice"  # never changed afterwards
@@ -306,3 +320,34 @@ def test_owner_is_stored_once_and_an_old_database_gains_the_column(tmp_path):
         assert {s["name"]: s["owner"] for s in store.list_sets()} == {"legacy": None, "new": "alice"}
     with RatingStore(path) as again:  # opening the migrated file again changes nothing
         assert again.get_set("new")["owner"] == "alice"
+
+
+def test_a_file_in_the_schema_before_alembic_upgrades_with_nothing_lost(tmp_path):
+    """tests/rating/data/ratings_schema2.sqlite was written by Caption Zoo at commit dafac72 (schema 2, before
+    Alembic): opening it stamps and upgrades it in place, every row is still there, and the new features work."""
+    path = tmp_path / "ratings.sqlite"
+    shutil.copy(LEGACY_DB, path)
+    raw = sqlite3.connect(path)
+    before = {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+              for table in ("evaluation_sets", "images", "captions", "ratings", "pairwise_votes")}
+    raw.close()
+    assert raw and len(before["ratings"]) == 9 and before["evaluation_sets"][0][-1] == "olga"
+    with RatingStore(path) as store:
+        assert store.schema_version == HEAD_REVISION
+        blind = store.get_set("shapes-val")
+        assert blind["blind"] is True and blind["owner"] == "olga" and blind["overlap"] is None
+        assert store.set_scale("judgments") == (1, 4)
+        assert store.ratings("shapes-val")["score"].tolist() == [0, 1, 2, 2, 2, 2]
+        assert store.ratings("judgments")["score"].tolist() == [4, 3, 2]
+        assert len(store.votes("shapes-val")) == 3
+        assert store.gold_scores("shapes-val").values.tolist() == [["0" * 64, "mlp", 2]]
+        refs = store.references("shapes-val")  # the order they were added in (SQLite's rowid) is kept
+        assert refs[f"{1:064x}"] == ["ref b 1", "ref a 1"]
+        store.rate("shapes-val", "alice", "0" * 64, "mlp", 1)
+        assert store.history("shapes-val")[["rater", "old_score", "new_score"]].values.tolist() == [["alice", 0, 1]]
+    raw = sqlite3.connect(path)
+    after = {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall() for table in before}
+    raw.close()
+    for table in ("images", "captions", "pairwise_votes"):
+        assert after[table] == before[table], table
+    assert [row[:7] for row in after["evaluation_sets"]] == before["evaluation_sets"]

@@ -21,6 +21,7 @@ from scipy.stats import kendalltau
 from captioning.metrics import caption_scores, tokenize
 from rating import sets
 from rating.cli import main as rating_main
+from rating.database import HEAD_REVISION
 from rating.store import RatingStore
 
 SUBJECTS = ["a dog", "two children", "a man in a red shirt", "a woman", "a black cat", "three boys", "a surfer",
@@ -106,20 +107,27 @@ def test_accuracy_is_normalised_by_the_sets_scale(imported):
 
 def test_a_schema_1_database_is_upgraded_keeping_its_ratings(tmp_path):
     path = tmp_path / "old.sqlite"
-    with RatingStore(path) as store:
-        store.create_or_open_set("s")
-        store.save_caption("s", "h" * 64, "m", "a dog", weights_hash=None, decoding=None)
-        store.rate("s", "ann", "h" * 64, "m", 2)
-    raw = sqlite3.connect(path)  # put it back as schema 1 wrote it: ratings with CHECK (score IN (0, 1, 2))
+    raw = sqlite3.connect(path)  # as schema 1 wrote it: ratings with CHECK (score IN (0, 1, 2)), no owner
     raw.executescript(
-        "ALTER TABLE ratings RENAME TO r2; CREATE TABLE ratings (eval_set TEXT NOT NULL, rater TEXT NOT NULL, "
+        "CREATE TABLE evaluation_sets (name TEXT PRIMARY KEY, created_at TEXT NOT NULL, blind INTEGER NOT NULL "
+        "DEFAULT 0, preset TEXT, settings_json TEXT NOT NULL DEFAULT '{}', notes TEXT);"
+        "CREATE TABLE images (content_hash TEXT PRIMARY KEY, file_name TEXT, width INTEGER, height INTEGER, "
+        "added_at TEXT NOT NULL);"
+        "CREATE TABLE captions (eval_set TEXT NOT NULL REFERENCES evaluation_sets(name), image_hash TEXT NOT NULL, "
+        "model_name TEXT NOT NULL, caption TEXT NOT NULL, model_weights_hash TEXT, decoding_json TEXT NOT NULL "
+        "DEFAULT '{}', created_at TEXT NOT NULL, PRIMARY KEY (eval_set, image_hash, model_name));"
+        "CREATE TABLE ratings (eval_set TEXT NOT NULL REFERENCES evaluation_sets(name), rater TEXT NOT NULL, "
         "image_hash TEXT NOT NULL, model_name TEXT NOT NULL, score INTEGER NOT NULL CHECK (score IN (0, 1, 2)), "
         "caption TEXT NOT NULL, model_weights_hash TEXT, decoding_json TEXT NOT NULL DEFAULT '{}', rated_at TEXT "
-        "NOT NULL, PRIMARY KEY (eval_set, rater, image_hash, model_name)); INSERT INTO ratings SELECT * FROM r2; "
-        "DROP TABLE r2; PRAGMA user_version = 1;")
+        "NOT NULL, PRIMARY KEY (eval_set, rater, image_hash, model_name));"
+        "CREATE INDEX ratings_by_item ON ratings(eval_set, image_hash, model_name);"
+        f"INSERT INTO evaluation_sets VALUES ('s', '2025-01-01', 0, NULL, '{{}}', NULL);"
+        f"INSERT INTO captions VALUES ('s', '{'h' * 64}', 'm', 'a dog', NULL, '{{}}', '2025-01-01');"
+        f"INSERT INTO ratings VALUES ('s', 'ann', '{'h' * 64}', 'm', 2, 'a dog', NULL, '{{}}', '2025-01-01');"
+        "PRAGMA user_version = 1;")
     raw.close()
     with RatingStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == HEAD_REVISION
         assert store.ratings("s")["score"].tolist() == [2]
         store.create_or_open_set("wide", settings={"scale": [1, 4]})
         store.save_caption("wide", "h" * 64, "m", "a dog", weights_hash=None, decoding=None)

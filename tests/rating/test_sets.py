@@ -249,7 +249,8 @@ def test_photos_are_decoded_at_the_side_the_models_and_display_need(store, model
     sets.open_set(store, "s", "alice", preset="greedy")
     run = intake.caption_into_set(store, "s", [models["alpha"]], [(photo, "big.jpg")], image_dir=tmp_path / "display")
     assert run.saved == 1 and seen_sizes == [(images.DISPLAY_SIDE, 960)]  # upright: 2000 wide x 3000 high, reduced
-    row = store._connection().execute("SELECT width, height FROM images").fetchone()
+    with store.engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT width, height FROM images").fetchone()
     assert tuple(row) == (2000, 3000)
     display = Image.open(tmp_path / "display" / f"{run.image_hashes[0]}.png")
     assert max(display.size) == images.DISPLAY_SIDE and display.height > display.width
