@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from captioning.generation import get_settings
-from rating.exports import export_csv, export_xlsx
+from rating.exports import export_csv, export_xlsx, safe_frame
 from rating.results import agreement, coverage_summary, rater_table
 from rating.store import EvaluationSetNotFoundError, RatingStore
 from rating.validation import DEFAULT_SCALE, parse_scale, validate_name
@@ -155,6 +155,7 @@ class SetResults:
     metric_models: pd.DataFrame | None = None  # per model: BLEU-4, CIDEr-D, BERTScore F1 beside human accuracy
     metric_tau: pd.DataFrame | None = None  # Kendall's tau between each metric and the mean human score
     scale: tuple[int, int] = DEFAULT_SCALE  # the set's score scale: accuracy is normalised by it
+    reviewed: int = 0  # captions whose reviewed final score the accuracy table uses (0: raw ratings only)
 
 
 def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
@@ -165,17 +166,28 @@ def _gold_scores(store: RatingStore, set_name: str) -> pd.DataFrame | None:
     return gold
 
 
-def set_results(store: RatingStore, set_name: str, *, metrics: bool = True, metric_bertscore: bool = True
-                ) -> SetResults:
+def set_results(store: RatingStore, set_name: str, *, metrics: bool = True, metric_bertscore: bool = True,
+                reviewed: bool = True) -> SetResults:
     """Per-model accuracy with coverage (model names shown, also for blind sets), per-rater figures (with
     agreement with gold when the set has gold scores) and agreement over every rater's scores; where images
     have reference captions, each model's BLEU-4, CIDEr-D and BERTScore (``metric_bertscore``) on them beside
     its human accuracy, and Kendall's tau between each metric and the human scores per caption (metrics=False:
-    not computed, for callers that only show the other tables)."""
+    not computed, for callers that only show the other tables). With ``reviewed`` (the default) the accuracy
+    table uses the final score of each reviewed caption instead of its raters' scores (`rating.review`), and
+    its message says for how many; agreement and the per-rater table always rest on the raw ratings."""
+    from .review import reviews_of, with_reviews
+
     ratings = store.ratings(set_name)
     captions = store.get_captions(set_name)
     scale = store.set_scale(set_name)
-    coverage = coverage_summary(ratings, captions, scale=scale)
+    finals = reviews_of(store, set_name) if reviewed else None
+    used = 0 if finals is None else len(set(zip(finals["image_hash"], finals["model_name"]))
+                                        & set(zip(ratings["image_hash"], ratings["model_name"])))
+    coverage = coverage_summary(with_reviews(ratings, finals) if used else ratings, captions, scale=scale)
+    message = coverage.message
+    if used:
+        message += (f" The accuracy uses the reviewed final score of {used} caption(s) in place of their raters' "
+                    "scores (raw ratings are kept and exported).")
     gold = _gold_scores(store, set_name)
     metric_models = metric_tau = None
     references = store.references(set_name) if metrics else {}
@@ -185,7 +197,7 @@ def set_results(store: RatingStore, set_name: str, *, metrics: bool = True, metr
         metric_models, metric_tau = metric_agreement(ratings, captions, references, bertscore=metric_bertscore,
                                                      scale=scale)
     return SetResults(ratings=ratings, summary=coverage.table, agreement=agreement(ratings, scale=scale),
-                      raters=store.raters(set_name), message=coverage.message,
+                      raters=store.raters(set_name), message=message, reviewed=used,
                       rater_table=rater_table(ratings, captions, gold, scale=scale), gold=gold,
                       metric_models=metric_models, metric_tau=metric_tau, scale=scale)
 
@@ -269,9 +281,12 @@ def file_slug(name: str) -> str:
 
 
 def export_set(store: RatingStore, set_name: str, folder: str | os.PathLike) -> list[Path]:
-    """Write `<slug>_summary.csv`, `<slug>_ratings.csv` and `<slug>.xlsx` (summary with coverage, every raw rating
-    and, with two or more raters or gold scores, per-rater figures and agreement) into `folder`; returns their
-    paths in that order."""
+    """Write `<slug>_summary.csv`, `<slug>_ratings.csv`, `<slug>.xlsx` (summary with coverage, every raw rating
+    and, with two or more raters or gold scores, per-rater figures and agreement) and `<slug>_history.csv` (every
+    change of a rating: who, when, old, new) into `folder`, plus `<slug>_reviews.csv` when the set has reviewed
+    final scores; returns their paths in that order."""
+    from .review import reviews_of
+
     results = set_results(store, set_name)
     folder = Path(folder)
     slug = file_slug(set_name)
@@ -280,4 +295,10 @@ def export_set(store: RatingStore, set_name: str, folder: str | os.PathLike) -> 
     per_rater = results.rater_table if len(results.raters) >= 2 or results.gold is not None else None
     paths.append(export_xlsx(results.summary, results.ratings, folder / f"{slug}.xlsx", agreement=results.agreement,
                              raters=per_rater))
+    extra = [("history", store.history(set_name)), ("reviews", reviews_of(store, set_name))]
+    for name, frame in extra:
+        if name == "history" or len(frame):
+            path = folder / f"{slug}_{name}.csv"
+            safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+            paths.append(path)
     return paths

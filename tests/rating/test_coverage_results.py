@@ -221,7 +221,7 @@ def test_set_results_uses_the_stores_gold_scores_and_exports_coverage(store, tmp
     # image 0 is rated for both models, image 1 for none: 1 common image, 2 of 4 captions rated
     assert found.summary["common_images"].tolist() == [1, 1] and "2 of 4" in found.message
 
-    summary_csv, _, workbook_path = sets.export_set(store, "gold set", tmp_path)
+    summary_csv, _, workbook_path, *_ = sets.export_set(store, "gold set", tmp_path)
     rows = list(csv.DictReader(io.StringIO(summary_csv.read_text(encoding="utf-8-sig"))))
     assert {"captions", "captions_rated", "coverage", "common_images", "accuracy_all", "note"} <= set(rows[0])
     by_model = {r["model"]: r for r in rows}
@@ -237,7 +237,7 @@ def test_set_results_uses_the_stores_gold_scores_and_exports_coverage(store, tmp
 def test_export_of_a_barely_rated_set_keeps_every_model(store, tmp_path):
     _fill(store, "big", 23, MODELS6)
     store.rate("big", "alice", _hash(0), "model-2", 2)
-    summary_csv, _, workbook_path = sets.export_set(store, "big", tmp_path)
+    summary_csv, _, workbook_path, *_ = sets.export_set(store, "big", tmp_path)
     rows = list(csv.DictReader(io.StringIO(summary_csv.read_text(encoding="utf-8-sig"))))
     assert sorted(r["model"] for r in rows) == MODELS6 and {r["rank"] for r in rows} == {""}
     assert sorted(r["captions_rated"] for r in rows) == ["0"] * 5 + ["1"]

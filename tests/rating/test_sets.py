@@ -13,6 +13,7 @@ import gc
 import shutil
 import weakref
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -223,7 +224,10 @@ def test_results_and_export(store, tmp_path):
     assert list(found.summary["model"]) == ["alpha", "beta"] and list(found.summary["accuracy"]) == [100.0, 50.0]
     assert found.raters == ["alice"] and found.agreement["raters"] == 1 and len(found.ratings) == 4
     paths = sets.export_set(store, "coco val/50", tmp_path)
-    assert [p.name for p in paths] == ["coco-val-50_summary.csv", "coco-val-50_ratings.csv", "coco-val-50.xlsx"]
+    assert [p.name for p in paths] == ["coco-val-50_summary.csv", "coco-val-50_ratings.csv", "coco-val-50.xlsx",
+                                       "coco-val-50_history.csv"]
+    history = pd.read_csv(paths[3])  # every change of a rating, with who and when
+    assert len(history) == 4 and set(history["rater"]) == {"alice"} and history["old_score"].isna().all()
     assert all(p.is_file() and p.parent == tmp_path for p in paths)
 
 
