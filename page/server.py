@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,20 @@ STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_FILE_SIZE = "25mb"  # per uploaded file; a phone photo is 3-12 MB
 
 
+def login_check(ctx: AppContext) -> Callable[[str, str], bool]:
+    """Gradio's `auth` for --login: a user name and password checked against the rating database's accounts
+    (`rating.accounts.authenticate`); the page then knows the signed-in user as `gr.Request.username`."""
+    from rating import accounts
+
+    def check(username: str, password: str) -> bool:
+        return accounts.authenticate(ctx.store, username, password) is not None
+
+    return check
+
+
 def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None = 7860,
-                   auth: tuple[str, str] | None = None, max_file_size: str | int = DEFAULT_MAX_FILE_SIZE
-                   ) -> dict[str, Any]:
+                   auth: tuple[str, str] | Callable[[str, str], bool] | None = None,
+                   max_file_size: str | int = DEFAULT_MAX_FILE_SIZE) -> dict[str, Any]:
     """The keyword arguments for `demo.launch`: local only, no share link, upload limit, nothing private served,
     the page's CSS and script from `static/`. The footer keeps Gradio's settings link and drops its "Use via
     API" (which opens Gradio's own API page): the page's footer links the REST docs instead."""
@@ -47,16 +59,20 @@ def launch_options(ctx: AppContext, *, host: str = "127.0.0.1", port: int | None
 def build_server(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860,
                  auth: tuple[str, str] | list[tuple[str, str]] | None = None,
                  max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, api_token: str | None = None,
-                 max_batch_wait_ms: float = 10.0, max_batch: int = 32) -> FastAPI:
+                 max_batch_wait_ms: float = 10.0, max_batch: int = 32, login: bool = False) -> FastAPI:
     """One FastAPI app serving the REST API, /healthz, /readyz, /metrics and /docs (`server.api`) with the page
     mounted at / (`gr.mount_gradio_app`, with everything `launch_options` gives `demo.launch`). The API uses
-    the page's model cache, its auth (HTTP Basic there) plus the optional bearer token, and its upload limit."""
+    the page's model cache, its auth (HTTP Basic there) plus the optional bearer token, and its upload limit.
+    With `login`, page and API take the accounts of the page's rating database (`auth` is then not used); the
+    raters' endpoints (`server.rating_api`) work on the page's store and display copies."""
     ctx: AppContext = demo.ctx
-    pairs = [auth] if isinstance(auth, tuple) else list(auth or [])
-    api = create_app(ApiConfig(zoo_dir=ctx.zoo_dir, auth=pairs, api_token=api_token,
+    pairs = [] if login else [auth] if isinstance(auth, tuple) else list(auth or [])
+    api = create_app(ApiConfig(zoo_dir=ctx.zoo_dir, auth=pairs, api_token=api_token, store=ctx.store,
+                               image_dir=ctx.image_dir, login=login, admins=tuple(ctx.admins),
                                max_batch_wait_ms=max_batch_wait_ms, max_batch=max_batch), cache=ctx.cache)
     ctx.metrics = api.state.api.metrics
-    options = launch_options(ctx, host=host, port=port, auth=auth, max_file_size=max_file_size)
+    page_auth = login_check(ctx) if login else auth
+    options = launch_options(ctx, host=host, port=port, auth=page_auth, max_file_size=max_file_size)
     options.pop("share")  # a mounted app has no share link either way
     gr.mount_gradio_app(api, demo, path="/", **options)
     # Gradio checks that a file input names an uploaded file (not the database, not the zoo) only once the

@@ -1,7 +1,7 @@
 """The versioned REST API (FastAPI): caption images with zoo models, list the zoo, health, readiness and metrics.
 
     POST /api/v1/caption   JSON {"images": [{"id", "data"}], "models", "caption_mode" | "preset", "num_captions"}
-                           (data: base64 or a data: URL) or multipart/form-data (files in `images`, the same
+                           (data: base64 or a data: URL; an image may also be a plain base64 string) or multipart/form-data (files in `images`, the same
                            fields as form fields); returns per image and model the captions, their scores, the
                            decoding settings as recorded (`GenerationSettings.to_dict`) and the weights' sha256
     GET  /api/v1/models    the zoo listing (`captioning.zoo.list_zoo`, without server paths)
@@ -23,9 +23,11 @@ Every error is JSON `{"error": {"kind": ..., "message": ...}}`; the server keeps
     422 unknown_preset, invalid_settings (e.g. greedy with num_captions > 1), invalid_request (a field missing
         or of the wrong type)
     503 model_unavailable (a broken zoo entry), zoo_unavailable, not_ready      500 internal
-Auth: with `auth` (the page's --auth USER:PASS) the API takes HTTP Basic with the same credentials; with
-`api_token` a bearer token (`Authorization: Bearer TOKEN`); either one is enough when both are set; with
-neither the API is open, like the page. /healthz, /readyz and the docs are always open; /metrics is not.
+Auth (`server.auth`): with --login the accounts of the rating database (HTTP Basic or an account's bearer token);
+else with `auth` (the page's --auth USER:PASS) HTTP Basic with the same credentials; with `api_token` a bearer
+token (`Authorization: Bearer TOKEN`), also beside --login; with none of them the API is open, like the page.
+/healthz, /readyz and the docs are always open; /metrics is not.
+The raters' endpoints (`/api/v1/sets/...`) are `server.rating_api`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -56,9 +57,12 @@ from captioning.images import ImageLoadError, load_image
 from captioning.preprocessing import needed_side
 from captioning.zoo import ModelCache, ZooError, ZooModel, list_zoo, weight_files, weights_sha256
 
+from .auth import caller_dependency
 from .batching import MicroBatcher
 from .docs import offline_docs_app
+from .errors import ApiError, ErrorResponse
 from .metrics import ServerMetrics
+from .rating_api import create_rating_router
 
 API_PREFIX = "/api/v1"
 DEFAULT_PRESET = "consistent"
@@ -66,14 +70,6 @@ DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024  # bytes per image; the page's default 
 MAX_IMAGES_PER_REQUEST = 16
 MAX_CAPTIONS = 10
 ZOO_LISTING_SECONDS = 2.0  # an entry added to (or fixed in) the zoo folder is seen within this time
-
-
-class ApiError(Exception):
-    """An error the client gets as JSON {"error": {"kind", "message"}} with `status`."""
-
-    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.kind, self.message, self.headers = status, kind, message, headers
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -86,7 +82,8 @@ class ImageIn(BaseModel):
 
 
 class CaptionRequest(BaseModel):
-    images: list[ImageIn] = Field(..., min_length=1)
+    images: list[ImageIn | str] = Field(..., min_length=1, description="objects with id and data, or plain base64 "
+                                        "strings (named image-<i>)")
     models: list[str] | None = Field(None, description="zoo entry names (default: the server's default models)")
     caption_mode: str | None = Field(None, description=f"a decoding preset: {sorted(PRESETS)}")
     preset: str | None = Field(None, description="the same as caption_mode")
@@ -111,15 +108,6 @@ class CaptionResponse(BaseModel):
     images: list[ImageCaptions]
 
 
-class ErrorBody(BaseModel):
-    kind: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Configuration and shared state
 
@@ -134,6 +122,12 @@ class ApiConfig:
     max_images: int = MAX_IMAGES_PER_REQUEST
     auth: list[tuple[str, str]] = field(default_factory=list)
     api_token: str | None = None
+    # Ratings (`server.rating_api`): the page's store and display copies; `login`: accounts of that store
+    # (`server.auth`); `admins`: the page's --admin names (without --login), who may see blind sets' names.
+    store: Any = None
+    image_dir: Path | None = None
+    login: bool = False
+    admins: tuple[str, ...] = ()
     max_batch_wait_ms: float = 10.0
     max_batch: int = 32
     default_models: list[str] | None = None
@@ -266,8 +260,8 @@ async def parse_request(request: Request, config: ApiConfig) -> Parsed:
             raise ApiError(422, "invalid_request", _validation_message(e)) from None
         if len(body.images) > config.max_images:
             raise _too_many(len(body.images), config.max_images)
-        names = [img.id or f"image-{i}" for i, img in enumerate(body.images)]
-        images = [(name, decode_base64(img.data, name, config.max_file_size))
+        names = [(img.id if isinstance(img, ImageIn) else None) or f"image-{i}" for i, img in enumerate(body.images)]
+        images = [(name, decode_base64(img.data if isinstance(img, ImageIn) else img, name, config.max_file_size))
                   for name, img in zip(names, body.images)]
         return Parsed(images, body.models, _one_preset(body.caption_mode, body.preset), body.num_captions)
     if kind == "multipart/form-data":
@@ -356,35 +350,6 @@ def _error_response(state: ApiState, status: int, kind: str, message: str,
     return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status, headers=headers)
 
 
-def _auth_dependency(state: ApiState):
-    config = state.config
-
-    def check(request: Request) -> None:
-        if not config.auth and not config.api_token:
-            return
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        scheme, value = scheme.lower(), value.strip()
-        if scheme == "bearer" and config.api_token and secrets.compare_digest(value.encode(), config.api_token.encode()):
-            return
-        if scheme == "basic" and config.auth:
-            try:
-                user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
-            except (binascii.Error, ValueError, UnicodeDecodeError):
-                user, password = "", ""
-            # compare with every pair (no early exit), so timing does not tell which part was wrong
-            ok = [secrets.compare_digest(user.encode(), u.encode()) & secrets.compare_digest(password.encode(),
-                                                                                              p.encode())
-                  for u, p in config.auth]
-            if any(ok):
-                return
-        ways = (["HTTP Basic with the --auth user"] if config.auth else []) + (
-            ["Authorization: Bearer <--api-token>"] if config.api_token else [])
-        challenge = 'Basic realm="Caption Zoo API"' if config.auth else 'Bearer realm="Caption Zoo API"'
-        raise ApiError(401, "unauthorized", "this API needs " + " or ".join(ways), {"WWW-Authenticate": challenge})
-
-    return check
-
-
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """A model's JSON schema with its nested models written in place (openapi_extra cannot add components)."""
     schema = model.model_json_schema()
@@ -405,7 +370,7 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 def create_router(state: ApiState) -> APIRouter:
     """The API's routes; `create_app` includes them (and so does anything mounting the API elsewhere)."""
     router = APIRouter()
-    guarded = [Depends(_auth_dependency(state))]
+    guarded = [Depends(caller_dependency(state))]
     errors = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 503)}
 
     @router.get("/healthz", tags=["health"])
@@ -522,6 +487,7 @@ def create_app(config: ApiConfig, *, cache: ModelCache | None = None, metrics: S
                            description=(__doc__ or "").split("\n\n")[0], **fastapi_kwargs)
     app.state.api = state
     install_error_handlers(app, state)
-    app.include_router(create_router(state))
+    app.include_router(create_rating_router(state))
+    app.include_router(create_router(state))  # last: its catch-all answers unknown /api/v1 paths with 404
     return app
 
