@@ -208,7 +208,8 @@ def serve_asgi_in_thread(asgi_app, host: str = "127.0.0.1"):
 class AppProcess:
     """`python app.py ...` as a subprocess on a free port; waits until it answers, kill() ends it abruptly."""
 
-    def __init__(self, zoo: Path, db: Path, image_cache: Path, samples: Path | None = None, *extra: str):
+    def __init__(self, zoo: Path, db: Path | str, image_cache: Path, samples: Path | None = None, *extra: str,
+                 log_dir: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, str(ROOT / "app.py"), "--zoo", str(zoo), "--db", str(db), "--port", str(self.port),
@@ -217,14 +218,14 @@ class AppProcess:
             args += ["--samples", str(samples)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                "PYTHONPATH": str(ROOT)}
-        self.log = db.with_name(f"app-{self.port}.log")
+        self.log = (log_dir or Path(db).parent) / f"app-{self.port}.log"  # `db` may be a postgresql:// URL
         self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                urllib.request.urlopen(self.url + "/gradio_api/info", timeout=2)
+                urllib.request.urlopen(self.url + "/healthz", timeout=2)  # open also with --login
                 return
             except OSError:
                 time.sleep(0.5)

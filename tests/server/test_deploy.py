@@ -117,6 +117,7 @@ def test_image_entrypoint_serves_healthz_and_passes_its_healthcheck(tmp_path):
     log = open(tmp_path / "app.log", "w")
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)}
     env.update(dict(re.findall(r"(\w+)=(\S+)", " ".join(args for word, args in instructions() if word == "ENV"))))
+    env = {key: _container_command([value], port, volumes)[0] for key, value in env.items()}  # CAPTION_ZOO_DB
     process = subprocess.Popen(_container_command(command, port, volumes), cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT)  # WORKDIR /app holds the repository's files
     try:
