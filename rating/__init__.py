@@ -21,7 +21,9 @@ these functions; this package never imports gradio.
     grid.py     grid_page (pages, per-rater blind column order), first_unrated, left_to_rate, blind_captions
     images.py   a set's images: add_image, display copies
     intake.py   caption_into_set, import_captions_file, import_dataset_split
-    cli.py      `python -m rating import|results|export|sets` over these functions
+    accounts.py team accounts: users, roles, argon2id passwords, API tokens (add_user, authenticate, ...)
+    copying.py  copy_database: a whole rating database into a new, empty one, across backends
+    cli.py      `python -m rating import|results|export|sets|users|copy` over these functions
 
 Typical use::
 

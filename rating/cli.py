@@ -1,4 +1,4 @@
-"""Command line over the rating workflow the app uses: `python -m rating import|results|export|sets`.
+"""Command line over the rating workflow the app uses: `python -m rating import|results|export|sets|users|copy`.
 
     import FILE --set S [--images DIR] [--rater R] [--sheet NAME] [--scale 1-4]
                                                                      captions (+ scores, gold, references) in;
@@ -10,10 +10,22 @@
     export --set S --out DIR                                         summary + raw ratings, CSV and XLSX
     gold --set S --from-rater R                                      R's scores become the gold scores
     sets                                                             every set with its counts
+    users add NAME --role rater|owner|admin                          a team member; the password comes from stdin
+                                                                     (asked twice on a terminal)
+    users list [--json]                                              every user, role and token count
+    users passwd NAME | users role NAME ROLE | users remove NAME     change a password or role; remove a user
+                                                                     and their tokens
+    users token NAME [--label TEXT]                                  a new API token, printed once on stdout
+                                                                     (send it as `Authorization: Bearer TOKEN`)
+    users revoke NAME                                                revoke every API token of NAME
+    copy SRC DST                                                     the whole database SRC into the new, empty
+                                                                     DST, e.g. a file to PostgreSQL; counts checked
 
-Every command takes `--db PATH` (default ratings.sqlite, the app's default). They call the same functions as
-the app (rating.intake.import_captions_file, rating.sets.set_results, results_table, export_set), so the CLI
-and the page agree. User mistakes end with one line `error: ...` on stderr and exit code 2, never a traceback.
+Every command but copy takes `--db DB` (default ratings.sqlite, the app's default): a file path, an sqlite:///
+URL or postgresql://USER:PASSWORD@HOST:PORT/DATABASE (messages never show the password). They call the same
+functions as the app (rating.intake.import_captions_file, rating.sets.set_results, results_table, export_set,
+rating.accounts, rating.copying), so the CLI and the page agree. User mistakes (an unreachable database
+included) end with one line `error: ...` on stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -32,13 +44,21 @@ class UserError(Exception):
 
 
 def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The store `--db` names. A file must exist unless `create`; a server database must answer."""
+    from rating.database import DatabaseError, database_url
     from rating.store import RatingStore
 
-    path = Path(args.db)
-    if not create and not path.is_file():
-        raise UserError(f"no rating database at {path}; give the app's database with --db PATH "
+    try:
+        url = database_url(args.db)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if url.get_backend_name() == "sqlite" and url.database and not create and not Path(url.database).is_file():
+        raise UserError(f"no rating database at {url.database}; give the app's database with --db PATH "
                         "(or import captions first: python -m rating import FILE --set NAME)")
-    return RatingStore(path)
+    try:
+        return RatingStore(args.db)
+    except DatabaseError as e:
+        raise UserError(str(e)) from None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -222,10 +242,87 @@ def cmd_sets(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if not found:
-        print(f"no evaluation sets in {args.db}")
+        print(f"no evaluation sets in {store.location}")
     for entry in found:
         print(f"{entry['name']}\t{entry['images']} images\t{entry['captions']} captions\t"
               f"{entry['ratings']} ratings\t{entry['raters']} raters" + ("\tblind" if entry["blind"] else ""))
+    return 0
+
+
+def _read_password() -> str:
+    """A password from stdin: asked twice without echo on a terminal, else the first line (a pipe, a file)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+        if getpass.getpass("password again: ") != password:
+            raise UserError("the two passwords differ; nothing was changed")
+        return password
+    line = sys.stdin.readline()
+    if not line:
+        raise UserError("no password on stdin; type it when asked, or pipe it in: "
+                        "printf '%s\\n' \"$PASSWORD\" | python -m rating users ...")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from rating import accounts
+
+    store = _store(args, create=args.action == "add")
+    try:
+        if args.action == "add":
+            user = accounts.add_user(store, args.name, args.role, _read_password())
+            print(f"added {user.role} {user.name}")
+        elif args.action == "list":
+            found = accounts.list_users(store)
+            if args.json:
+                print(json.dumps(found, ensure_ascii=False, indent=2))
+            elif not found:
+                print(f"no users in {store.location}; add one with python -m rating users add NAME --role admin")
+            else:
+                for entry in found:
+                    print(f"{entry['name']}\t{entry['role']}\t{entry['tokens']} token(s)\t"
+                          f"since {entry['created_at']}")
+        elif args.action == "passwd":
+            accounts.set_password(store, args.name, _read_password())
+            print(f"changed the password of {args.name.strip()}")
+        elif args.action == "role":
+            user = accounts.set_role(store, args.name, args.role)
+            print(f"{user.name} is now {user.role}")
+        elif args.action == "remove":
+            tokens = accounts.remove_user(store, args.name)
+            print(f"removed {args.name.strip()} and their {tokens} token(s)")
+        elif args.action == "revoke":
+            print(f"revoked {accounts.revoke_tokens(store, args.name)} token(s) of {args.name.strip()}")
+        elif args.action == "token":
+            token = accounts.create_token(store, args.name, args.label)
+            print("This token is shown once; keep it secret. Send it with each request as the header "
+                  "`Authorization: Bearer TOKEN`. Revoke the user's tokens with "
+                  f"`python -m rating users revoke {args.name.strip()}`.", file=sys.stderr)
+            print(token)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from rating.copying import copy_database
+    from rating.database import DatabaseError, database_url, describe
+
+    try:
+        source, destination = database_url(args.src), database_url(args.dst)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if source.get_backend_name() == "sqlite" and source.database and not Path(source.database).is_file():
+        raise UserError(f"no rating database at {source.database}; give the database to copy as SRC")
+    try:
+        counts = copy_database(args.src, args.dst)
+    except DatabaseError as e:
+        raise UserError(str(e)) from None
+    for table, (rows, _) in counts.items():
+        print(f"{table}: {rows} rows")
+    print(f"copied {sum(rows for rows, _ in counts.values())} rows from {describe(source)} to {describe(destination)}; "
+          "counts match")
     return 0
 
 
@@ -294,6 +391,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sets", parents=[common], help="list the evaluation sets with their counts")
     p.set_defaults(func=cmd_sets)
+
+    from rating.schema import ROLES
+
+    roles = "|".join(ROLES)
+    users = commands.add_parser("users", help="team accounts: add, list, passwd, role, remove, token, revoke")
+    actions = users.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("add", parents=[common], help="add a user; the password is read from stdin")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, metavar=roles, help="rater rates; owner also creates and owns sets; "
+                                                                "admin also manages users and every set")
+    p = actions.add_parser("list", parents=[common], help="every user with role and token count")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p = actions.add_parser("passwd", parents=[common], help="set a user's password (read from stdin)")
+    p.add_argument("name")
+    p = actions.add_parser("role", parents=[common], help="change a user's role")
+    p.add_argument("name")
+    p.add_argument("role", metavar=roles)
+    p = actions.add_parser("remove", parents=[common], help="remove a user and their API tokens")
+    p.add_argument("name")
+    p = actions.add_parser("revoke", parents=[common], help="revoke every API token of a user")
+    p.add_argument("name")
+    p = actions.add_parser("token", parents=[common], help="a new API token for a user, printed once")
+    p.add_argument("name")
+    p.add_argument("--label", help="what the token is for (e.g. ci, laptop)")
+    users.set_defaults(func=cmd_users)
+
+    p = commands.add_parser("copy", help="copy a whole rating database into a new, empty one (any backends)")
+    p.add_argument("src", help="the database to copy: file path, sqlite:/// or postgresql:// URL")
+    p.add_argument("dst", help="the new database: a new file, or an empty PostgreSQL database (createdb first)")
+    p.set_defaults(func=cmd_copy)
     return parser
 
 

@@ -85,7 +85,7 @@ def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str]
         insert = insert.on_conflict_do_update(index_elements=keys, set_={c: insert.excluded[c] for c in update})
     else:
         insert = insert.on_conflict_do_nothing(index_elements=keys)
-    return conn.execute(insert).rowcount
+    return conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount  # INSERT rowcount on psycopg too
 
 
 def _key(table: Any, eval_set: str, image_hash: str, model_name: str, rater: str | None = None) -> Any:

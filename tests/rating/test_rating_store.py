@@ -110,6 +110,14 @@ def test_upserts_replace_instead_of_duplicating(store):
     assert len(store.get_captions(SET)) == 2  # one per model, not one per save
 
 
+def test_add_references_counts_only_new_ones(store):
+    # the count comes from the INSERT's rowcount, which psycopg reports only when asked to keep it (`upsert`)
+    _fill(store, images=1)
+    assert store.add_references(SET, "hash0", ["a dog", "a brown dog"]) == 2
+    assert store.add_references(SET, "hash0", ["a dog", " a grey dog "]) == 1
+    assert store.references(SET) == {"hash0": ["a dog", "a brown dog", "a grey dog"]}
+
+
 def test_persists_across_reopen(db, tmp_path):
     path = tmp_path / "sub" / "ratings.sqlite" if db.endswith(".sqlite") else db  # missing folders are made
     first = RatingStore(path)
