@@ -2,8 +2,12 @@
 the Gradio API, the REST server, `python -m rating`); no handler decides access on its own.
 
     may_see_names(store, name, who, admins)   -> whether `who` may see a blind set's model names
-    may_manage(store, name, who, admins)      -> whether `who` may change what the results rest on (gold scores)
-    names_refused(name)                       -> what someone who may not see the names is told
+    may_manage(store, name, who, admins)      -> whether `who` may change what the results rest on (gold scores,
+                                                 reviewed final scores)
+    may_create_set(store, who, login)         -> whether `who` may create a new evaluation set
+    admins_of(store, who, admins, login)      -> the admins a check for `who` counts: the --admin names, or with
+                                                 accounts (--login) `who` alone when their role is admin
+    names_refused(name) / managers_of(...)    -> what someone who may not see the names, or manage, is told
 
 What a caller who may not see the names gets instead (column labels, "Caption A") is `rating.grid`.
 """
@@ -32,6 +36,37 @@ def may_manage(store: RatingStore, set_name: str, who: str | None, admins: Itera
     blind or not. Raises for an unknown set."""
     owner = store.get_set(set_name)["owner"]
     return bool(who) and (who in set(admins) or (owner is not None and who == owner))
+
+
+def may_create_set(store: RatingStore, who: str | None, *, login: bool) -> bool:
+    """Who may create an evaluation set: anyone without accounts (the app without --login: names are typed,
+    honour-based); with accounts, the users whose role may own sets (owner, admin)."""
+    if not login:
+        return True
+    from rating.accounts import get_user
+
+    user = get_user(store, who) if who else None
+    return user is not None and user.may_own
+
+
+def admins_of(store: RatingStore, who: str | None, admins: Iterable[str] = (), *, login: bool) -> tuple[str, ...]:
+    """The admins to pass to `may_see_names` / `may_manage` when `who` asks. Without accounts: the app's --admin
+    names. With accounts (--login): the accounts with role admin, i.e. `who` alone when theirs is admin (as the
+    REST API decides), and nobody else; --admin names are not used then."""
+    if not login:
+        return tuple(admins)
+    from rating.accounts import get_user
+
+    user = get_user(store, who) if who else None
+    return (user.name,) if user is not None and user.is_admin else ()
+
+
+def managers_of(store: RatingStore, set_name: str, *, login: bool) -> str:
+    """Who may manage (review, mark gold) a set, in words: "the owner of set 's' (alice) and the --admin users"."""
+    owner = store.get_set(set_name)["owner"]
+    admins = "the accounts with role admin" if login else "the --admin users"
+    return (f"the owner of set '{set_name}' ({owner}) and {admins}" if owner
+            else f"{admins} (set '{set_name}' has no owner)")
 
 
 def names_refused(set_name: str) -> str:

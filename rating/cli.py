@@ -1,8 +1,10 @@
 """Command line over the rating workflow the app uses: `python -m rating import|results|export|sets|users|copy`.
 
-    import FILE --set S [--images DIR] [--rater R] [--sheet NAME] [--scale 1-4]
+    import FILE --set S [--images DIR] [--rater R] [--sheet NAME] [--scale 1-4] [--overlap R] [--owner USER]
                                                                      captions (+ scores, gold, references) in;
-                                                                     --scale: a new set's score scale (default 0-2)
+                                                                     --scale, --overlap (raters per caption),
+                                                                     --owner: a new set's (default 0-2, everyone,
+                                                                     the rater)
     import-dataset PATH --set S [--split test] [--limit N] [--models a,b]  a split's images + references
     results --set S [--json | --csv]                                 the app's Results table (and agreement)
     agreement --set S [--json] [--no-bertscore] [--no-meteor]        Kendall tau-c / tau-b of each metric against
@@ -71,6 +73,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from rating.validation import parse_scale
 
     scale = parse_scale(args.scale) if args.scale is not None else None
+    if args.overlap is not None and args.overlap < 1:
+        raise UserError(f"--overlap is the number of raters per caption, at least 1; got {args.overlap}")
+    owner = validate_name(args.owner, "--owner user name") if args.owner is not None else None
     store = _store(args, create=True)
 
     def run() -> intake.ImportRun:
@@ -83,8 +88,15 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             done = run()
         except EvaluationSetNotFoundError:  # raised once the file is known to be importable: create the set
-            sets.open_set(store, args.set, args.rater or "cli", scale=scale)
+            sets.open_set(store, args.set, args.rater or "cli", scale=scale, overlap=args.overlap, owner=owner)
             done = run()
+        else:
+            kept = store.get_set(args.set)
+            for flag, given, stored in (("--overlap", args.overlap, kept["overlap"]),
+                                        ("--owner", owner, kept["owner"])):
+                if given is not None and given != stored:
+                    print(f"warning: set '{args.set}' exists with {flag[2:]} {stored}; {flag} is used only when a "
+                          "set is created", file=sys.stderr)
     finally:
         store.close()
     for problem in done.problems + done.invalid_scores:
@@ -344,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score scale of the file's scores, e.g. 1-4 (Flickr8k-Expert); a new set gets it, an "
                         "existing set must have it (default: the set's, 0-2 for a new set); scores outside it are "
                         "listed by row and left out")
+    p.add_argument("--overlap", type=int, metavar="R",
+                   help="a new set's raters per caption (default: everyone rates everything)")
+    p.add_argument("--owner", metavar="USER", help="a new set's owner (default: --rater, else cli)")
     p.add_argument("--display-dir", default=str(DEFAULT_DISPLAY_DIR),
                    help=f"where the grid's display copies go (default {DEFAULT_DISPLAY_DIR}, the app's default)")
     p.set_defaults(func=cmd_import)

@@ -3,7 +3,7 @@ rater's scores; where the rater's next unrated caption is; and, for a caller who
 names (`rating.access.may_see_names`), its captions by column label and the model behind a label.
 
     grid_page(store, name, rater, page, ...)            -> GridView (one page of the rating grid)
-    first_unrated(store, name, rater, page_size, after) -> (page, row, column) of the next unrated caption, or None
+    first_unrated(store, name, rater, page_size, after, skip) -> (page, row, column) of the next unrated caption
     left_to_rate(store, name, rater)                    -> how many captions the rater has not scored
     page_of(store, name, image_hash, page_size)         -> the page of the grid that shows an image
     column_order(name, rater, image_hash, models)       -> blind mode's column order for one image and rater
@@ -150,13 +150,15 @@ def grid_page(store: RatingStore, set_name: str, rater: str, page: int = 0, page
 
 
 def first_unrated(store: RatingStore, set_name: str, rater: str, page_size: int = PAGE_SIZE,
-                  after: tuple[str, str] | None = None) -> tuple[int, int, int] | None:
+                  after: tuple[str, str] | None = None, skip: set[tuple[str, str]] | frozenset = frozenset()
+                  ) -> tuple[int, int, int] | None:
     """Where `rater`'s first unrated caption is in their grid: (page, row on that page, column in that row), all
     counted from 0 as `grid_page` lays them out with this `page_size`; None when they have rated every caption.
 
     after: an (image_hash, model_name) position; the search then starts just after it and wraps around to the
     start of the grid, so "next unrated" walks every caption once (the position itself comes last). A position
-    the grid does not have (a caption since removed) searches from the start.
+    the grid does not have (a caption since removed) searches from the start. `skip`: (image_hash, model_name)
+    captions not to stop at (e.g. those a set's overlap closes to this rater, `rating.queue.closed_captions`).
     """
     _check_page_size(page_size)
     rater = validate_name(rater, "rater name")
@@ -174,7 +176,7 @@ def first_unrated(store: RatingStore, set_name: str, rater: str, page_size: int 
         found = [i for i, (_, image_hash, _, model) in enumerate(cells) if (image_hash, model) == tuple(after)]
         start = found[0] + 1 if found else 0
     for index, image_hash, column, model in cells[start:] + cells[:start]:
-        if (image_hash, model) not in scores:
+        if (image_hash, model) not in scores and (image_hash, model) not in skip:
             return index // page_size, index % page_size, column
     return None
 

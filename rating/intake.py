@@ -202,7 +202,8 @@ def _plain_value(text: str) -> Any:
 def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.PathLike,
                          image_folder: str | os.PathLike | None = None, *, image_dir: str | os.PathLike | None = None,
                          source_name: str | None = None, rater: str | None = None,
-                         sheet: str | None = None, scale: tuple[int, int] | None = None) -> ImportRun:
+                         sheet: str | None = None, scale: tuple[int, int] | None = None,
+                         only_rater: str | None = None) -> ImportRun:
     """Read a captions CSV or XLSX workbook (`image_id, model_name, caption`, see rating.imports) and save its
     captions, with the images it names from `image_folder` (optional), into the existing set `set_name`.
 
@@ -218,6 +219,8 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
     gold_scores, RatingStore.references). Nothing already in the set as the file gives it is written again.
     Scores are checked against the set's score scale (0-2 unless the set was created with another); `scale`, when
     given, must be the set's (a new set is created with it by the caller: `rating.sets.open_set(scale=)`).
+    `only_rater`: the file may hold scores of this rater alone (a signed-in rater importing their own scores);
+    scores its rater column gives to anyone else are refused (ValueError) before anything is saved.
     Raises ValueError for a file without the required columns or an unknown sheet.
     """
     try:
@@ -240,6 +243,11 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
             "the person who gave these scores (rater=..., `--rater NAME` on the command line, or the rater name "
             "at the top of the app's page) and import again"
         )
+    if only_rater is not None:
+        others = sorted({str(r) for r in result.ratings["rater"].dropna()} - {validate_name(only_rater, "rater name")})
+        if others:
+            raise ValueError(f"The file has scores by {', '.join(others[:5])}; you may import only your own scores "
+                             f"({only_rater}): the set's owner or an admin can import other raters' scores")
     set_name = store.get_set(set_name)["name"]
     run = ImportRun(set_name=set_name, saved=0, images=0, problems=[], message=result.message,
                     invalid_scores=list(result.invalid_scores))

@@ -159,6 +159,26 @@ def release(store: RatingStore, eval_set: str, rater: str, image_hash: str | Non
         return conn.execute(query).rowcount
 
 
+def closed_captions(store: RatingStore, eval_set: str, rater: str) -> set[tuple[str, str]]:
+    """The (image_hash, model_name) captions `rater` has not rated and may not rate now: they have the set's
+    overlap of ratings, or the free slots are leased to others (what `RatingStore.rate` would refuse). Empty for a
+    set without overlap. A grid that shows every caption greys these out."""
+    eval_set = validate_name(eval_set, "evaluation set name")
+    rater = validate_name(rater, "rater name")
+    with store._read() as conn:
+        overlap = store._require_set(conn, eval_set).overlap
+        if overlap is None:
+            return set()
+        by_image, counts, rated, held = _state(conn, eval_set, utc_now())
+    closed = set()
+    for image, rows in by_image.items():
+        still_open = {row.model_name for row in _open_captions(rows, rater, overlap, counts, rated,
+                                                                held.get(image, []))}
+        closed |= {(image, row.model_name) for row in rows
+                   if row.model_name not in still_open and (rater, image, row.model_name) not in rated}
+    return closed
+
+
 def progress(store: RatingStore, eval_set: str, rater: str | None = None) -> dict[str, Any]:
     """How far a set is: ``{"set", "overlap", "images", "captions", "ratings", "target", "captions_complete",
     "images_complete", "raters": [{"rater", "rated", "images"}], "rater": {...} or None}``.

@@ -3,7 +3,8 @@ exports. Every front end calls these plain functions: the page, the Gradio API, 
 `python -m rating`. They take a `RatingStore` and plain values, return dataclasses, report user mistakes as
 ValueError and never import a UI.
 
-    open_set(store, name, rater, blind, preset)        -> SetInfo (an existing set keeps its blind flag/preset)
+    open_set(store, name, rater, blind, preset)        -> SetInfo (an existing set keeps its blind flag, preset and
+                                                          overlap)
     undo_new_set_on_failure(store, name)               -> a context: a set a failed action created is removed
     set_summary(store, name, rater)                    -> SetSummary (images, captions, rated by this rater)
     mark_gold(store, name, rater)                      -> a rater's scores become the captions' gold scores
@@ -48,6 +49,7 @@ class SetInfo:
     settings: dict[str, Any]
     created_at: str
     owner: str | None = None  # who created the set (None for a set from a database older than owners)
+    overlap: int | None = None  # raters per caption (None: everyone rates everything)
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,19 @@ class SetSummary:
     images: int
     captions: int
     rated: int  # captions this rater has scored
+    overlap: int | None = None  # raters per caption (None: everyone rates everything)
 
 
 def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, preset: str | None = None, *,
-             owner: str | None = None, scale: tuple[int, int] | None = None) -> SetInfo:
+             owner: str | None = None, scale: tuple[int, int] | None = None, overlap: int | None = None) -> SetInfo:
     """Open the evaluation set `name` for `rater`, creating it (blind or not, with `preset`) if it is new.
 
     An existing set keeps the blind flag, preset and owner it was created with, so every rater rates under
     the same conditions; the returned SetInfo shows the stored values. A new set's owner is `owner` (the
     app passes the logged-in user when it has logins), else `rater`. A new set's score scale is `scale` (low,
-    high; None = the app's 0-2), stored in its settings. Raises ValueError for a bad name or an unknown preset.
+    high; None = the app's 0-2), stored in its settings; its `overlap` is how many raters rate each caption
+    (None: everyone rates everything), fixed like the blind flag. Raises ValueError for a bad name, an unknown
+    preset or an overlap that is not a whole number of at least 1.
     """
     rater = validate_name(rater, "rater name")
     name = validate_name(name, "evaluation set name")
@@ -78,9 +83,10 @@ def open_set(store: RatingStore, name: str, rater: str, blind: bool = False, pre
     if scale is not None and tuple(scale) != DEFAULT_SCALE:
         settings["scale"] = list(parse_scale(scale))
     info = store.create_or_open_set(name, blind=bool(blind), preset=preset, settings=settings,
-                                    owner=owner or rater)
+                                    owner=owner or rater, overlap=overlap)
     return SetInfo(name=info["name"], rater=rater, blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
-                   settings=info["settings"], created_at=info["created_at"], owner=info["owner"])
+                   settings=info["settings"], created_at=info["created_at"], owner=info["owner"],
+                   overlap=info["overlap"])
 
 
 def mark_gold(store: RatingStore, set_name: str, rater: str,
@@ -132,7 +138,7 @@ def set_summary(store: RatingStore, name: str, rater: str) -> SetSummary:
     unrated = len(store.unrated_captions(name, rater))
     return SetSummary(name=info["name"], blind=info["blind"], preset=info["preset"] or DEFAULT_PRESET,
                       images=len({c["image_hash"] for c in captions}), captions=len(captions),
-                      rated=len(captions) - unrated)
+                      rated=len(captions) - unrated, overlap=info["overlap"])
 
 
 # ----------------------------------------------------------------------------------------------------------
