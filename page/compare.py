@@ -8,6 +8,11 @@ the grid starts right under it, first unrated caption first in focus.
 The grid is drawn from the store (`rating.grid.grid_page`) whenever the session's `version` changes; a click
 on a radio saves at once (`rate_caption`). The Undo stack lives in its own `gr.State` (one per browser
 session), so that saving a score does not redraw the grid.
+
+A set with an overlap (R raters per caption) still shows every caption, but the ones that have their R ratings
+(or whose free slots other raters hold) are greyed out ("complete"), the progress bar counts what is left to this
+rater, and a rating the store refuses all the same (another rater took the slot meanwhile) is a warning that puts
+the radio back, never an error.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from captioning.zoo import ZooError
 from page.context import AppContext
 from page.session import (
     HISTORY_LIMIT,
+    acting_rater,
+    admins_for,
     bind,
     ensure_session,
     esc,
     file_path,
     no_empty_set_on_failure,
+    parse_overlap,
     require_session,
     session_summary,
     user_errors,
@@ -38,10 +46,11 @@ from page.session import (
     who,
 )
 from page.zoo import caveats, model_cards, model_choices, zoo_entries
-from rating import access, grid, intake, sets
+from rating import access, grid, intake, queue, sets
 from rating.grid import PAGE_SIZE, GridView
 from rating.intake import CAPTION_BATCH
 from rating.sets import DEFAULT_PRESET
+from rating.store import OverlapFullError
 from rating.validation import validate_name
 
 MAX_IMAGES_PER_RUN = 200  # one "Caption" click; more is better done with `python -m captioning caption` + import
@@ -56,6 +65,7 @@ KEYS_LEGEND = ("Keys: click a caption, then **0** / **1** / **2** rate it and mo
                "**s** skips · **u** next unrated · **Ctrl+Z** undo · **←** / **→** / **↑** / **↓** move · "
                "**PageUp** / **PageDown** (or **p** / **n**) pages · click an image to zoom.")
 SETUP_LABEL = "Images and models"
+COMPLETE_LABEL = "complete: enough raters have this caption"
 
 
 class FieldError(gr.Error):
@@ -121,8 +131,10 @@ def check_uploads(files: list[Any] | None) -> str:
 @no_empty_set_on_failure
 def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool,
             files: list[Any] | None, samples: list[str] | None, models: list[str] | None, preset: str,
-            progress: Any = gr.Progress(), request: gr.Request | None = None) -> tuple[dict[str, Any], str, str]:
-    """The Caption button: caption every image with every chosen model and save the captions in the set.
+            progress: Any = gr.Progress(), request: gr.Request | None = None, *, overlap: Any = None
+            ) -> tuple[dict[str, Any], str, str]:
+    """The Caption button: caption every image with every chosen model and save the captions in the set
+    (created, with `overlap` raters per caption, when it is new).
 
     Returns the session (its version bumped so the grid redraws), a status line and the session line.
     The work is `rating.intake.caption_into_set`: pairs (image, model) the set already has a caption for are
@@ -131,8 +143,9 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
     and counted in the status line, not reported again.
     """
     try:
-        validate_name(rater, "rater name")
+        rater = acting_rater(ctx, rater, request)  # with --login: the signed-in account, whatever the box says
         validate_name(set_name, "evaluation set name")
+        parse_overlap(overlap)
     except ValueError as e:
         raise FieldError("names", esc(str(e))) from None
     if preset not in PRESETS:
@@ -160,7 +173,7 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
     sources = [(path, name) for path, name in sources if path not in bad]
     if not sources:
         raise FieldError("images", "None of the images could be read: " + esc("; ".join(bad.values())))
-    session, info = ensure_session(ctx, session, rater, set_name, blind, preset, request)
+    session, info = ensure_session(ctx, session, rater, set_name, blind, preset, request, overlap=overlap)
     if info.preset != preset:
         gr.Warning(f"Set '{esc(info.name)}' uses preset '{info.preset}' (fixed when it was created, "
                    f"so all its captions are made the same way); captioning with it. Start a new set to "
@@ -207,7 +220,8 @@ def caption(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str,
 
 def caption_on_page(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool,
                     files: list[Any] | None, samples: list[str] | None, models: list[str] | None, preset: str,
-                    progress: Any = gr.Progress(), request: gr.Request | None = None) -> tuple[Any, ...]:
+                    overlap: Any = None, progress: Any = gr.Progress(), request: gr.Request | None = None
+                    ) -> tuple[Any, ...]:
     """`caption` as the page calls it: a mistake about one field is said next to that field (and cleared
     when the field changes) instead of in a toast. Returns session, status, session line, the inputs'
     accordion (folded in the same update that draws the grid, so the grid does not jump after it is drawn)
@@ -215,7 +229,7 @@ def caption_on_page(ctx: AppContext, session: dict[str, Any], rater: str, set_na
     errors = {"names": "", "models": "", "images": ""}
     try:
         session, status, line = caption(ctx, session, rater, set_name, blind, files, samples, models, preset,
-                                        progress=progress, request=request)
+                                        progress=progress, request=request, overlap=overlap)
     except FieldError as e:
         errors[e.field] = "⚠️ " + e.message
         return (gr.skip(), "", gr.skip(), gr.skip(), *errors.values())
@@ -243,24 +257,32 @@ def grid_view(ctx: AppContext, session: dict[str, Any], page_size: int = PAGE_SI
     A blind set's names are shown only when the session asked for them and may see them (its owner, an admin)."""
     if not session or not session.get("eval_set"):
         return grid.EMPTY_GRID
-    revealed = bool(session.get("revealed")) and access.may_see_names(ctx.store, session["eval_set"],
-                                                                    who(session, None), ctx.admins)
+    asking = who(session, None)
+    revealed = bool(session.get("revealed")) and access.may_see_names(ctx.store, session["eval_set"], asking,
+                                                                    admins_for(ctx, asking))
     return grid.grid_page(ctx.store, session["eval_set"], session["rater"], session.get("page") or 0, page_size,
                           revealed=revealed, image_dir=ctx.image_dir)
 
 
 def progress_html(ctx: AppContext, session: dict[str, Any] | None, counts: sets.SetSummary | None = None) -> str:
-    """The rating bar's progress: "23 of 40 rated" and a bar (empty before a set with captions is open).
-    `counts`: the set's summary when the caller has it already."""
+    """The rating bar's progress: "23 of 40 rated" and a bar (empty before a set with captions is open); for a
+    set with an overlap, this rater's own count and what is still left to them ("7 rated · 5 left for you", from
+    `rating.queue.progress`), since nobody rates every caption there. `counts`: the set's summary when the
+    caller has it already."""
     if not session or not session.get("eval_set"):
         return ""
     counts = counts or sets.set_summary(ctx.store, session["eval_set"], session["rater"])
     if not counts.captions:
         return ""
-    left = counts.captions - counts.rated
-    tail = "all rated, thank you!" if not left else f"{left} left"
-    return (f'<div class="rate-progress"><span id="progress-text">{counts.rated} of {counts.captions} rated · '
-            f'{tail}</span><progress value="{counts.rated}" max="{counts.captions}"></progress></div>')
+    if counts.overlap is not None:
+        mine = queue.progress(ctx.store, session["eval_set"], session["rater"])["rater"]
+        done, total, left = mine["rated"], mine["rated"] + mine["left"], mine["left"]
+        text = f"{done} rated · " + (f"{left} left for you" if left else "nothing left for you, thank you!")
+    else:
+        done, total, left = counts.rated, counts.captions, counts.captions - counts.rated
+        text = f"{done} of {total} rated · " + ("all rated, thank you!" if not left else f"{left} left")
+    return (f'<div class="rate-progress"><span id="progress-text">{text}</span>'
+            f'<progress value="{done}" max="{max(total, 1)}"></progress></div>')
 
 
 def _page_size() -> int:
@@ -278,8 +300,9 @@ def _caption_at(ctx: AppContext, session: dict[str, Any], place: tuple[int, int,
 
 def _first_unrated(ctx: AppContext, session: dict[str, Any]) -> list[str] | None:
     """The (image_hash, model) of the rater's first unrated caption, or None."""
+    closed = queue.closed_captions(ctx.store, session["eval_set"], session["rater"])
     return _caption_at(ctx, session, grid.first_unrated(ctx.store, session["eval_set"], session["rater"],
-                                                        _page_size()))
+                                                        _page_size(), skip=closed))
 
 
 def _after_rating(ctx: AppContext, session: dict[str, Any], what: str) -> tuple[str, str, str]:
@@ -308,11 +331,24 @@ def rate_caption(ctx: AppContext, image_hash: str, model_name: str, label: str, 
     if score is None:
         return "Choose 0, 1 or 2.", gr.skip(), gr.skip(), gr.skip()
     previous = ctx.store.score(eval_set, rater, image_hash, model_name)
-    ctx.store.rate(eval_set, rater, image_hash, model_name, score)
+    try:
+        ctx.store.rate(eval_set, rater, image_hash, model_name, score)
+    except OverlapFullError as e:  # the set's overlap: enough raters have this caption (a warning, not an error)
+        gr.Warning(esc(str(e)))
+        return f"⚠️ Not saved for {esc(label)}: {esc(str(e))}", gr.skip(), progress_html(ctx, session), history
     ctx.count_rating("page")
     history = _push(history, eval_set, rater, image_hash, model_name, label, previous)
     return (*_after_rating(ctx, session, f"Saved {int(score)} ({SCORE_LABELS[int(score)]}) for {esc(label)}"),
             history)
+
+
+def rate_from_grid(ctx: AppContext, image_hash: str, model_name: str, label: str, session: dict[str, Any],
+                   score: int | None, history: list[dict[str, Any]] | None = None) -> tuple[Any, ...]:
+    """`rate_caption` as a grid radio calls it, plus the radio itself: put back to what is stored when the score
+    was not saved (the overlap was full), so the grid never shows a score the store does not have."""
+    out = rate_caption(ctx, image_hash, model_name, label, session, score, history)
+    stored = ctx.store.score(session["eval_set"], session["rater"], image_hash, model_name)
+    return (*out, gr.skip() if score is None or stored == int(score) else gr.Radio(value=stored))
 
 
 @user_errors
@@ -360,9 +396,11 @@ def next_unrated(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
     eval_set, rater = require_session(session)
     view = grid_view(ctx, session)
     end = (view.rows[-1].image_hash, view.rows[-1].cells[-1].model_name) if view.rows else None
-    place = grid.first_unrated(ctx.store, eval_set, rater, _page_size(), after=end)
+    closed = queue.closed_captions(ctx.store, eval_set, rater)  # a set's overlap: enough raters have these
+    place = grid.first_unrated(ctx.store, eval_set, rater, _page_size(), after=end, skip=closed)
     if place is None:
-        return gr.skip(), f"Every caption of set '{esc(eval_set)}' has your score. See the Results tab."
+        rest = " or has enough raters already" if closed else ""
+        return gr.skip(), f"Every caption of set '{esc(eval_set)}' has your score{rest}. See the Results tab."
     session = {**session, "page": place[0], "focus": _caption_at(ctx, session, place),
                "version": session.get("version", 0) + 1}
     return session, ""
@@ -387,8 +425,9 @@ def toggle_reveal(session: dict[str, Any]) -> dict[str, Any]:
 def reveal_names(ctx: AppContext, session: dict[str, Any], request: gr.Request | None = None) -> dict[str, Any]:
     """The Reveal/Hide model names button: only the set's owner and the admins may reveal a blind set."""
     eval_set, _ = require_session(session)
-    if not session.get("revealed") and not access.may_see_names(ctx.store, eval_set, who(session, request),
-                                                               ctx.admins):
+    asking = who(session, request)
+    if not session.get("revealed") and not access.may_see_names(ctx.store, eval_set, asking,
+                                                               admins_for(ctx, asking)):
         raise gr.Error(f"Only the owner of blind set '{esc(eval_set)}' can reveal its model names; ask them, or "
                        "start the app with --admin YOUR_NAME.", print_exception=False)
     return toggle_reveal(session)
@@ -444,6 +483,7 @@ def build_compare_view(ctx: AppContext, demo: gr.Blocks, shared: dict[str, Any])
                         elem_id="grid-empty")
             return
         focus = tuple(current.get("focus") or ())
+        closed = queue.closed_captions(ctx.store, current["eval_set"], current["rater"])  # overlap reached
         size = _page_size()
         with gr.Row(equal_height=True):
             first = view.page * size + 1
@@ -480,12 +520,15 @@ def build_compare_view(ctx: AppContext, demo: gr.Blocks, shared: dict[str, Any])
                         # once per drawing even where Gradio reuses the card's element.
                         classes = ["caption-card"] + (["focus-me", f"focus-v{current.get('version', 0)}"]
                                                       if focus == (row.image_hash, cell.model_name) else [])
+                        complete = (row.image_hash, cell.model_name) in closed
+                        classes += ["caption-complete"] if complete else []
                         with gr.Column(min_width=170, elem_id=f"cell-{i}-{j}", elem_classes=classes):
                             gr.Textbox(cell.caption, label=cell.label, interactive=False, lines=2,
                                        elem_id=f"caption-{i}-{j}", elem_classes="caption-text")
                             # One key per caption: a radio on the next page is a new one, not the previous
                             # page's radio at the same place still showing its choice.
-                            radio = gr.Radio(SCORE_CHOICES, value=cell.score, show_label=False,
+                            radio = gr.Radio(SCORE_CHOICES, value=cell.score, show_label=complete,
+                                             label=COMPLETE_LABEL if complete else None, interactive=not complete,
                                              elem_id=f"rate-{i}-{j}", elem_classes="rating",
                                              key=f"rate-{row.image_hash}-{j}",  # no model name
                                              preserved_by_key=None)
@@ -493,8 +536,9 @@ def build_compare_view(ctx: AppContext, demo: gr.Blocks, shared: dict[str, Any])
                                               elem_classes="clear-rating", key=f"clear-{row.image_hash}-{j}")
                             where = f"{cell.label} on {row.file_name}"
                             # `always_last`: after quick re-clicks the final choice is what is stored.
-                            radio.input(partial(rate_caption, ctx, row.image_hash, cell.model_name, where),
-                                        [session, radio, history], [rate_status, session_line, progress, history],
+                            radio.input(partial(rate_from_grid, ctx, row.image_hash, cell.model_name, where),
+                                        [session, radio, history],
+                                        [rate_status, session_line, progress, history, radio],
                                         show_progress="hidden", trigger_mode="always_last", concurrency_limit=None,
                                         api_visibility="private")
                             clear.click(partial(clear_rating, ctx, row.image_hash, cell.model_name, where),
@@ -524,7 +568,7 @@ def wire_caption(ctx: AppContext, view: dict[str, Any], shared: dict[str, Any]) 
     api_button.click(bind(caption, ctx), inputs, [session, view["caption_status"], shared["session_line"]],
                      api_name="caption", concurrency_id="caption", concurrency_limit=1)
     return view["caption_btn"].click(
-        bind(caption_on_page, ctx), inputs,
+        bind(caption_on_page, ctx), [*inputs, shared["overlap"]],
         [session, view["caption_status"], shared["session_line"], view["setup"], shared["names_error"],
          view["models_error"], view["images_error"]], api_visibility="private", concurrency_id="caption",
         concurrency_limit=1)

@@ -45,6 +45,10 @@ class AppContext:
     image_dir: Path  # display copies, one PNG per image content hash
     work_dir: Path  # scratch space for exports and imports (inside the system temp dir; removed at exit)
     admins: tuple[str, ...] = ()  # --admin users: they may see every blind set's names and results
+    # --login: who is asking is the signed-in account of the rating database (`gr.Request.username`): it is the
+    # rater, whatever a rater box or an API call names; admins are the accounts with role admin; only owners
+    # and admins create sets (rating.access). Without it, raters type their names (honour-based).
+    login: bool = False
     metrics: Any = None  # server.metrics.ServerMetrics when served with the REST API (`page.server.build_server`)
 
     def count_rating(self, source: str) -> None:
@@ -55,8 +59,11 @@ class AppContext:
 
 def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
                  samples_dir: str | os.PathLike | None = None, image_dir: str | os.PathLike | None = None,
-                 max_models: int = MAX_MODELS_IN_MEMORY, admins: tuple[str, ...] | list[str] = ()) -> AppContext:
-    """Open the store and prepare the folders; a missing zoo folder is allowed (the page explains it)."""
+                 max_models: int = MAX_MODELS_IN_MEMORY, admins: tuple[str, ...] | list[str] = (),
+                 login: bool = False) -> AppContext:
+    """Open the store and prepare the folders; a missing zoo folder is allowed (the page explains it).
+    `db_path`: a file or a postgresql:// URL (rating.database); an unusable one raises DatabaseError or
+    ValueError, with a message that never shows a password."""
     image_dir = Path(image_dir) if image_dir is not None else DEFAULT_IMAGE_CACHE
     image_dir.mkdir(parents=True, exist_ok=True)
     store = RatingStore(db_path)
@@ -64,4 +71,4 @@ def make_context(zoo_dir: str | os.PathLike, db_path: str | os.PathLike, *,
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)  # Gradio serves its own copies of the files
     return AppContext(zoo_dir=Path(zoo_dir), store=store, cache=ModelCache(max_models=max_models),
                       samples_dir=Path(samples_dir) if samples_dir is not None else DEFAULT_SAMPLES,
-                      image_dir=image_dir, work_dir=work_dir, admins=tuple(admins))
+                      image_dir=image_dir, work_dir=work_dir, admins=tuple(admins), login=login)

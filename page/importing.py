@@ -16,6 +16,7 @@ import gradio as gr
 from page.compare import IMAGE_FILE_TYPES
 from page.context import AppContext
 from page.session import (
+    admins_for,
     bind,
     ensure_session,
     esc,
@@ -25,7 +26,7 @@ from page.session import (
     user_errors,
     warn_each,
 )
-from rating import intake
+from rating import access, intake
 
 HELP = ("Rate captions made elsewhere: a CSV or Excel workbook (.xlsx, first sheet) from `python -m captioning "
         "caption`, or from another CLIP-GPT2 project's batch inference, with columns `image_id, model_name, "
@@ -38,15 +39,20 @@ HELP = ("Rate captions made elsewhere: a CSV or Excel workbook (.xlsx, first she
 @user_errors
 @no_empty_set_on_failure
 def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
-                    csv_file: Any, image_files: list[Any] | None, request: gr.Request | None = None
-                    ) -> tuple[dict[str, Any], str, str]:
-    """The Import button: read a captions CSV or Excel workbook (`image_id, model_name, caption`, comma or
-    semicolon separated, e.g. from `python -m captioning caption`) and the images it names (optional) into the
-    open set, ready to rate. A score column is saved as ratings by the rater named at the top of the page
-    (or by the file's own rater column)."""
+                    csv_file: Any, image_files: list[Any] | None, request: gr.Request | None = None, *,
+                    overlap: Any = None) -> tuple[dict[str, Any], str, str]:
+    """The Import button (and the Gradio API endpoint "import_captions"): read a captions CSV or Excel workbook
+    (`image_id, model_name, caption`, comma or semicolon separated, e.g. from `python -m captioning caption`)
+    and the images it names (optional) into the open set (created, with `overlap` raters per caption, when it
+    is new), ready to rate. A score column is saved as ratings by the rater named at the top of the page (or by
+    the file's own rater column). With --login the rater is the signed-in account, and only the set's owner and
+    the admins may import other raters' scores."""
     if not csv_file:
         raise gr.Error("Upload a captions CSV or .xlsx workbook (columns image_id, model_name, caption).")
-    session, _ = ensure_session(ctx, session, rater, set_name, blind, preset, request)
+    session, _ = ensure_session(ctx, session, rater, set_name, blind, preset, request, overlap=overlap)
+    asking = session["who"]
+    only_rater = (session["rater"] if ctx.login and not access.may_manage(ctx.store, session["eval_set"], asking,
+                                                                          admins_for(ctx, asking)) else None)
     folder = None
     if image_files:
         folder = Path(tempfile.mkdtemp(prefix="import-", dir=ctx.work_dir))
@@ -54,7 +60,7 @@ def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_na
             source = Path(file_path(f))
             shutil.copyfile(source, folder / source.name)
     done = intake.import_captions_file(ctx.store, session["eval_set"], file_path(csv_file), folder,
-                                     image_dir=ctx.image_dir, rater=session["rater"])
+                                     image_dir=ctx.image_dir, rater=session["rater"], only_rater=only_rater)
     warn_each(done.problems + done.invalid_scores)
     if not done.imported:
         raise gr.Error("No caption could be imported: " + esc(" | ".join(done.problems[:5]) or done.message))
@@ -76,8 +82,17 @@ def import_captions(ctx: AppContext, session: dict[str, Any], rater: str, set_na
     return session, message, session_summary(ctx, session)
 
 
+def import_on_page(ctx: AppContext, session: dict[str, Any], rater: str, set_name: str, blind: bool, preset: str,
+                   csv_file: Any, image_files: list[Any] | None, overlap: Any = None,
+                   request: gr.Request | None = None) -> tuple[dict[str, Any], str, str]:
+    """`import_captions` with the page's overlap box (the API endpoint keeps its inputs)."""
+    return import_captions(ctx, session, rater, set_name, blind, preset, csv_file, image_files, request,
+                           overlap=overlap)
+
+
 def build_import_view(ctx: AppContext, shared: dict[str, Any], preset: gr.Dropdown) -> Any:
-    """The Import tab's components and its event (returned, for the page to chain on)."""
+    """The Import tab's components and its event (returned, for the page to chain on); the Gradio API endpoint
+    "import_captions" is on a button that is never shown."""
     gr.Markdown(HELP, elem_id="import-help")
     with gr.Row():
         import_csv = gr.File(label="Captions CSV or .xlsx", file_types=[".csv", ".txt", ".tsv", ".xlsx"],
@@ -87,7 +102,8 @@ def build_import_view(ctx: AppContext, shared: dict[str, Any], preset: gr.Dropdo
     import_btn = gr.Button("Import captions", variant="primary", elem_id="import-btn")
     import_status = gr.Markdown(elem_id="import-status")
     session = shared["session"]
-    return import_btn.click(bind(import_captions, ctx),
-                            [session, shared["rater"], shared["set_name"], shared["blind"], preset, import_csv,
-                             import_images], [session, import_status, shared["session_line"]],
-                            api_name="import_captions")
+    inputs = [session, shared["rater"], shared["set_name"], shared["blind"], preset, import_csv, import_images]
+    outputs = [session, import_status, shared["session_line"]]
+    gr.Button(visible=False).click(bind(import_captions, ctx), inputs, outputs, api_name="import_captions")
+    return import_btn.click(bind(import_on_page, ctx), [*inputs, shared["overlap"]], outputs,
+                            api_visibility="private")

@@ -1,5 +1,6 @@
 """The Results view: every model with its coverage and accuracy, what is left to rate, rater agreement,
-automatic metrics beside the raters, the per-rater table, gold scores and exports.
+automatic metrics beside the raters, the per-rater table, the set's progress (images complete at its overlap,
+ratings per rater, what is left to you), gold scores and exports.
 
 Nothing is shown as a placeholder table: before a set is chosen, or before it has ratings, the view says what
 to do instead. The figures refresh when the tab is opened and, while it is open, as new ratings arrive
@@ -9,6 +10,7 @@ to do instead. The figures refresh when the tab is opened and, while it is open,
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,8 @@ import gradio as gr
 import pandas as pd
 
 from page.context import AppContext
-from page.session import bind, esc, require_names, set_choices, user_errors, who
-from rating import access, grid, sets
+from page.session import admins_for, bind, esc, require_names, set_choices, user_errors, who
+from rating import access, grid, queue, sets
 from rating.results import accuracy_chart
 from rating.sets import rater_results_table, results_table
 
@@ -105,9 +107,11 @@ def left_to_rate_text(ctx: AppContext, name: str, rater: str | None) -> str:
         text = (f"**Left to rate:** {int(open_per_model.sum())} of {len(captions)} caption(s) have no score yet "
                 f"({listed}).")
     if rater:
-        left = grid.left_to_rate(ctx.store, name, rater)
+        overlap = ctx.store.get_set(name)["overlap"] is not None  # then only the captions still open to you count
+        left = (queue.progress(ctx.store, name, rater)["rater"]["left"] if overlap
+                else grid.left_to_rate(ctx.store, name, rater))
         text += (f" You ({esc(rater)}) have {left} left; the Compare tab's **Next unrated** goes to them."
-                 if left else f" You ({esc(rater)}) have rated every caption.")
+                 if left else f" You ({esc(rater)}) have rated every caption" + (" left to you." if overlap else "."))
     return text
 
 
@@ -154,7 +158,8 @@ def show_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None,
         return (*hidden, "Open an evaluation set on the Compare tab (or choose one above) to see its results.", None)
     if name not in set_choices(ctx):
         return (*hidden, f"There is no evaluation set '{esc(name)}'; choose one of the list.", None)
-    if not access.may_see_names(ctx.store, name, who(session, request), ctx.admins):
+    asking = who(session, request)
+    if not access.may_see_names(ctx.store, name, asking, admins_for(ctx, asking)):
         return (*hidden, esc(access.names_refused(name)), None)
     count = len(ctx.store.ratings(name))
     if not count:
@@ -182,6 +187,33 @@ def refresh_if_new(ctx: AppContext, session: dict[str, Any], eval_set: str | Non
     return show_results(ctx, session, eval_set, request)
 
 
+def progress_of(ctx: AppContext, session: dict[str, Any] | None, eval_set: str | None) -> tuple[pd.DataFrame, str]:
+    """The set's progress (`rating.queue.progress`): one row per rater (rater, rated, images) and a line saying how
+    many images are complete at the set's overlap and, for the session's rater, what is left to them. Nothing
+    here names a model, so it is shown for blind sets too. (empty table, "") when no set is chosen."""
+    name = (eval_set or "").strip() or ((session or {}).get("eval_set") or "")
+    if not name or name not in set_choices(ctx):
+        return pd.DataFrame(columns=["rater", "rated", "images"]), ""
+    rater = (session or {}).get("rater") if (session or {}).get("eval_set") == name else None
+    found = queue.progress(ctx.store, name, rater)
+    table = pd.DataFrame(found["raters"], columns=["rater", "rated", "images"])
+    at = (f"{found['target']} rater(s) per caption" if found["overlap"] is not None
+          else f"{found['target']} rater(s): everyone rates everything, so every rater so far")
+    text = (f"**Progress:** {found['images_complete']} of {found['images']} images complete at {at} "
+            f"({found['captions_complete']} of {found['captions']} captions; {found['ratings']} ratings).")
+    if found["rater"] is not None:
+        left = found["rater"]["left"]
+        text += (f" You ({esc(rater)}) have {left} caption(s) left to rate." if left
+                 else f" You ({esc(rater)}) have nothing left to rate.")
+    return table, text
+
+
+def show_progress(ctx: AppContext, session: dict[str, Any] | None, eval_set: str | None) -> tuple[Any, str]:
+    """`progress_of` as the page shows it: the table only once someone has rated."""
+    table, text = progress_of(ctx, session, eval_set)
+    return gr.Dataframe(table, visible=not table.empty), text
+
+
 @user_errors
 def mark_gold(ctx: AppContext, session: dict[str, Any], eval_set: str | None, expert: str | None,
               request: gr.Request | None = None) -> str:
@@ -189,9 +221,10 @@ def mark_gold(ctx: AppContext, session: dict[str, Any], eval_set: str | None, ex
     then show every rater's agreement with them. Raters are never told which captions are gold. For the
     set's owner and the admins only."""
     name = chosen_set(session, eval_set)
-    if not access.may_manage(ctx.store, name, who(session, request), ctx.admins):
-        raise gr.Error(f"Only the owner of set '{esc(name)}' (or an --admin user) may mark gold scores.",
-                       print_exception=False)
+    asking = who(session, request)
+    if not access.may_manage(ctx.store, name, asking, admins_for(ctx, asking)):
+        raise gr.Error(f"Only {esc(access.managers_of(ctx.store, name, login=ctx.login))} may mark its gold "
+                       "scores.", print_exception=False)
     expert = (expert or "").strip()
     if not expert:
         raise gr.Error("Type the name of the rater whose scores become the gold scores (e.g. your expert).",
@@ -230,6 +263,9 @@ def build_results_view(ctx: AppContext, shared: dict[str, Any], tab: gr.Tab) -> 
     chart = gr.Plot(label="Accuracy with 95% intervals", elem_id="chart", visible=False)
     raters_df = gr.Dataframe(interactive=False, label="Per rater", elem_id="raters", visible=False, wrap=True,
                              elem_classes="fit-table")
+    progress_md = gr.Markdown(elem_id="set-progress")
+    progress_df = gr.Dataframe(interactive=False, label="Progress per rater", elem_id="progress-table",
+                               visible=False, max_height=300)
     with gr.Accordion("Gold scores and exports", open=True):
         with gr.Row():
             gold_rater = gr.Textbox(label="Gold scores from rater (owner only)", scale=3,
@@ -244,12 +280,16 @@ def build_results_view(ctx: AppContext, shared: dict[str, Any], tab: gr.Tab) -> 
     timer = gr.Timer(REFRESH_SECONDS, active=False)
 
     shown = [summary_df, agreement_md, chart, raters_df, empty_md, seen]
-    results_btn.click(bind(show_results, ctx), [session, results_set], shown, api_visibility="private")
+    progress = (partial(show_progress, ctx), [session, results_set], [progress_df, progress_md])
+    results_btn.click(bind(show_results, ctx), [session, results_set], shown, api_visibility="private"
+                      ).then(*progress, api_visibility="private")
     # The Gradio API endpoint "results" (summary, text, chart; errors as errors), on a button never shown.
     gr.Button(visible=False).click(bind(results, ctx), [session, results_set], [summary_df, agreement_md, chart],
                                    api_name="results")
     tab.select(bind(show_results, ctx), [session, results_set], shown, api_visibility="private"
-               ).then(lambda: gr.Timer(active=True), None, timer, api_visibility="private")
+               ).then(*progress, api_visibility="private"
+                      ).then(lambda: gr.Timer(active=True), None, timer, api_visibility="private")
+    seen.change(*progress, show_progress="hidden", api_visibility="private")  # new ratings came in
     timer.tick(bind(refresh_if_new, ctx), [session, results_set, seen], shown, show_progress="hidden",
                api_visibility="private")
     export_btn.click(bind(export, ctx), [session, results_set], export_files, api_name="export"

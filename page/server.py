@@ -66,6 +66,7 @@ def build_server(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None =
     With `login`, page and API take the accounts of the page's rating database (`auth` is then not used); the
     raters' endpoints (`server.rating_api`) work on the page's store and display copies."""
     ctx: AppContext = demo.ctx
+    ctx.login = ctx.login or login  # the page's handlers then rate as the signed-in account (page.session)
     pairs = [] if login else [auth] if isinstance(auth, tuple) else list(auth or [])
     api = create_app(ApiConfig(zoo_dir=ctx.zoo_dir, auth=pairs, api_token=api_token, store=ctx.store,
                                image_dir=ctx.image_dir, login=login, admins=tuple(ctx.admins),

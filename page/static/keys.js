@@ -12,7 +12,9 @@
   const cell = (i, j) => document.getElementById(`cell-${i}-${j}`);
   const place = (card) => card.id.split("-").slice(1).map(Number);
   const cards = () => Array.from(document.querySelectorAll(CARD));
-  const rated = (card) => !!card.querySelector("input[type=radio]:checked");
+  // Done with: rated, or "complete" (a set's overlap: enough other raters have it), so the keys skip it.
+  const rated = (card) => card.classList.contains("caption-complete") ||
+    !!card.querySelector("input[type=radio]:checked");
   const visible = (el) => !!el && el.offsetParent !== null;
   let focusTimer = null;
   let focusedToken = null;  // the drawing whose marked caption was last given the focus
