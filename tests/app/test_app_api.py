@@ -64,7 +64,7 @@ def test_named_endpoints_caption_rate_results_export(server):
 
     files = client.predict("api-set", api_name="/export")
     by_name = {Path(f).name: Path(f) for f in files}
-    assert set(by_name) == {"api-set_summary.csv", "api-set_ratings.csv", "api-set.xlsx"}
+    assert set(by_name) == {"api-set_summary.csv", "api-set_ratings.csv", "api-set.xlsx", "api-set_history.csv"}
     ratings = list(csv.DictReader(io.StringIO(by_name["api-set_ratings.csv"].read_text(encoding="utf-8-sig"))))
     assert len(ratings) == 4 and {r["rater"] for r in ratings} == {"alice"}
     assert all(r["decoding"].startswith("{") and r["model_weights_hash"] for r in ratings)

@@ -246,7 +246,10 @@ def test_export_has_summary_and_every_raw_rating_with_formulas_neutralised(ctx, 
                                               str(table), [str(p) for p in images])
     _rate_all(ctx, session, {"=cmd()": 1, "plain": 2})
     paths = [Path(p) for p in page_results.export(ctx, session, None)]
-    assert [p.name for p in paths] == ["exp_summary.csv", "exp_ratings.csv", "exp.xlsx"]
+    # (and every change of a rating, with who made it: the rating history)
+    assert [p.name for p in paths] == ["exp_summary.csv", "exp_ratings.csv", "exp.xlsx", "exp_history.csv"]
+    history = list(csv.DictReader(io.StringIO(paths[3].read_text(encoding="utf-8-sig"))))
+    assert len(history) == 2 and {r["rater"] for r in history} == {"'@rater"}
 
     summary = list(csv.DictReader(io.StringIO(paths[0].read_text(encoding="utf-8-sig"))))
     # Each model captioned a different image, so no image is rated for every model: the ranked accuracy is
