@@ -5,7 +5,6 @@ raters, every acknowledged rating is in the database with its score, and no rate
 names. Prints the figures (ratings per second, requests that failed with the killed process)."""
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
