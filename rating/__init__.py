@@ -3,8 +3,10 @@
 Raters score each caption 0 (unrelated), 1 (partly right) or 2 (fully accurate). The Gradio app calls
 these functions; this package never imports gradio.
 
-    store.py    RatingStore: evaluation sets, images, captions and ratings in one SQLite file (WAL)
-    schema.py   the store's tables, SCHEMA_VERSION and the upgrade steps for files written by older code
+    store.py    RatingStore: evaluation sets, images, captions, ratings and their history, in an SQLite file
+                or a PostgreSQL database (`RatingStore("postgresql://...")`)
+    schema.py   the tables (SQLAlchemy Core, one definition for both backends)
+    database.py --db -> engine, each backend's rules, the upgrade on open (Alembic revisions in migrations/)
     validation.py  the checks of names, scores and outcomes (ValueError saying what is allowed)
     results.py  summary_table (accuracy, rank, bootstrap CI); coverage_summary (every model, its coverage,
                 ranks on the images rated for every model); rater_table (progress, leniency, accuracy per
@@ -21,6 +23,8 @@ these functions; this package never imports gradio.
     grid.py     grid_page (pages, per-rater blind column order), first_unrated, left_to_rate, blind_captions
     images.py   a set's images: add_image, display copies
     intake.py   caption_into_set, import_captions_file, import_dataset_split
+    queue.py    assigned work with overlap: next_item (leased), progress, caption ids
+    review.py   disagreements, record_review, with_reviews (final scores beside the raw ratings)
     accounts.py team accounts: users, roles, argon2id passwords, API tokens (add_user, authenticate, ...)
     copying.py  copy_database: a whole rating database into a new, empty one, across backends
     cli.py      `python -m rating import|results|export|sets|users|copy` over these functions

@@ -79,7 +79,7 @@ def test_import_results_export_and_sets(tmp_path, workbook, capsys):
     exported = rating_cli("export", "--set", "round1", "--out", str(out), "--db", str(db))
     assert exported.returncode == 0, exported.stderr
     assert sorted(p.name for p in out.iterdir()) == ["round1.xlsx", "round1_history.csv", "round1_ratings.csv",
-                                                     "round1_summary.csv"]  # history: every change of a rating
+                                                     "round1_summary.csv"]
     assert len(pd.read_csv(out / "round1_ratings.csv", encoding="utf-8-sig")) == 3
 
     listed = rating_cli("sets", "--db", str(db))
