@@ -1,10 +1,10 @@
 """Command line over the rating workflow the app uses: `python -m rating import|results|export|sets|users|copy`.
 
     import FILE --set S [--images DIR] [--rater R] [--sheet NAME] [--scale 1-4] [--overlap R] [--owner USER]
-                                                                     captions (+ scores, gold, references) in;
+           [--blind]                                                 captions (+ scores, gold, references) in;
                                                                      --scale, --overlap (raters per caption),
-                                                                     --owner: a new set's (default 0-2, everyone,
-                                                                     the rater)
+                                                                     --owner, --blind: a new set's (default 0-2,
+                                                                     everyone, the rater, names shown)
     import-dataset PATH --set S [--split test] [--limit N] [--models a,b]  a split's images + references
     results --set S [--json | --csv]                                 the app's Results table (and agreement)
     agreement --set S [--json] [--no-bertscore] [--no-meteor]        Kendall tau-c / tau-b of each metric against
@@ -88,12 +88,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             done = run()
         except EvaluationSetNotFoundError:  # raised once the file is known to be importable: create the set
-            sets.open_set(store, args.set, args.rater or "cli", scale=scale, overlap=args.overlap, owner=owner)
+            sets.open_set(store, args.set, args.rater or "cli", blind=args.blind, scale=scale, overlap=args.overlap,
+                          owner=owner)
             done = run()
         else:
             kept = store.get_set(args.set)
             for flag, given, stored in (("--overlap", args.overlap, kept["overlap"]),
-                                        ("--owner", owner, kept["owner"])):
+                                        ("--owner", owner, kept["owner"]), ("--blind", args.blind or None, kept["blind"])):
                 if given is not None and given != stored:
                     print(f"warning: set '{args.set}' exists with {flag[2:]} {stored}; {flag} is used only when a "
                           "set is created", file=sys.stderr)
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, metavar="R",
                    help="a new set's raters per caption (default: everyone rates everything)")
     p.add_argument("--owner", metavar="USER", help="a new set's owner (default: --rater, else cli)")
+    p.add_argument("--blind", action="store_true", help="a new set hides model names from its raters")
     p.add_argument("--display-dir", default=str(DEFAULT_DISPLAY_DIR),
                    help=f"where the grid's display copies go (default {DEFAULT_DISPLAY_DIR}, the app's default)")
     p.set_defaults(func=cmd_import)

@@ -2,7 +2,7 @@
 counts as an admin with and without accounts (rating.access), which captions a set's overlap closes to a rater
 (rating.queue.closed_captions, on both backends) and the grid's next-unrated skipping them, a set opened with an
 overlap (rating.sets.open_set), an import that may hold one rater's scores only (rating.intake), and
-`python -m rating import --overlap R --owner USER`.
+`python -m rating import --overlap R --owner USER --blind`.
 """
 
 from __future__ import annotations
@@ -84,9 +84,10 @@ def test_cli_import_makes_a_set_with_overlap_and_owner(tmp_path, capsys):
     table.write_text("image_id,model_name,caption\nx.png,alpha,a red circle\n")
     db = str(tmp_path / "cli.sqlite")
     common = ["--db", db, "--display-dir", str(tmp_path / "display")]
-    assert main(["import", str(table), "--set", "pairs", "--overlap", "2", "--owner", "olga", *common]) == 0
+    assert main(["import", str(table), "--set", "pairs", "--overlap", "2", "--owner", "olga", "--blind", *common]) == 0
     with RatingStore(db) as store:
-        assert (store.get_set("pairs")["overlap"], store.get_set("pairs")["owner"]) == (2, "olga")
+        made = store.get_set("pairs")
+        assert (made["overlap"], made["owner"], made["blind"]) == (2, "olga", True)
     capsys.readouterr()
     assert main(["import", str(table), "--set", "pairs", "--overlap", "3", *common]) == 0
     assert "warning: set 'pairs' exists with overlap 2; --overlap is used only when a set is created" in (
