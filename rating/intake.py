@@ -304,7 +304,9 @@ def import_captions_file(store: RatingStore, set_name: str, csv_path: str | os.P
         if rating["image_id"] not in hashes:
             continue  # its image was unreadable, so its caption was not imported
         try:
-            who = validate_name(rating["rater"], "rater name") if rating["rater"] else default_rater
+            named = rating["rater"]
+            named = named if isinstance(named, str) and named.strip() else None  # an empty cell: NaN or None
+            who = validate_name(named, "rater name") if named is not None else default_rater
         except ValueError as e:
             run.invalid_scores.append(f"row {rating['row']}: {e}")
             continue

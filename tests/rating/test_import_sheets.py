@@ -204,3 +204,11 @@ def test_one_row_per_rater_is_not_a_repeat(store, tmp_path):
     assert read.ratings[["rater", "score", "row"]].values.tolist() == [["ann", 2, 2], ["ben", 0, 4]]
     run = intake.import_captions_file(store, "s", table)  # every score has its rater: none needed
     assert run.ratings_saved == 2 and store.raters("s") == ["ann", "ben"]
+
+
+def test_an_empty_rater_cell_falls_back_to_the_given_rater(store, tmp_path):
+    table = tmp_path / "some-named.csv"
+    table.write_text("image_id,model_name,caption,score,rater\na.png,m,a dog,2,ann\nb.png,m,a cat,1,\n")
+    run = intake.import_captions_file(store, "s", table, rater="carl")
+    assert run.ratings_saved == 2 and not run.invalid_scores
+    assert sorted(zip(store.ratings("s")["rater"], store.ratings("s")["score"])) == [("ann", 2), ("carl", 1)]
