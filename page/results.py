@@ -160,7 +160,7 @@ def show_results(ctx: AppContext, session: dict[str, Any], eval_set: str | None,
         return (*hidden, f"There is no evaluation set '{esc(name)}'; choose one of the list.", None)
     asking = who(session, request)
     if not access.may_see_names(ctx.store, name, asking, admins_for(ctx, asking)):
-        return (*hidden, esc(access.names_refused(name)), None)
+        return (*hidden, esc(access.names_refused(name, login=ctx.login)), None)
     count = len(ctx.store.ratings(name))
     if not count:
         return (*hidden, f"No ratings in set '{esc(name)}' yet. " + left_to_rate_text(ctx, name, (session or {})

@@ -108,7 +108,7 @@ def require_session(session: dict[str, Any] | None) -> tuple[str, str]:
 def require_names(ctx: AppContext, set_name: str, asking: str | None) -> None:
     """Refuse (gr.Error) a blind set's model names to anyone but its owner and the admins."""
     if not access.may_see_names(ctx.store, set_name, asking, admins_for(ctx, asking)):
-        raise gr.Error(esc(access.names_refused(set_name)), print_exception=False)
+        raise gr.Error(esc(access.names_refused(set_name, login=ctx.login)), print_exception=False)
 
 
 def bind(fn: Callable, *bound: Any, **keywords: Any) -> Callable:

@@ -69,7 +69,11 @@ def managers_of(store: RatingStore, set_name: str, *, login: bool) -> str:
             else f"{admins} (set '{set_name}' has no owner)")
 
 
-def names_refused(set_name: str) -> str:
-    """What a rater who is not the owner is told when they ask for a blind set's results or names."""
+def names_refused(set_name: str, *, login: bool = False) -> str:
+    """What a rater who is not the owner is told when they ask for a blind set's results or names (`login`: the
+    app runs with accounts, where admins are the accounts with role admin, not --admin names)."""
+    if login:
+        return (f"Results of blind set '{set_name}' are for its owner and the admins; ask them (an admin gives an "
+                "account that role with python -m rating users role NAME admin)")
     return (f"Results of blind set '{set_name}' are for its owner; ask them, or start the app with "
             "--admin YOUR_NAME")

@@ -61,7 +61,7 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
-def _check_role(role: Any) -> str:
+def check_role(role: Any) -> str:
     if not isinstance(role, str) or role.strip() not in ROLES:
         raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
     return role.strip()
@@ -95,7 +95,7 @@ def add_user(store: RatingStore, name: str, role: str, password: str) -> User:
     """Create the user `name` with `role` (one of ROLES) and `password` (at least 8 characters), stored as an
     argon2id hash. Raises ValueError for a bad name, role or password, or a name that exists."""
     name = validate_name(name, "user name")
-    role = _check_role(role)
+    role = check_role(role)
     password_hash = _hasher.hash(_check_password(password))  # slow on purpose: outside the write transaction
     with store._write() as conn:
         added = upsert(conn, users, dict(name=name, role=role, password_hash=password_hash,
@@ -134,7 +134,7 @@ def set_password(store: RatingStore, name: str, password: str) -> None:
 def set_role(store: RatingStore, name: str, role: str) -> User:
     """Give `name` the role `role` (one of ROLES). ValueError for an unknown user or role."""
     name = validate_name(name, "user name")
-    role = _check_role(role)
+    role = check_role(role)
     with store._write() as conn:
         _require_user(conn, name, lock=True)
         conn.execute(users.update().where(users.c.name == name).values(role=role))

@@ -284,6 +284,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     store = _store(args, create=args.action == "add")
     try:
         if args.action == "add":
+            accounts.check_role(args.role)  # a wrong role is said before the password is asked for
             user = accounts.add_user(store, args.name, args.role, _read_password())
             print(f"added {user.role} {user.name}")
         elif args.action == "list":

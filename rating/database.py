@@ -207,4 +207,6 @@ def _unreachable(url: URL, error: OperationalError) -> str:
     if "does not exist" in lowered:
         return (f"PostgreSQL at {where} has no database {url.database!r}; create it first "
                 f"(createdb -h {url.host or 'localhost'} -p {url.port or 5432} {url.database})")
-    return f"No PostgreSQL server answers at {where} ({describe(url)}): {reason}"
+    hint = ("; a password with @, : or / in it must be percent-encoded in the URL (@ as %40)"
+            if "@" in (url.host or "") else "")
+    return f"No PostgreSQL server answers at {where} ({describe(url)}): {reason}{hint}"

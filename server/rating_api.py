@@ -178,7 +178,7 @@ def create_rating_router(state: Any) -> APIRouter:
         info = the_set(name)
         who = rater_of(caller, rater, required=False)
         if not may_see_names(name, caller, who):
-            raise ApiError(403, "forbidden", access.names_refused(name))
+            raise ApiError(403, "forbidden", access.names_refused(name, login=state.config.login))
         found = sets.set_results(store(), name, metrics=False)
         table = sets.results_table(found.summary)
         rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}

@@ -98,7 +98,8 @@ def test_a_rater_deletes_their_own_rating_and_history_keeps_it(client, store):
 
 def test_results_of_a_blind_set_are_for_its_owner_and_admins(client, store):
     store.rate(SET, "ann", f"{0:064x}", "alpha", 2)
-    assert client.get(f"/api/v1/sets/{SET}/results", headers=basic("ann")).status_code == 403
+    refused = client.get(f"/api/v1/sets/{SET}/results", headers=basic("ann"))
+    assert refused.status_code == 403 and "for its owner and the admins" in refused.json()["error"]["message"]
     for who in ("olga", "ada"):
         found = client.get(f"/api/v1/sets/{SET}/results", headers=basic(who)).json()
         assert "alpha" in [row["model"] for row in found["models"]] and found["reviewed"] == 0
