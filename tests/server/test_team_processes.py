@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 SET = "team-blind"
 OVERLAP = 2
-IMAGES = 12
+IMAGES = 30
 MODELS = ("alpha", "beta", "gamma")
 RATERS = ("r1", "r2", "r3", "r4")
 PASSWORD = "correct horse battery"
