@@ -36,7 +36,7 @@ from rating.validation import validate_name
 
 BLIND_NEW = "Blind: hide model names (chosen now, for this new set)"
 BLIND_FIXED = "Blind (fixed when this set was created)"
-OVERLAP_NEW = "Raters per caption (overlap)"
+OVERLAP_NEW = "Raters per caption (overlap; 0 = everyone)"
 OVERLAP_FIXED = "Raters per caption (fixed when this set was created)"
 OVERLAP_BLANK = "blank = everyone rates everything"  # the browser sends 0 for a blank box: the same
 SIGNED_IN = "Rater (signed in)"
@@ -242,6 +242,8 @@ def session_summary(ctx: AppContext, session: dict[str, Any] | None, counts: set
     """One line about the open set: mode, preset, images, captions and how many this rater has rated.
     `counts`: the set's summary when the caller has it already."""
     if not session or not session.get("eval_set"):
+        if ctx.login:  # the rater is the signed-in account
+            return "No evaluation set open. Type a set name (new or existing), then click **Open set**."
         return ("No evaluation set open. Type your rater name and a set name (new or existing), then click "
                 "**Open set**.")
     counts = counts or sets.set_summary(ctx.store, session["eval_set"], session["rater"])
