@@ -72,6 +72,14 @@ def test_caption_json_is_the_library_caption_path(client, zoo, images):
     assert [m["captions"] for m in flat] == [r.captions for r in expected]
     assert all(m["settings"] == get_settings("greedy").to_dict() for m in flat)
     assert [m["weights_hash"] for m in flat] == [file_sha256(zoo / n / WEIGHTS_FILE) for n in ["alpha", "beta"] * 2]
+    # the same images as plain base64 strings (named image-<i>), mixed with an object
+    plain = client.post("/api/v1/caption", json={**body, "images": [b64(images[0]), {"id": "second",
+                                                                                     "data": b64(images[1])}]})
+    assert plain.status_code == 200, plain.text
+    assert [i["id"] for i in plain.json()["images"]] == ["image-0", "second"]
+    assert [m["captions"] for image in plain.json()["images"] for m in image["models"]] == [r.captions for r in expected]
+    bad = client.post("/api/v1/caption", json={**body, "images": ["not base64!"]})
+    assert bad.status_code == 400 and bad.json()["error"]["kind"] == "bad_base64"
 
 
 def test_caption_multipart_with_preset_and_several_captions(client, images):
