@@ -96,7 +96,7 @@ def create_rating_router(state: Any) -> APIRouter:
 
     def may_see_names(name: str, caller: Caller, rater: str | None) -> bool:
         who = caller.name if state.config.login else (rater or caller.name)
-        admins = ([caller.name] if caller.is_admin else []) if state.config.login else list(state.config.admins)
+        admins = access.admins_of(store(), who, state.config.admins, login=state.config.login)
         return access.may_see_names(store(), name, who, admins)
 
     def model_of(name: str, image_hash: str, caption_id: str) -> str:
