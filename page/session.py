@@ -204,12 +204,6 @@ def set_controls(ctx: AppContext, set_name: str | None, fixed: bool = False) -> 
     return gr.skip(), gr.skip(), False  # already a new set's boxes: leave them (and the user's choice) alone
 
 
-def blind_control(ctx: AppContext, set_name: str | None, fixed: bool = False) -> tuple[Any, bool]:
-    """The Blind box alone (`set_controls`)."""
-    blind, _, fixed = set_controls(ctx, set_name, fixed)
-    return blind, fixed
-
-
 def ensure_session(ctx: AppContext, session: dict[str, Any] | None, rater: str, set_name: str, blind: bool,
                    preset: str | None, request: gr.Request | None = None, *, overlap: Any = None
                    ) -> tuple[dict[str, Any], sets.SetInfo]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -183,8 +184,6 @@ def upgrade(engine: Engine) -> None:
 
 
 def _known(config: Config, revision: str) -> bool:
-    from alembic.script import ScriptDirectory
-
     try:
         ScriptDirectory.from_config(config).get_revision(revision)
     except Exception:  # alembic raises its own ResolutionError / CommandError for an unknown id

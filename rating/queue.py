@@ -43,7 +43,7 @@ def caption_id(key: str, image_hash: str, model_name: str) -> str:
     return hmac.new(key.encode(), f"{image_hash}\x00{model_name}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def _key(conn: Connection, eval_set: str, row: Any) -> str:
+def _stored_key(conn: Connection, eval_set: str, row: Any) -> str:
     """The set's caption key, made (and stored) on first use, inside the caller's write transaction."""
     if row.caption_key:
         return str(row.caption_key)
@@ -55,20 +55,22 @@ def _key(conn: Connection, eval_set: str, row: Any) -> str:
 
 
 def caption_key(store: RatingStore, eval_set: str) -> str:
-    """The set's caption key (made on first use)."""
+    """The set's caption key (made on first use: only then does this take the write lock)."""
     eval_set = validate_name(eval_set, "evaluation set name")
+    with store._read() as conn:
+        key = store._require_set(conn, eval_set).caption_key
+    if key:
+        return str(key)
     with store._write() as conn:
-        return _key(conn, eval_set, store._require_set(conn, eval_set))
+        return _stored_key(conn, eval_set, store._require_set(conn, eval_set))
 
 
 def model_of(store: RatingStore, eval_set: str, image_hash: str, caption: str) -> str | None:
     """The model whose caption of `image_hash` has the id `caption` in `eval_set`, or None if there is none."""
     key = caption_key(store, eval_set)
     image_hash = require_hash(image_hash)
-    with store._read() as conn:
-        models = conn.execute(select(captions.c.model_name).where(
-            captions.c.eval_set == eval_set, captions.c.image_hash == image_hash)).scalars().all()
-    return next((model for model in models if hmac.compare_digest(caption_id(key, image_hash, model), caption)), None)
+    return next((model for model in store.models_of(eval_set, image_hash)
+                 if hmac.compare_digest(caption_id(key, image_hash, model), caption)), None)
 
 
 def _state(conn: Connection, eval_set: str, now: str) -> tuple[dict[str, list[Any]], Counter, set, dict]:
@@ -121,7 +123,7 @@ def next_item(store: RatingStore, eval_set: str, rater: str, *, lease_seconds: f
     rater = validate_name(rater, "rater name")
     with store._write() as conn:
         info = store._require_set(conn, eval_set, lock=True)
-        key = _key(conn, eval_set, info)
+        key = _stored_key(conn, eval_set, info)
         now = utc_now()
         conn.execute(leases.delete().where(leases.c.eval_set == eval_set, leases.c.expires_at <= now))
         by_image, counts, rated, held = _state(conn, eval_set, now)
@@ -199,7 +201,7 @@ def progress(store: RatingStore, eval_set: str, rater: str | None = None) -> dic
     complete = {(row.image_hash, row.model_name) for rows in by_image.values() for row in rows
                 if counts[(row.image_hash, row.model_name)] >= target}
     per_rater = Counter(who for who, _, _ in rated)
-    images_of = {who: len({image for w, image, _ in rated if w == who}) for who in raters}
+    images_of = Counter(who for who, _ in {(who, image) for who, image, _ in rated})
     report: dict[str, Any] = {
         "set": eval_set, "overlap": info.overlap, "images": len(by_image),
         "captions": sum(len(rows) for rows in by_image.values()), "ratings": int(total_ratings), "target": target,

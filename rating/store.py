@@ -249,6 +249,11 @@ class RatingStore(PairwiseVotes):
             captions.c.eval_set == eval_set, captions.c.image_hash == image_hash).order_by(
             captions.c.model_name)).scalars())
 
+    def models_of(self, eval_set: str, image_hash: str) -> list[str]:
+        """The models with a caption of `image_hash` in `eval_set`, sorted (empty: the image is not in the set)."""
+        with self._read() as conn:
+            return self._models_of(conn, validate_name(eval_set, "evaluation set name"), require_hash(image_hash))
+
     @staticmethod
     def _set_row_to_dict(row: Any) -> dict[str, Any]:
         return {

@@ -30,10 +30,6 @@ class Caller:
     name: str | None = None
     role: str | None = None
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
 
 def _basic(value: str) -> tuple[str, str]:
     try:

@@ -134,7 +134,7 @@ def create_rating_router(state: Any) -> APIRouter:
     def image(name: str, image_hash: str, caller: Caller = Depends(caller_of)) -> FileResponse:
         """An image of the set, as the page shows it (PNG)."""
         the_set(name)
-        if not any(c["image_hash"] == image_hash for c in store().get_captions(name)):
+        if not store().models_of(name, image_hash):
             raise ApiError(404, "not_found", f"no image {image_hash!r} in set {name!r}")
         path = display_path(state.config.image_dir, image_hash) if state.config.image_dir else None
         if path is None or not path.is_file():

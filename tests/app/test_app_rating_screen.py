@@ -117,11 +117,11 @@ def test_mistakes_are_said_next_to_their_field(ctx, tmp_path):
 
 def test_blind_is_fixed_for_an_existing_set_and_never_carries_over(ctx):
     page_session.open_set(ctx, page_session.new_session(), RATER, "hidden", True, "greedy")
-    box, fixed = page_session.blind_control(ctx, "hidden")
+    box, _, fixed = page_session.set_controls(ctx, "hidden")
     assert box.value is True and box.interactive is False and fixed is True
-    box, fixed = page_session.blind_control(ctx, "a-new-set", fixed)  # from the blind set to a new name
+    box, _, fixed = page_session.set_controls(ctx, "a-new-set", fixed)  # from the blind set to a new name
     assert box.value is False and box.interactive is True and fixed is False
-    box, _ = page_session.blind_control(ctx, "a-new-set-2", False)  # typing on: the user's own choice stays
+    box, _, _ = page_session.set_controls(ctx, "a-new-set-2", False)  # typing on: the user's own choice stays
     assert box == page_session.gr.skip()
 
 
