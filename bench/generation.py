@@ -48,8 +48,10 @@ of every measurement rather than every repeat of one:
    of the same GPT-2 with prefix embeddings, exported to ONNX with past key/values: ONNX Runtime fp32, ONNX
    Runtime dynamic int8, OpenVINO fp32, each decoding the same images with the same models, settings and token
    count through the same engine (beam 5 and greedy), with their peak RSS (the torch decoder's weights are
-   dropped in that process: it holds the runtime's copy only). A peer whose package is not installed is
-   left out with one line saying so.
+   dropped in that process: it holds the runtime's copy only). One peer's runtime is open at a time (each
+   holds its own copy of the decoders), timed in alternating rounds with its counterpart of ours (exact for
+   fp32 peers, int8 for ONNX Runtime's int8), and each "ours vs peer" ratio comes from those rounds. A peer
+   whose package is not installed is left out with one line saying so.
 8. `--device cuda`: fp32 / bf16 / fp16 rows, ours against batched transformers on the GPU (exits with one
    line saying so when no CUDA GPU is available).
 
@@ -85,6 +87,7 @@ On a shared machine the figures vary from run to run, easily by 10-50 %: quote t
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sys
@@ -457,7 +460,6 @@ def rss_child(args: argparse.Namespace, beam: GenerationSettings, greedy: Genera
     Loading the entries has its own, higher peak (safetensors reads), the same for every configuration; so
     the peak is reset after loading (Linux: writing 5 to /proc/self/clear_refs resets VmHWM) and VmHWM read
     after the run: the models' resident weights plus what the configuration itself needs."""
-    import gc
     import resource
 
     shared: dict = {}
@@ -602,8 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         if peers:
             t0 = time.perf_counter()
             paths = export_peers(models, peers, onnx_dir)
-            runtimes = {peer: peer_models(models, peer, paths[peer], args.threads) for peer in peers}
-            print(f"exported the decoders to ONNX (+ int8) and opened {', '.join(peers)} in "
+            print(f"exported the decoders to ONNX (+ int8) for {', '.join(peers)} in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
         images = synthetic_images(args.images, sizes.image_hw, seed=0)
         greedy_images = synthetic_images(args.greedy_batch, sizes.image_hw, seed=1)
@@ -619,9 +620,6 @@ def main(argv: list[str] | None = None) -> int:
         run_batched_transformers(models, warm, beam.num_beams, args.new_tokens)
         run_batched_transformers(models, warm, 1, args.new_tokens)
         run_ours(models[:1], greedy_images[:4], greedy)
-        for peer in peers:
-            for settings in (beam, greedy):
-                run_peer(models, runtimes[peer], warm, settings)
 
         # Every engine on the same 16 images x 3 models, alternating (see the module docstring).
         batch = f"{len(images)} images x {len(models)} models"
@@ -633,8 +631,6 @@ def main(argv: list[str] | None = None) -> int:
             group["transformers", strategy] = lambda b=beams: run_batched_transformers(models, images, b,
                                                                                         args.new_tokens)
             group["int8", strategy] = lambda s=settings: run_ours(models, images, s.replace(quantize="int8"))
-            for peer in peers:
-                group[peer, strategy] = lambda p=peer, s=settings: run_peer(models, runtimes[p], images, s)
         group["baseline", "beam"] = lambda: run_baseline(models, baseline_images, beam.num_beams, args.new_tokens)
         group["greedy batch", "greedy"] = lambda: run_ours(models[:1], greedy_images, greedy)
         seconds = alternate(group, args.repeats)
@@ -643,6 +639,29 @@ def main(argv: list[str] | None = None) -> int:
             count = {"baseline": base_captions, "greedy batch": len(greedy_images)}.get(engine, captions)
             t[engine, strategy] = value / count
             print(f"{engine}, {strategy}: {value:.2f} s = {t[engine, strategy]:.3f} s/caption", flush=True)
+        # Peers, one runtime open at a time (each holds its own copy of the 3 decoders), each timed in rounds
+        # with its counterpart of ours (exact for fp32 peers, int8 for ONNX Runtime's int8), so each ratio
+        # comes from the same rounds.
+        peer_vs = {}  # (peer, strategy) -> counterpart's seconds / peer's seconds
+        for peer in peers:
+            t0 = time.perf_counter()
+            runtimes = peer_models(models, peer, paths[peer], args.threads)
+            print(f"opened {peer} in {time.perf_counter() - t0:.1f} s", flush=True)
+            mine = "int8" if peer == "onnxruntime-int8" else "ours"
+            peer_group = {}
+            for strategy, settings in (("beam", beam), ("greedy", greedy)):
+                run_peer(models, runtimes, warm, settings)  # warm-up, untimed
+                peer_group[peer, strategy] = lambda s=settings, r=runtimes: run_peer(models, r, images, s)
+                counterpart = settings.replace(quantize="int8") if mine == "int8" else settings
+                peer_group[mine, strategy] = lambda s=counterpart: run_ours(models, images, s)
+            peer_seconds = alternate(peer_group, args.repeats)
+            del runtimes, peer_group
+            gc.collect()
+            for strategy in ("beam", "greedy"):
+                t[peer, strategy] = peer_seconds[peer, strategy] / captions
+                peer_vs[peer, strategy] = peer_seconds[peer, strategy] / peer_seconds[mine, strategy]
+                print(f"{peer}, {strategy}: {peer_seconds[peer, strategy]:.2f} s = {t[peer, strategy]:.3f} "
+                      f"s/caption; {mine} in the same rounds {peer_seconds[mine, strategy]:.2f} s", flush=True)
         ours_s = seconds["ours", "beam"]
         base_per_caption = t["baseline", "beam"]
         greedy_s = seconds["greedy batch", "greedy"]
@@ -717,11 +736,11 @@ def main(argv: list[str] | None = None) -> int:
         exact = [peer for peer in peers if peer != "onnxruntime-int8"]
         if exact:
             fastest = min(exact, key=lambda peer: t[peer, strategy])
-            ratio = t[fastest, strategy] / t["ours", strategy]
+            ratio = peer_vs[fastest, strategy]
             target = (f">= {TARGET_VS_PEER:g}x", verdict(ratio >= TARGET_VS_PEER)) if strategy == "beam" else ("", "")
             rows.append((f"ours vs fastest exact peer ({fastest}), {label}", f"{ratio:.2f}x", *target))
         if "onnxruntime-int8" in peers:
-            ratio = t["onnxruntime-int8", strategy] / t["int8", strategy]
+            ratio = peer_vs["onnxruntime-int8", strategy]
             target = (f">= {TARGET_VS_PEER:g}x", verdict(ratio >= TARGET_VS_PEER)) if strategy == "beam" else ("", "")
             rows.append((f"ours int8 vs onnxruntime-int8, {label}", f"{ratio:.2f}x", *target))
     rows += [
