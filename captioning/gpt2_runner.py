@@ -3,8 +3,11 @@
 `Gpt2Runner` implements the generation engine's model calls (prefill / step / reorder_cache, see
 `captioning.generation`) for a transformers GPT-2 (`GPT2LMHeadModel`) from the model's own weights:
 
-- the KV cache is one preallocated tensor (rows, layers, 2, heads, capacity, head_dim) written in place at
-  each step, instead of transformers' growing per-layer caches (a torch.cat per layer per step);
+- the KV cache is two preallocated tensors written in place, instead of transformers' growing per-layer caches
+  (a torch.cat per layer per step): the prompt's keys and values, once per prompt (image), and the generated
+  positions', one row per sequence. The beams (or samples) of an image share its prompt's keys and values:
+  they are never copied to the beams nor moved by a beam reorder (which copies only the generated positions),
+  and a step's attention over the prompt is one product per image for all its beams;
 - the matmuls use a `backend`:
     "fp32"  (CPU, float32): oneDNN's matmul kernels (`torch.ops.mkldnn._linear_pointwise`), which use the
             CPU's widest vector units (AVX2, AVX-512) on AMD and Intel alike; MKL's sgemm, which `nn.Linear` /
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import warnings
 import weakref
 from collections.abc import Callable
@@ -148,12 +152,30 @@ class _Block:
 
 @dataclass
 class KVCache:
-    """kv: (rows, layers, 2, heads, capacity, head_dim); positions [0, length) are filled."""
+    """The keys and values of positions [0, length): the prompt's [0, prompt_length) once per prompt, the
+    generated ones per row.
 
+    prompt: (layers, 2, prompts, heads, prompt_length, head_dim), filled by the prefill.
+    source: (rows,) the prompt row each row continues.
+    group:  g when rows are each prompt's g continuations in order (source = [0]*g + [1]*g + ...), which is what
+            beam search and several samples per image make; None after any other reorder (attention then
+            gathers each row's prompt).
+    kv:     (layers, 2, rows, heads, capacity, head_dim) the generated positions, [0, length - prompt_length)
+            filled. Layers outermost: a layer's keys are one (rows * heads) batch of matrices, which the
+            attention products read in place.
+    """
+
+    prompt: torch.Tensor
+    source: torch.Tensor
+    group: int | None
     kv: torch.Tensor
     length: int
     runner: Gpt2Runner
     spare: torch.Tensor | None = None  # a buffer of kv's shape that reorder_cache writes into, then swaps
+
+    @property
+    def prompt_length(self) -> int:
+        return self.prompt.shape[4]
 
 
 class Gpt2Runner:
@@ -195,27 +217,59 @@ class Gpt2Runner:
 
     # -- the engine's calls ---------------------------------------------------------------------------------
 
-    def _attention(self, x: torch.Tensor, cache: KVCache, layer: int, start: int) -> torch.Tensor:
-        """x: (rows, T, d) after ln_1; writes K/V of positions [start, start + T) and attends over [0, start + T)."""
+    def _qkv(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """x: (rows, T, d) after ln_1 -> q, k, v as (3, rows, heads, T, head_dim)."""
         rows, length = x.shape[:2]
         qkv = self.blocks[layer].attn(x.reshape(rows * length, self.width))
-        qkv = qkv.view(rows, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, rows, H, T, hd)
-        end = start + length
-        cache.kv[:, layer, :, :, start:end] = qkv[1:].transpose(0, 1)
-        keys, values = cache.kv[:, layer, 0, :, :end], cache.kv[:, layer, 1, :, :end]
-        out = F.scaled_dot_product_attention(qkv[0], keys, values, is_causal=length > 1)  # (rows, H, T, hd)
-        return out.transpose(1, 2).reshape(rows * length, self.width)
+        return qkv.view(rows, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+
+    def _prompt_attention(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """The prefill: x (prompts, K, d); writes the prompt's K/V and attends causally over it."""
+        qkv = self._qkv(x, layer)
+        cache.prompt[layer] = qkv[1:]
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)  # (prompts, H, K, hd)
+        return out.transpose(1, 2).reshape(-1, self.width)
+
+    def _step_attention(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """A step: x (rows, 1, d); writes the new K/V at generated position t and attends over the row's prompt
+        and its generated positions [0, t]."""
+        rows = x.shape[0]
+        qkv = self._qkv(x, layer)  # (3, rows, H, 1, hd)
+        t = cache.length - cache.prompt_length
+        cache.kv[layer, :, :, :, t:t + 1] = qkv[1:]
+        q = qkv[0]  # (rows, H, 1, hd)
+        keys, values = cache.kv[layer, 0, :, :, :t + 1], cache.kv[layer, 1, :, :, :t + 1]  # (rows, H, t+1, hd)
+        prompt_k, prompt_v = cache.prompt[layer, 0], cache.prompt[layer, 1]  # (prompts, H, K, hd)
+        if cache.group is None:  # rows in no particular order: each row's prompt, gathered
+            keys = torch.cat((prompt_k[cache.source], keys), 2)
+            values = torch.cat((prompt_v[cache.source], values), 2)
+            return F.scaled_dot_product_attention(q, keys, values).transpose(1, 2).reshape(rows, self.width)
+        # Rows are each prompt's g continuations in order: one product per prompt for its g queries.
+        prompts, g, k = prompt_k.shape[0], cache.group, cache.prompt_length
+        heads, hd = self.heads, self.head_dim
+        grouped = q.view(prompts, g, heads, hd).transpose(1, 2)  # (prompts, H, g, hd)
+        on_prompt = grouped @ prompt_k.transpose(2, 3)  # (prompts, H, g, K)
+        on_generated = (q @ keys.transpose(2, 3)).view(prompts, g, heads, t + 1).transpose(1, 2)  # (prompts, H, g, t+1)
+        weights = torch.cat((on_prompt, on_generated), 3).mul_(1.0 / math.sqrt(hd)).softmax(-1)
+        from_prompt = (weights[..., :k] @ prompt_v).transpose(1, 2)  # (prompts, g, H, hd)
+        from_generated = weights[..., k:].transpose(1, 2).reshape(rows, heads, 1, t + 1) @ values  # (rows, H, 1, hd)
+        return (from_generated.view(prompts, g, heads, hd) + from_prompt).view(rows, self.width)
 
     def _forward(self, hidden: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """hidden: (rows, T, d) input embeddings at positions [cache.length, + T); returns logits (rows, V)."""
+        """hidden: (rows, T, d) input embeddings at positions [cache.length, + T): the prompt (T = K, at the
+        prefill) or one token per row (T = 1); returns next-token logits (rows, V)."""
         rows, length, _ = hidden.shape
         start = cache.length
-        if start + length > cache.kv.shape[4]:
-            cache.spare = None  # freed before the larger buffer is made: the two never coexist with the spare
-            cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (length + GROW, self.head_dim))), 4)
+        prefill = start == 0
+        if not prefill:
+            filled = start - cache.prompt_length
+            if filled + length > cache.kv.shape[4]:
+                cache.spare = None  # freed before the larger buffer is made: the two never coexist with the spare
+                cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (GROW, self.head_dim))), 4)
         h = (hidden + self.wpe.weight[start:start + length]).reshape(rows * length, self.width)
+        attention = self._prompt_attention if prefill else self._step_attention
         for i, block in enumerate(self.blocks):
-            attn = self._attention(block.ln_1(h).view(rows, length, self.width), cache, i, start)
+            attn = attention(block.ln_1(h).view(rows, length, self.width), cache, i)
             h = h + block.attn_proj(attn)
             h = h + block.mlp_proj(self.act(block.fc(block.ln_2(h))))
         cache.length = start + length
@@ -225,13 +279,16 @@ class Gpt2Runner:
     def prefill(self, embeds: torch.Tensor, max_new_tokens: int | None = None) -> tuple[torch.Tensor, KVCache]:
         """embeds: (B, K, d) the visual prefix; returns next-token logits (B, V) and the cache.
 
-        max_new_tokens, when known, sizes the buffer once: K + max_new_tokens - 1 positions (the last token
-        chosen is never fed back), so it never grows; without it the buffer grows by GROW positions at a time.
+        max_new_tokens, when known, sizes the generated positions' buffer once: max_new_tokens - 1 positions
+        (the last token chosen is never fed back), so it never grows; without it the buffer grows by GROW
+        positions at a time.
         """
-        rows, length, _ = embeds.shape
-        capacity = length + (max_new_tokens - 1 if max_new_tokens else GROW)
-        kv = embeds.new_empty((rows, len(self.blocks), 2, self.heads, max(capacity, length + 1), self.head_dim))
-        cache = KVCache(kv=kv, length=0, runner=self)
+        prompts, length, _ = embeds.shape
+        capacity = max(max_new_tokens - 1, 1) if max_new_tokens else GROW
+        cache = KVCache(prompt=embeds.new_empty((len(self.blocks), 2, prompts, self.heads, length, self.head_dim)),
+                        source=torch.arange(prompts, device=embeds.device), group=1,
+                        kv=embeds.new_empty((len(self.blocks), 2, prompts, self.heads, capacity, self.head_dim)),
+                        length=0, runner=self)
         return self._forward(embeds, cache), cache
 
     def step(self, tokens: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
@@ -244,13 +301,22 @@ class Gpt2Runner:
         # Into a buffer kept from the step before: a fresh allocation of this size is returned to the OS when
         # freed, so every step would fault in new pages, which costs several times the copy. Only the filled
         # positions are copied.
-        shape = (index.numel(),) + cache.kv.shape[1:]
+        # The prompt's keys and values stay where they are: a row only changes which prompt row it continues.
+        rows = index.numel()
+        shape = cache.kv.shape[:2] + (rows,) + cache.kv.shape[3:]
         if cache.spare is None or cache.spare.shape != shape:
             cache.spare = cache.kv.new_empty(shape)
-        filled = cache.length
-        torch.index_select(cache.kv[:, :, :, :, :filled], 0, index, out=cache.spare[:, :, :, :, :filled])
+        filled = cache.length - cache.prompt_length
+        if filled > 0:
+            torch.index_select(cache.kv[:, :, :, :, :filled], 2, index, out=cache.spare[:, :, :, :, :filled])
         old = cache.kv
         cache.kv, cache.spare = cache.spare, (old if old.shape == shape else None)
+        cache.source = cache.source[index]
+        prompts = cache.prompt.shape[2]
+        group = rows // prompts if rows % prompts == 0 else 0
+        in_order = group > 0 and torch.equal(
+            cache.source, torch.arange(prompts, device=index.device).repeat_interleave(group))
+        cache.group = group if in_order else None
         return cache
 
 

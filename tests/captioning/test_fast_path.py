@@ -137,3 +137,48 @@ def test_cli_quantize_writes_the_column(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 and rows[0]["quantize"] == "int8" and rows[0]["model_name"] == "alpha"
+
+
+
+def test_beams_share_their_image_prompt():
+    """The prompt's keys and values are kept once per image: copying rows to beams and reordering beams within
+    an image move only the generated positions, and every row still attends over its own image's prompt."""
+    model = tiny_captioner(seed=6)
+    torch.manual_seed(6)
+    features, tokens = torch.randn(2, model.embed_dim), torch.randint(0, 90, (6, 8))
+    runner = Gpt2Runner(model.decoder, "fp32")
+    with torch.inference_mode():
+        logits, cache = runner.prefill(model.prefix_embeddings(features), max_new_tokens=9)
+        prompt = cache.prompt.data_ptr()
+        cache = runner.reorder_cache(cache, torch.tensor([0, 0, 0, 1, 1, 1]))  # 3 beams per image
+        assert cache.group == 3 and cache.prompt.shape[2] == 2 and cache.prompt.data_ptr() == prompt
+        sequences = [[] for _ in range(6)]  # each row's tokens so far
+        for t in range(tokens.shape[1]):
+            if t in (3, 6):  # beams of an image swap and repeat; the rows stay with their image
+                swap = [2, 0, 0, 4, 5, 3]
+                cache, sequences = runner.reorder_cache(cache, torch.tensor(swap)), [list(sequences[i]) for i in swap]
+                assert cache.group == 3
+            logits, cache = runner.step(tokens[:, t], cache)
+            for row, token in enumerate(tokens[:, t].tolist()):
+                sequences[row].append(token)
+        assert cache.prompt.data_ptr() == prompt and cache.length == 3 + 8
+        expected = transformers_logits(model, features[[0, 0, 0, 1, 1, 1]], torch.tensor(sequences))
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_grouped_and_gathered_attention_agree():
+    """Rows in image order take the shared-prompt products; rows in any other order gather each row's prompt:
+    both give transformers' logits."""
+    model = tiny_captioner(seed=8)
+    torch.manual_seed(8)
+    features, tokens = torch.randn(3, model.embed_dim), torch.randint(0, 90, (6, 5))
+    runner = Gpt2Runner(model.decoder, "fp32")
+    for order, group in (([0, 0, 1, 1, 2, 2], 2), ([2, 2, 0, 0, 1, 1], None), ([0, 1, 2], 1)):
+        with torch.inference_mode():
+            logits, cache = runner.prefill(model.prefix_embeddings(features))
+            cache = runner.reorder_cache(cache, torch.tensor(order))  # row i continues image order[i]
+            assert cache.group == group
+            for t in range(tokens.shape[1]):
+                logits, cache = runner.step(tokens[:len(order), t], cache)
+            expected = transformers_logits(model, features[order], tokens[:len(order)])
+        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)

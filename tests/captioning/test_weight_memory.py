@@ -112,7 +112,8 @@ def test_kv_buffer_is_allocated_once_at_its_final_size():
         logits, cache = runner.prefill(model.prefix_embeddings(torch.randn(2, model.embed_dim)),
                                        max_new_tokens=new_tokens)
         buffer = cache.kv.data_ptr()
-        assert cache.kv.shape[4] == 3 + new_tokens - 1  # the last token chosen is never fed back
+        assert cache.prompt.shape[4] == 3  # the prompt's positions, once per image
+        assert cache.kv.shape[4] == new_tokens - 1  # the generated ones: the last token chosen is never fed back
         for _ in range(new_tokens - 1):
             logits, cache = runner.step(logits.argmax(-1), cache)
     assert cache.kv.data_ptr() == buffer and cache.length == 3 + new_tokens - 1
