@@ -6,7 +6,10 @@ The engine knows nothing about images or tokenizers. A model gives it three call
     step(tokens (B,), cache) -> (logits (B, V), cache)
     reorder_cache(cache, index) -> cache             # select / repeat rows
 and its `eos_token_id`. Every sequence in a batch has the same length at every step (no padding inside
-the decoder: a finished row keeps being fed EOS and is ignored), so no attention mask is needed.
+the decoder), so no attention mask is needed. A sequence that has ended (greedy / sampling: its EOS; beam
+search: every beam of an image, once no running beam can beat its finished ones) leaves the batch through
+`reorder_cache`, so the decoder's work follows the captions still being written; transformers' batched
+`generate` keeps feeding finished rows until the batch's longest caption ends.
 
 Beam search follows transformers' own algorithm (top 2 x beams candidates per step, finished hypotheses
 scored as sum log-prob / length ** length_penalty, the same early-stop heuristic), so for the same model
@@ -217,13 +220,14 @@ def _greedy_or_sample(model: Any, features: torch.Tensor, settings: GenerationSe
         index = torch.arange(batch, device=logits.device).repeat_interleave(n)
         cache = model.reorder_cache(cache, index)
         logits = logits[index]
-    rows = logits.shape[0]
     generator = None
     if settings.strategy == "sample" and settings.seed is not None:
         generator = torch.Generator(device=logits.device).manual_seed(settings.seed)
-    sequences = torch.empty((rows, 0), dtype=torch.long, device=logits.device)
-    log_prob_sum = torch.zeros(rows, device=logits.device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=logits.device)
+    out: list[list[int]] = [[] for _ in range(logits.shape[0])]
+    out_scores = [0.0] * logits.shape[0]
+    alive = list(range(logits.shape[0]))  # the caption each row of the batch writes
+    sequences = torch.empty((len(alive), 0), dtype=torch.long, device=logits.device)
+    log_prob_sum = torch.zeros(len(alive), device=logits.device)
     for step in range(settings.max_new_tokens):
         scores = _process(logits, sequences, step, settings, eos)
         if settings.strategy == "sample":
@@ -231,18 +235,24 @@ def _greedy_or_sample(model: Any, features: torch.Tensor, settings: GenerationSe
             next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (rows,)
         else:
             next_tokens = scores.argmax(dim=-1)  # (rows,)
-        token_logp = scores.log_softmax(-1).gather(1, next_tokens[:, None]).squeeze(1)
-        log_prob_sum += torch.where(finished, 0.0, token_logp)
-        next_tokens = torch.where(finished, eos, next_tokens)  # finished rows keep emitting EOS
+        log_prob_sum += scores.log_softmax(-1).gather(1, next_tokens[:, None]).squeeze(1)
         sequences = torch.cat((sequences, next_tokens[:, None]), dim=1)
-        finished |= next_tokens == eos
-        if bool(finished.all()) or step + 1 == settings.max_new_tokens:
-            break
+        ended = next_tokens == eos
+        if step + 1 == settings.max_new_tokens:
+            ended[:] = True
+        if bool(ended.any()):  # finished captions leave the batch (and the cache)
+            for row in ended.nonzero().flatten().tolist():
+                out[alive[row]] = _strip(sequences[row].tolist(), eos)
+                out_scores[alive[row]] = float(log_prob_sum[row])
+            keep = (~ended).nonzero().flatten()
+            if keep.numel() == 0:
+                break
+            alive = [alive[row] for row in keep.tolist()]
+            sequences, log_prob_sum, next_tokens = sequences[keep], log_prob_sum[keep], next_tokens[keep]
+            cache = model.reorder_cache(cache, keep)
         logits, cache = model.step(next_tokens, cache)
-    out = [_strip(r, eos) for r in sequences.tolist()]
-    scores_list = log_prob_sum.tolist()
     return Generated(tokens=[out[i * n:(i + 1) * n] for i in range(batch)],
-                     scores=[scores_list[i * n:(i + 1) * n] for i in range(batch)])
+                     scores=[out_scores[i * n:(i + 1) * n] for i in range(batch)])
 
 
 def _beam_search(model: Any, features: torch.Tensor, settings: GenerationSettings) -> Generated:
@@ -267,6 +277,9 @@ def _beam_search(model: Any, features: torch.Tensor, settings: GenerationSetting
     improvable = torch.ones((batch, 1), dtype=torch.bool, device=device)
     top_nb_mask = torch.arange(keep, device=device) < nb  # (keep,)
     batch_offset = (torch.arange(batch, device=device) * nb)[:, None]  # (B, 1)
+    n = settings.num_captions
+    images = list(range(batch))  # the image each row of the per-image tensors belongs to
+    results: list[Any] = [None] * batch  # per image: (its n best token rows, their scores)
     for step in range(max_new):
         log_probs = logits.float().log_softmax(dim=-1)  # (B * nb, V)
         log_probs = _process(log_probs, running[:, :, :step].reshape(batch * nb, step), step, settings, eos)
@@ -308,12 +321,31 @@ def _beam_search(model: Any, features: torch.Tensor, settings: GenerationSetting
         best_possible = running_scores[:, :1] / (best_length ** lp)  # (B, 1)
         worst_finished = torch.where(finished_done, finished_scores.min(dim=1, keepdim=True).values, NEG_INF)
         improvable = improvable & (best_possible > worst_finished).any(dim=1, keepdim=True)
-        if step + 1 >= max_new or not bool(improvable.any()):
-            break
-        if settings.early_stopping is True and bool(finished_done.all()):
-            break
-        cache = model.reorder_cache(cache, (running_source + batch_offset).view(-1))
+
+        # An image is done when no running beam can still win (or, early_stopping=True, it has nb finished
+        # hypotheses): its finished hypotheses can no longer change, so they are its result and its beams
+        # leave the batch.
+        done = ~improvable[:, 0]
+        if settings.early_stopping is True:
+            done |= finished_done.all(dim=1)
+        if step + 1 >= max_new:
+            done[:] = True
+        if bool(done.any()):
+            for i in done.nonzero().flatten().tolist():
+                results[images[i]] = (finished_seqs[i, :n].tolist(), finished_scores[i, :n].tolist())
+            staying = (~done).nonzero().flatten()
+            if staying.numel() == 0:
+                break
+            images = [images[i] for i in staying.tolist()]
+            source_rows = (running_source + batch_offset)[staying].view(-1)
+            running, running_scores, improvable = running[staying], running_scores[staying], improvable[staying]
+            finished_seqs, finished_scores = finished_seqs[staying], finished_scores[staying]
+            finished_done = finished_done[staying]
+            batch = staying.numel()
+            batch_offset = (torch.arange(batch, device=device) * nb)[:, None]
+        else:
+            source_rows = (running_source + batch_offset).view(-1)
+        cache = model.reorder_cache(cache, source_rows)
         logits, cache = model.step(running[:, :, step].reshape(-1), cache)
-    n = settings.num_captions
-    tokens = [[_strip(row, eos) for row in finished_seqs[b, :n].tolist()] for b in range(batch)]
-    return Generated(tokens=tokens, scores=finished_scores[:, :n].tolist())
+    tokens = [[_strip(row, eos) for row in seqs] for seqs, _ in results]
+    return Generated(tokens=tokens, scores=[scores for _, scores in results])

@@ -301,7 +301,8 @@ class Gpt2Runner:
         # Into a buffer kept from the step before: a fresh allocation of this size is returned to the OS when
         # freed, so every step would fault in new pages, which costs several times the copy. Only the filled
         # positions are copied.
-        # The prompt's keys and values stay where they are: a row only changes which prompt row it continues.
+        # The prompt's keys and values stay where they are (a row only changes which prompt row it continues),
+        # unless no row continues a prompt any more: it is then dropped.
         rows = index.numel()
         shape = cache.kv.shape[:2] + (rows,) + cache.kv.shape[3:]
         if cache.spare is None or cache.spare.shape != shape:
@@ -312,6 +313,10 @@ class Gpt2Runner:
         old = cache.kv
         cache.kv, cache.spare = cache.spare, (old if old.shape == shape else None)
         cache.source = cache.source[index]
+        used = torch.unique(cache.source)  # sorted
+        if used.numel() < cache.prompt.shape[2]:  # captions that ended left the batch: so do their prompts
+            cache.prompt = cache.prompt.index_select(2, used)
+            cache.source = torch.searchsorted(used, cache.source)
         prompts = cache.prompt.shape[2]
         group = rows // prompts if rows % prompts == 0 else 0
         in_order = group > 0 and torch.equal(

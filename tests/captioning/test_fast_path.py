@@ -182,3 +182,21 @@ def test_grouped_and_gathered_attention_agree():
                 logits, cache = runner.step(tokens[:len(order), t], cache)
             expected = transformers_logits(model, features[order], tokens[:len(order)])
         torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_prompts_of_finished_images_leave_the_cache():
+    """When every row of an image has left the batch, its prompt goes too; the rest stay grouped and correct."""
+    model = tiny_captioner(seed=9)
+    torch.manual_seed(9)
+    features, tokens = torch.randn(3, model.embed_dim), torch.randint(0, 90, (6, 4))
+    runner = Gpt2Runner(model.decoder, "fp32")
+    with torch.inference_mode():
+        logits, cache = runner.prefill(model.prefix_embeddings(features))
+        cache = runner.reorder_cache(cache, torch.tensor([0, 0, 1, 1, 2, 2]))
+        logits, cache = runner.step(tokens[:, 0], cache)
+        cache = runner.reorder_cache(cache, torch.tensor([0, 1, 4, 5]))  # image 1 is done
+        assert cache.prompt.shape[2] == 2 and cache.group == 2
+        for t in range(1, 4):
+            logits, cache = runner.step(tokens[[0, 1, 4, 5], t], cache)
+        expected = transformers_logits(model, features[[0, 0, 2, 2]], tokens[[0, 1, 4, 5]])
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)

@@ -147,3 +147,46 @@ def test_presets_and_settings_validation():
         GenerationSettings(strategy="sample", temperature=0)
     with pytest.raises(ValueError, match="cannot exceed num_beams"):
         GenerationSettings(strategy="beam", num_beams=2, num_captions=3)
+
+
+class RowCounter:
+    """A captioner whose steps are counted: how many rows the decoder is fed at each step."""
+
+    def __init__(self, model):
+        self.model, self.rows = model, []
+        self.eos_token_id = model.eos_token_id
+
+    def prefill(self, features, **kwargs):
+        return self.model.prefill(features, **kwargs)
+
+    def step(self, tokens, cache):
+        self.rows.append(tokens.shape[0])
+        return self.model.step(tokens, cache)
+
+    def reorder_cache(self, cache, index):
+        return self.model.reorder_cache(cache, index)
+
+
+@pytest.mark.parametrize("settings", [get_settings("greedy", max_new_tokens=12),
+                                      GenerationSettings(strategy="beam", num_beams=3, max_new_tokens=12),
+                                      get_settings("safe_diverse", max_new_tokens=12, num_captions=2)])
+def test_finished_captions_leave_the_batch(settings):
+    """The decoder is fed only the rows still writing a caption; the captions are those of the full batch."""
+    model = make_eos_likely(tiny_captioner(seed=11))
+    torch.manual_seed(11)
+    features = torch.randn(8, model.embed_dim)
+    counter = RowCounter(model)
+    got = generate(counter, features, settings)
+    per_image = settings.num_beams if settings.strategy == "beam" else settings.num_captions
+    lengths = [len(t) for caps in got.tokens for t in caps]
+    assert len(set(lengths)) > 1  # captions of several lengths: rows did end at different steps
+    assert counter.rows == sorted(counter.rows, reverse=True) and counter.rows[-1] < 8 * per_image
+    if settings.strategy != "beam":  # step k feeds token k of the captions longer than k tokens
+        expected_rows = [sum(length > k for length in lengths) for k in range(11)]
+        assert counter.rows == [rows for rows in expected_rows if rows]
+    if settings.strategy == "greedy":
+        assert [t[0] for t in got.tokens] == naive_greedy(model, features, max_new_tokens=12)
+    if settings.strategy == "beam":
+        expected, scores = hf_beam(model, features, 3, 12)
+        assert [caps[0] for caps in got.tokens] == expected
+        assert [caps[0] for caps in got.scores] == pytest.approx(scores, abs=1e-4)
