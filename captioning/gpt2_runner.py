@@ -1,4 +1,4 @@
-"""A GPT-2 decoder run for generation: one KV buffer updated in place, matmuls on the CPU's fastest kernels.
+"""A GPT-2 decoder run for generation: KV buffers updated in place, matmuls on the CPU's fastest kernels.
 
 `Gpt2Runner` implements the generation engine's model calls (prefill / step / reorder_cache, see
 `captioning.generation`) for a transformers GPT-2 (`GPT2LMHeadModel`) from the model's own weights:
@@ -7,7 +7,8 @@
   (a torch.cat per layer per step): the prompt's keys and values, once per prompt (image), and the generated
   positions', one row per sequence. The beams (or samples) of an image share its prompt's keys and values:
   they are never copied to the beams nor moved by a beam reorder (which copies only the generated positions),
-  and a step's attention over the prompt is one product per image for all its beams;
+  and a step's attention over the prompt is one product per image for all its beams. Rows that leave the
+  batch (captions that ended) leave the buffers at the next reorder, and a prompt no row continues goes too;
 - the matmuls use a `backend`:
     "fp32"  (CPU, float32): oneDNN's matmul kernels (`torch.ops.mkldnn._linear_pointwise`), which use the
             CPU's widest vector units (AVX2, AVX-512) on AMD and Intel alike; MKL's sgemm, which `nn.Linear` /
