@@ -96,6 +96,7 @@ demo-zoo: setup
 
 bench: setup
 	$(PY) bench/generation.py
+	$(PY) bench/natural_length.py
 
 # The README's picture of the rating screen: the rating-screen browser test's steps on the demo zoo.
 screenshot: setup browser
