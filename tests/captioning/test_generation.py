@@ -54,14 +54,16 @@ def test_batched_cached_greedy_equals_naive_rerun(batch_size, mapper):
     assert len(lengths) > 1 or batch_size == 1 or 12 not in lengths, "test should exercise early EOS"
 
 
-def hf_beam(model, features, num_beams, max_new_tokens, length_penalty=1.0, num_return=1, no_repeat=0):
+def hf_beam(model, features, num_beams, max_new_tokens, length_penalty=1.0, num_return=1, no_repeat=0,
+            early_stopping=False):
     with torch.no_grad():
         prefix = model.prefix_embeddings(features)
         out = model.decoder.generate(
             inputs_embeds=prefix, attention_mask=torch.ones(prefix.shape[:2], dtype=torch.long),
             num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False, length_penalty=length_penalty,
-            num_return_sequences=num_return, no_repeat_ngram_size=no_repeat, pad_token_id=model.eos_token_id,
-            eos_token_id=model.eos_token_id, output_scores=True, return_dict_in_generate=True)
+            num_return_sequences=num_return, no_repeat_ngram_size=no_repeat, early_stopping=early_stopping,
+            pad_token_id=model.eos_token_id, eos_token_id=model.eos_token_id, output_scores=True,
+            return_dict_in_generate=True)
     eos = model.eos_token_id
     seqs = [s[: s.index(eos)] if eos in s else s for s in out.sequences.tolist()]
     return seqs, out.sequences_scores.tolist()
@@ -190,3 +192,19 @@ def test_finished_captions_leave_the_batch(settings):
         expected, scores = hf_beam(model, features, 3, 12)
         assert [caps[0] for caps in got.tokens] == expected
         assert [caps[0] for caps in got.scores] == pytest.approx(scores, abs=1e-4)
+
+
+@pytest.mark.parametrize("early_stopping", [True, "never"])
+def test_beam_search_early_stopping_agrees_with_transformers(early_stopping):
+    """Images leave the batch when done under every early_stopping rule; the captions stay transformers'."""
+    for seed in (2, 5):
+        model = make_eos_likely(tiny_captioner(seed=seed))
+        torch.manual_seed(seed)
+        features = torch.randn(6, model.embed_dim)
+        settings = GenerationSettings(strategy="beam", num_beams=4, length_penalty=0.8, max_new_tokens=10,
+                                      num_captions=2, early_stopping=early_stopping)
+        got = generate(model, features, settings)
+        expected, scores = hf_beam(model, features, 4, 10, length_penalty=0.8, num_return=2,
+                                   early_stopping=early_stopping)
+        assert [t for caps in got.tokens for t in caps] == expected
+        assert [s for caps in got.scores for s in caps] == pytest.approx(scores, abs=1e-4)
