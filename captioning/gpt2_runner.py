@@ -251,7 +251,8 @@ class Gpt2Runner:
         grouped = q.view(prompts, g, heads, hd).transpose(1, 2)  # (prompts, H, g, hd)
         on_prompt = grouped @ prompt_k.transpose(2, 3)  # (prompts, H, g, K)
         on_generated = (q @ keys.transpose(2, 3)).view(prompts, g, heads, t + 1).transpose(1, 2)  # (prompts, H, g, t+1)
-        weights = torch.cat((on_prompt, on_generated), 3).mul_(1.0 / math.sqrt(hd)).softmax(-1)
+        scores = torch.cat((on_prompt, on_generated), 3).float()  # softmax in float32 for half-precision models
+        weights = scores.mul_(1.0 / math.sqrt(hd)).softmax(-1).to(q.dtype)  # (prompts, H, g, K + t + 1)
         from_prompt = (weights[..., :k] @ prompt_v).transpose(1, 2)  # (prompts, g, H, hd)
         from_generated = weights[..., k:].transpose(1, 2).reshape(rows, heads, 1, t + 1) @ values  # (rows, H, 1, hd)
         return (from_generated.view(prompts, g, heads, hd) + from_prompt).view(rows, self.width)
