@@ -23,13 +23,6 @@ from rating.store import RatingStore
 PASSWORD = "correct horse"
 
 
-@pytest.fixture
-def store(db):
-    store = RatingStore(db)
-    yield store
-    store.close()
-
-
 def _row(store: RatingStore, name: str):
     with store._read() as conn:
         return conn.execute(select(users).where(users.c.name == name)).first()

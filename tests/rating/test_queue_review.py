@@ -16,13 +16,6 @@ SET = "team"
 MODELS = ("alpha", "beta")
 
 
-@pytest.fixture
-def store(db):
-    store = RatingStore(db)
-    yield store
-    store.close()
-
-
 def fill(store: RatingStore, *, images: int = 3, overlap: int | None = 2, blind: bool = False,
          name: str = SET) -> list[str]:
     store.create_or_open_set(name, overlap=overlap, blind=blind, owner="olga")

@@ -24,13 +24,6 @@ from rating.store import (
 SET = "coco-val"
 
 
-@pytest.fixture
-def store(db):
-    store = RatingStore(db)
-    yield store
-    store.close()
-
-
 def _fill(store: RatingStore, eval_set: str = SET, images: int = 2, models: tuple[str, ...] = ("mlp", "transformer")):
     """A set with `images` images, each captioned by every model."""
     store.create_or_open_set(eval_set, blind=True, preset="quick", settings={"beam_size": 3})
