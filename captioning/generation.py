@@ -330,6 +330,7 @@ def _beam_search(model: Any, features: torch.Tensor, settings: GenerationSetting
             done |= finished_done.all(dim=1)
         if step + 1 >= max_new:
             done[:] = True
+        source_rows = running_source + batch_offset  # (B, nb): the rows the next step's beams continue
         if bool(done.any()):
             for i in done.nonzero().flatten().tolist():
                 results[images[i]] = (finished_seqs[i, :n].tolist(), finished_scores[i, :n].tolist())
@@ -337,15 +338,13 @@ def _beam_search(model: Any, features: torch.Tensor, settings: GenerationSetting
             if staying.numel() == 0:
                 break
             images = [images[i] for i in staying.tolist()]
-            source_rows = (running_source + batch_offset)[staying].view(-1)
+            source_rows = source_rows[staying]
             running, running_scores, improvable = running[staying], running_scores[staying], improvable[staying]
             finished_seqs, finished_scores = finished_seqs[staying], finished_scores[staying]
             finished_done = finished_done[staying]
             batch = staying.numel()
             batch_offset = (torch.arange(batch, device=device) * nb)[:, None]
-        else:
-            source_rows = (running_source + batch_offset).view(-1)
-        cache = model.reorder_cache(cache, source_rows)
+        cache = model.reorder_cache(cache, source_rows.view(-1))
         logits, cache = model.step(running[:, :, step].reshape(-1), cache)
     tokens = [[_strip(row, eos) for row in seqs] for seqs, _ in results]
     return Generated(tokens=tokens, scores=[scores for _, scores in results])

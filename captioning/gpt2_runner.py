@@ -178,6 +178,11 @@ class KVCache:
     def prompt_length(self) -> int:
         return self.prompt.shape[4]
 
+    @property
+    def generated(self) -> int:
+        """Generated positions filled in `kv`."""
+        return self.length - self.prompt_length
+
 
 class Gpt2Runner:
     """Prefill / step / reorder_cache for one GPT-2 decoder on one matmul backend (see the module docstring)."""
@@ -236,7 +241,7 @@ class Gpt2Runner:
         and its generated positions [0, t]."""
         rows = x.shape[0]
         qkv = self._qkv(x, layer)  # (3, rows, H, 1, hd)
-        t = cache.length - cache.prompt_length
+        t = cache.generated
         cache.kv[layer, :, :, :, t:t + 1] = qkv[1:]
         q = qkv[0]  # (rows, H, 1, hd)
         keys, values = cache.kv[layer, 0, :, :, :t + 1], cache.kv[layer, 1, :, :, :t + 1]  # (rows, H, t+1, hd)
@@ -263,11 +268,9 @@ class Gpt2Runner:
         rows, length, _ = hidden.shape
         start = cache.length
         prefill = start == 0
-        if not prefill:
-            filled = start - cache.prompt_length
-            if filled + length > cache.kv.shape[4]:
-                cache.spare = None  # freed before the larger buffer is made: the two never coexist with the spare
-                cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (GROW, self.head_dim))), 4)
+        if not prefill and cache.generated + length > cache.kv.shape[4]:
+            cache.spare = None  # freed before the larger buffer is made: the two never coexist with the spare
+            cache.kv = torch.cat((cache.kv, cache.kv.new_empty(cache.kv.shape[:4] + (GROW, self.head_dim))), 4)
         h = (hidden + self.wpe.weight[start:start + length]).reshape(rows * length, self.width)
         attention = self._prompt_attention if prefill else self._step_attention
         for i, block in enumerate(self.blocks):
@@ -309,7 +312,7 @@ class Gpt2Runner:
         shape = cache.kv.shape[:2] + (rows,) + cache.kv.shape[3:]
         if cache.spare is None or cache.spare.shape != shape:
             cache.spare = cache.kv.new_empty(shape)
-        filled = cache.length - cache.prompt_length
+        filled = cache.generated
         if filled > 0:
             torch.index_select(cache.kv[:, :, :, :, :filled], 2, index, out=cache.spare[:, :, :, :, :filled])
         old = cache.kv
