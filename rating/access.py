@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rating.accounts import User, get_user
 from rating.store import RatingStore
 
 
@@ -38,14 +39,17 @@ def may_manage(store: RatingStore, set_name: str, who: str | None, admins: Itera
     return bool(who) and (who in set(admins) or (owner is not None and who == owner))
 
 
+def _account(store: RatingStore, who: str | None) -> User | None:
+    """`who`'s account, or None for no name or no such account."""
+    return get_user(store, who) if who else None
+
+
 def may_create_set(store: RatingStore, who: str | None, *, login: bool) -> bool:
     """Who may create an evaluation set: anyone without accounts (the app without --login: names are typed,
     honour-based); with accounts, the users whose role may own sets (owner, admin)."""
     if not login:
         return True
-    from rating.accounts import get_user
-
-    user = get_user(store, who) if who else None
+    user = _account(store, who)
     return user is not None and user.may_own
 
 
@@ -55,9 +59,7 @@ def admins_of(store: RatingStore, who: str | None, admins: Iterable[str] = (), *
     REST API decides), and nobody else; --admin names are not used then."""
     if not login:
         return tuple(admins)
-    from rating.accounts import get_user
-
-    user = get_user(store, who) if who else None
+    user = _account(store, who)
     return (user.name,) if user is not None and user.is_admin else ()
 
 
